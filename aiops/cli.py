@@ -1,0 +1,164 @@
+"""The `aiops` command: serve, check, replay, db upgrade, hash-password.
+
+A user's mistake (bad configuration, unreadable payload) ends with a message naming the key or field and exit
+status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from aiops import __version__, logs
+from aiops.config import ConfigError, Settings, load_settings
+from aiops.payload import describe_error
+
+USAGE_ERROR = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    command: Callable[[argparse.Namespace], int] = args.command
+    try:
+        return command(args)
+    except ConfigError as error:
+        print("aiops: the configuration is not valid:", file=sys.stderr)
+        for problem in error.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return USAGE_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aiops", description="Alertmanager webhook receiver and AIOps service"
+    )
+    parser.add_argument("--version", action="version", version=f"aiops {__version__}")
+    parser.add_argument(
+        "--config", type=Path, help="YAML configuration file (default: $AIOPS_CONFIG, else built-in)"
+    )
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+    sub.add_parser("serve", help="run the service").set_defaults(command=serve)
+    sub.add_parser("check", help="validate the configuration; exit 2 naming the key at fault").set_defaults(
+        command=check
+    )
+    replay_parser = sub.add_parser(
+        "replay", help="run the pipeline on a saved payload and print what would be posted"
+    )
+    replay_parser.add_argument("payload", type=Path)
+    replay_parser.set_defaults(command=replay)
+    db = sub.add_parser("db", help="database maintenance").add_subparsers(required=True, metavar="ACTION")
+    db.add_parser("upgrade", help="apply pending schema migrations").set_defaults(command=db_upgrade)
+    sub.add_parser("hash-password", help="hash a viewer password read from stdin").set_defaults(
+        command=hash_password
+    )
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(args.config)
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from aiops.web.app import create_app
+
+    settings = _settings(args)
+    logs.configure(settings.secrets())
+    log = logging.getLogger("aiops")
+    try:
+        for version in asyncio.run(_migrate(settings)):
+            log.info("applied schema migration %04d", version)
+    except Exception as error:
+        log.error("the store at database.url cannot be opened or migrated: %s", error)
+        return 1
+    if settings.server.is_loopback is False and not settings.webhook.has_credentials:
+        log.warning(
+            "listening on %s with an unauthenticated webhook (webhook.allow_unauthenticated)",
+            settings.server.listen,
+        )
+    log.info("aiops %s listening on http://%s", __version__, settings.server.listen)
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.server.host,
+        port=settings.server.port,
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=int(settings.queue.shutdown_grace) + 5,
+    )
+    uvicorn.Server(config).run()
+    return 0
+
+
+async def _migrate(settings: Settings) -> list[int]:
+    from aiops.store import migrate
+    from aiops.store.engine import create_engine
+
+    engine = create_engine(settings.database)
+    try:
+        return [migration.version for migration in await migrate.upgrade(engine)]
+    finally:
+        await engine.dispose()
+
+
+def check(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    where = "webhook authenticated" if settings.webhook.has_credentials else "webhook open"
+    print(
+        f"configuration OK: listen {settings.server.listen}, {where}, database {settings.database.url.split(':')[0]}"
+    )
+    return 0
+
+
+def replay(args: argparse.Namespace) -> int:
+    from aiops.replay import replay as run_replay
+
+    settings = _settings(args)
+    logs.configure(settings.secrets(), level="WARNING")
+    try:
+        text = args.payload.read_text(encoding="utf-8")
+        asyncio.run(run_replay(settings, text, sys.stdout))
+    except OSError as error:
+        print(f"aiops: cannot read {args.payload}: {error.strerror}", file=sys.stderr)
+        return USAGE_ERROR
+    except UnicodeDecodeError:
+        print(f"aiops: {args.payload} is not UTF-8 text", file=sys.stderr)
+        return USAGE_ERROR
+    except ValidationError as error:
+        print(
+            f"aiops: {args.payload} is not an Alertmanager payload: {describe_error(error)}", file=sys.stderr
+        )
+        return USAGE_ERROR
+    return 0
+
+
+def db_upgrade(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    try:
+        applied = asyncio.run(_migrate(settings))
+    except Exception as error:
+        print(f"aiops: database.url cannot be migrated: {error}", file=sys.stderr)
+        return 1
+    print(json.dumps({"applied": applied}) if applied else "the database is up to date")
+    return 0
+
+
+def hash_password(args: argparse.Namespace) -> int:
+    from aiops.passwords import hash_password as make_hash
+
+    password = getpass.getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
+    if not password:
+        print("aiops: an empty password cannot be hashed", file=sys.stderr)
+        return USAGE_ERROR
+    print(make_hash(password))
+    return 0

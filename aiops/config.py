@@ -1,0 +1,302 @@
+"""The configuration: one YAML file, `${VAR}` interpolation, and the environment overrides of DESIGN.md.
+
+Each part of the service owns its section's model (next to its code); `Settings` only composes them. Every
+problem is reported as `key.path: reason` so an operator can find and fix it without reading a traceback.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from aiops.channels.console import ConsoleConfig
+from aiops.passwords import is_well_formed
+from aiops.payload import field_path
+from aiops.queue import QueueConfig
+from aiops.sources.prometheus import PrometheusConfig
+from aiops.store.engine import DatabaseConfig
+from aiops.units import Bytes, Seconds
+
+# Environment variable → key path it overrides. An empty variable counts as unset.
+ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
+    "AIOPS_LISTEN": ("server", "listen"),
+    "AIOPS_PUBLIC_URL": ("server", "public_url"),
+    "AIOPS_DATABASE_URL": ("database", "url"),
+    "AIOPS_WEBHOOK_TOKEN": ("webhook", "token"),
+    "AIOPS_PROMETHEUS_URL": ("prometheus", "url"),
+    "AIOPS_ALERTMANAGER_URL": ("alertmanager", "url"),
+    "AIOPS_LOKI_URL": ("loki", "url"),
+    "AIOPS_RUNBOOKS_DIR": ("runbooks", "dir"),
+    "MINIMAX_API_KEY": ("llm", "api_key"),
+    "MINIMAX_BASE_URL": ("llm", "base_url"),
+    "MINIMAX_MODEL": ("llm", "model"),
+}
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_PLACEHOLDER_TOKENS = {"undefined", "null", "none", "changeme", "change-me", "token", "secret"}
+MIN_TOKEN_LENGTH = 16
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; `problems` are `key.path: reason` lines."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Viewer(Section):
+    username: str = Field(min_length=1)
+    password_hash: str
+
+    @field_validator("password_hash")
+    @classmethod
+    def _hash(cls, value: str) -> str:
+        if not is_well_formed(value):
+            raise ValueError("is not a hash made by `aiops hash-password`")
+        return value
+
+
+class ServerConfig(Section):
+    listen: str = "127.0.0.1:18789"
+    public_url: str | None = None
+    language: Literal["zh-CN", "en"] = "zh-CN"
+    # Who may read the pages and the API when the service listens on a non-loopback address.
+    viewers: list[Viewer] = Field(default_factory=list)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        split_listen(value)
+        return value
+
+    @property
+    def host(self) -> str:
+        return split_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        return split_listen(self.listen)[1]
+
+    @property
+    def is_loopback(self) -> bool:
+        return is_loopback(self.host)
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.listen}").rstrip("/")
+
+
+class BasicAuth(Section):
+    username: str = Field(min_length=1)
+    password: SecretStr
+
+    @field_validator("password")
+    @classmethod
+    def _password(cls, value: SecretStr) -> SecretStr:
+        _check_secret(value.get_secret_value())
+        return value
+
+
+class WebhookConfig(Section):
+    token: SecretStr | None = None
+    basic_auth: BasicAuth | None = None
+    allow_unauthenticated: bool = False
+    max_body: Bytes = 5 * 1024 * 1024
+    # How long intake waits for the store to commit before answering 503 (so that Alertmanager retries).
+    commit_timeout: Seconds = 5.0
+
+    @field_validator("token")
+    @classmethod
+    def _token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            _check_secret(value.get_secret_value())
+        return value
+
+    @property
+    def has_credentials(self) -> bool:
+        return self.token is not None or self.basic_auth is not None
+
+
+class UrlSection(Section):
+    url: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value.rstrip("/") if value else value
+
+
+class RunbooksConfig(Section):
+    dir: Path = Path("runbooks")
+
+
+class LlmConfig(Section):
+    api_key: SecretStr | None = None
+    base_url: str = "https://api.minimaxi.com/v1"
+    model: str = "MiniMax-M2.7"
+
+
+class ChannelsConfig(Section):
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig)
+
+
+class Settings(Section):
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    webhook: WebhookConfig = Field(default_factory=WebhookConfig)
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    queue: QueueConfig = Field(default_factory=QueueConfig)
+    prometheus: PrometheusConfig = Field(default_factory=PrometheusConfig)
+    alertmanager: UrlSection = Field(default_factory=UrlSection)
+    loki: UrlSection = Field(default_factory=UrlSection)
+    runbooks: RunbooksConfig = Field(default_factory=RunbooksConfig)
+    llm: LlmConfig = Field(default_factory=LlmConfig)
+    channels: ChannelsConfig = Field(default_factory=ChannelsConfig)
+
+    @model_validator(mode="after")
+    def _exposure(self) -> Settings:
+        if (
+            not self.server.is_loopback
+            and not self.webhook.has_credentials
+            and not self.webhook.allow_unauthenticated
+        ):
+            raise ValueError(
+                f"webhook: no token or basic_auth while server.listen {self.server.listen} is not a loopback "
+                "address; set webhook.token (or AIOPS_WEBHOOK_TOKEN), or webhook.allow_unauthenticated: true"
+            )
+        return self
+
+    def secrets(self) -> list[str]:
+        """Every secret value in the configuration, for redaction in logs, errors and pages."""
+        return [value for value in _secret_values(self) if value]
+
+
+def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read, interpolate, override and validate the configuration; raises `ConfigError`."""
+    environ = os.environ if environ is None else environ
+    if path is None and environ.get("AIOPS_CONFIG"):
+        path = Path(environ["AIOPS_CONFIG"])
+    raw = _read_yaml(path) if path is not None else {}
+    raw = _interpolate(raw, environ, ())
+    sources = _apply_overrides(raw, environ)
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError([_problem(item, sources) for item in error.errors(include_url=False)]) from None
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536 or not host:
+        raise ValueError(f"{listen!r} is not host:port (for example 127.0.0.1:18789 or [::1]:18789)")
+    return host.strip("[]"), int(port)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_secret(value: str) -> None:
+    if not value.strip():
+        raise ValueError("is empty")
+    if value.strip().lower() in _PLACEHOLDER_TOKENS:
+        raise ValueError(f"is the placeholder {value!r}; set a real secret")
+    if len(value) < MIN_TOKEN_LENGTH:
+        raise ValueError(
+            f"is shorter than {MIN_TOKEN_LENGTH} characters; use a random secret (openssl rand -hex 24)"
+        )
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ConfigError([f"{path}: cannot be read ({error.strerror})"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"{path}: is not UTF-8 text"]) from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError([f"{path}: is not valid YAML{where}: {getattr(error, 'problem', error)}"]) from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError([f"{path}: the top level must be a mapping of sections (server, webhook, …)"])
+    return loaded
+
+
+def _interpolate(value: Any, environ: Mapping[str, str], path: tuple[str, ...]) -> Any:
+    if isinstance(value, dict):
+        return {key: _interpolate(item, environ, (*path, str(key))) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(item, environ, (*path, str(index))) for index, item in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in environ:
+            return environ[name]
+        if default is not None:
+            return default
+        raise ConfigError(
+            [f"{'.'.join(path)}: environment variable {name} is not set (write ${{{name}:-default}})"]
+        )
+
+    return _VARIABLE.sub(substitute, value)
+
+
+def _apply_overrides(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[tuple[str, ...], str]:
+    sources: dict[tuple[str, ...], str] = {}
+    for variable, (section, key) in ENV_OVERRIDES.items():
+        if environ.get(variable):
+            target = raw.setdefault(section, {})
+            if not isinstance(target, dict):
+                raise ConfigError([f"{section}: must be a mapping, not {type(target).__name__}"])
+            target[key] = environ[variable]
+            sources[(section, key)] = variable
+    return sources
+
+
+def _problem(item: Any, sources: dict[tuple[str, ...], str]) -> str:
+    loc = tuple(str(part) for part in item["loc"])
+    path = field_path(item["loc"]) if loc else "(top level)"
+    reason = str(item["msg"]).removeprefix("Value error, ")
+    if item["type"] == "extra_forbidden":
+        reason = "is not a known setting (check the spelling against the configuration reference)"
+    origin = f" (from {sources[loc[:2]]})" if loc[:2] in sources else ""
+    return f"{path}{origin}: {reason}" if loc else reason
+
+
+def _secret_values(model: BaseModel) -> Iterator[str]:
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, SecretStr):
+            yield value.get_secret_value()
+        elif isinstance(value, BaseModel):
+            yield from _secret_values(value)

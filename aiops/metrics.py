@@ -1,0 +1,63 @@
+"""The service's Prometheus metrics, in a registry of its own built at start-up (nothing at import time)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from aiops.store.jobs import QueueStats
+
+_STAGE_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.webhook_requests = Counter(
+            "aiops_webhook_requests",
+            "Alertmanager webhook requests by HTTP status code",
+            ["code"],
+            registry=r,
+        )
+        self.alerts_received = Counter(
+            "aiops_alerts_received",
+            "Alerts in accepted webhook deliveries, by status",
+            ["status"],
+            registry=r,
+        )
+        self.deliveries_duplicate = Counter(
+            "aiops_deliveries_duplicate", "Redeliveries and repeat notifications recognised", registry=r
+        )
+        self.stage_duration = Histogram(
+            "aiops_stage_duration_seconds",
+            "Time spent in each pipeline stage",
+            ["stage"],
+            buckets=_STAGE_BUCKETS,
+            registry=r,
+        )
+        self.stage_failures = Counter(
+            "aiops_stage_failures",
+            "Pipeline stages that failed and were recorded on the incident",
+            ["stage"],
+            registry=r,
+        )
+        self.queue_jobs = Gauge("aiops_queue_jobs", "Jobs in the queue by state", ["state"], registry=r)
+        self.queue_oldest_age = Gauge(
+            "aiops_queue_oldest_age_seconds", "Age of the oldest unfinished job", registry=r
+        )
+        self.incidents = Gauge("aiops_incidents", "Incidents by status", ["status"], registry=r)
+        self.notifications = Counter(
+            "aiops_notifications", "Notifications by channel and outcome", ["channel", "outcome"], registry=r
+        )
+
+    def observe_store(self, queue: QueueStats, incidents: dict[str, int]) -> None:
+        """Refresh the gauges that mirror the store, just before a scrape."""
+        self.queue_jobs.labels("pending").set(queue.pending)
+        self.queue_jobs.labels("running").set(queue.running)
+        self.queue_jobs.labels("failed").set(queue.failed)
+        self.queue_oldest_age.set(queue.oldest_age)
+        for status in ("open", "resolved"):
+            self.incidents.labels(status).set(incidents.get(status, 0))
+
+    def exposition(self) -> bytes:
+        return bytes(generate_latest(self.registry))

@@ -1,0 +1,152 @@
+"""The typed hand-offs between pipeline stages.
+
+Frozen dataclasses only; this module imports nothing from the package so that every layer can use it.
+Times are timezone-aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+AlertStatus = Literal["firing", "resolved"]
+IncidentStatus = Literal["open", "resolved"]
+Change = Literal["opened", "updated", "resolved", "unchanged"]
+Trend = Literal["rising", "falling", "flat"]
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One alert as Alertmanager last reported it."""
+
+    fingerprint: str
+    status: AlertStatus
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+    starts_at: datetime
+    ends_at: datetime | None
+    generator_url: str
+
+    @property
+    def name(self) -> str:
+        return self.labels.get("alertname", "")
+
+
+@dataclass(frozen=True)
+class AlertGroup:
+    """One Alertmanager notification: a group of alerts sharing `group_key`."""
+
+    group_key: str
+    status: AlertStatus
+    receiver: str
+    group_labels: Mapping[str, str]
+    common_labels: Mapping[str, str]
+    common_annotations: Mapping[str, str]
+    external_url: str
+    alerts: tuple[Alert, ...]
+    truncated_alerts: int = 0
+
+
+@dataclass(frozen=True)
+class Incident:
+    """What an engineer deals with: one alert group from the time it fires until all its alerts resolve."""
+
+    id: int
+    group_key: str
+    status: IncidentStatus
+    title: str
+    severity: str
+    labels: Mapping[str, str]
+    opened_at: datetime
+    updated_at: datetime
+    resolved_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Correlation:
+    """The correlate stage's answer: which incident a delivery belongs to and what it changed."""
+
+    incident: Incident
+    change: Change
+    alerts: tuple[Alert, ...]
+    new_firing: tuple[Alert, ...] = ()
+
+
+@dataclass(frozen=True)
+class RunbookMatch:
+    """The runbook chosen for an incident, or `path=None` with the reason none was."""
+
+    path: str | None
+    commit: str | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class SeriesSummary:
+    """One time series reduced to what a reader needs: never the raw points."""
+
+    labels: Mapping[str, str]
+    points: int
+    min: float
+    max: float
+    mean: float
+    last: float
+    trend: Trend
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What one source found, or why it found nothing (`error`)."""
+
+    source: str
+    title: str
+    query: str
+    series: tuple[SeriesSummary, ...] = ()
+    omitted_series: int = 0
+    window_start: datetime | None = None
+    window_end: datetime | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """The diagnose stage's answer. `source` is "offline" when no LLM was involved."""
+
+    source: str
+    summary: str
+    probable_cause: str | None = None
+    confidence: str | None = None
+    next_steps: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A concrete remediation the runbook allows, rendered and ready to approve."""
+
+    action_id: str
+    host: str
+    argv: tuple[str, ...]
+    risk: Literal["read", "low", "high"]
+    reason: str
+
+
+@dataclass(frozen=True)
+class StageError:
+    """A stage that failed: the pipeline records it and goes on."""
+
+    stage: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Triage:
+    """Everything the pipeline learned about an incident for one delivery."""
+
+    correlation: Correlation
+    runbook: RunbookMatch
+    evidence: tuple[Evidence, ...]
+    diagnosis: Diagnosis
+    proposals: tuple[Proposal, ...] = ()
+    errors: tuple[StageError, ...] = field(default=())

@@ -1,0 +1,143 @@
+"""The in-process worker pool that runs durable jobs from the store.
+
+Retries with backoff, lease renewal and graceful release live here once; a job handler only raises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+from collections.abc import Awaitable, Callable, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from aiops.store import jobs
+from aiops.store.jobs import Job
+from aiops.units import Seconds
+
+log = logging.getLogger("aiops.queue")
+Handler = Callable[[Job], Awaitable[None]]
+
+
+class QueueConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    workers: int = Field(default=2, ge=1, le=64)
+    # A job whose worker stops renewing its lease for this long is taken over by another worker or replica.
+    lease: Seconds = 60.0
+    poll_interval: Seconds = 1.0
+    max_attempts: int = Field(default=10, ge=1)
+    max_backoff: Seconds = 300.0
+    # On SIGTERM, running jobs get this long to finish before they are handed back to the queue.
+    shutdown_grace: Seconds = 20.0
+
+
+class WorkerPool:
+    """`workers` loops claiming jobs; `wake()` makes an idle loop look at once (new work was committed)."""
+
+    def __init__(self, engine: AsyncEngine, config: QueueConfig, handlers: Mapping[str, Handler]) -> None:
+        self._engine = engine
+        self._config = config
+        self._handlers = handlers
+        self._owner = f"{socket.gethostname()}:{os.getpid()}:{random.getrandbits(32):08x}"
+        self._wakeup = asyncio.Event()
+        self._stopping = False
+        self._loops: list[asyncio.Task[None]] = []
+        self._running: dict[int, asyncio.Task[None]] = {}
+
+    def start(self) -> None:
+        self._loops = [
+            asyncio.create_task(self._loop(), name=f"worker-{n}") for n in range(self._config.workers)
+        ]
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    async def stop(self) -> None:
+        """Stop claiming, let running jobs finish within the grace period, then hand the rest back."""
+        self._stopping = True
+        self.wake()
+        running = list(self._running.values())
+        if running:
+            log.info("waiting up to %.0fs for %d running job(s)", self._config.shutdown_grace, len(running))
+            _done, late = await asyncio.wait(running, timeout=self._config.shutdown_grace)
+            for task in late:
+                task.cancel()
+        for loop in self._loops:
+            loop.cancel()
+        await asyncio.gather(*self._loops, *running, return_exceptions=True)
+
+    async def _loop(self) -> None:
+        while not self._stopping:
+            try:
+                async with self._engine.begin() as conn:
+                    job = await jobs.claim(conn, self._owner, self._config.lease)
+            except Exception as error:  # the store is down: keep polling, never die
+                log.warning("claiming a job failed: %s", error)
+                job = None
+            if job is None:
+                await self._idle()
+                continue
+            task = asyncio.create_task(self._run(job), name=f"job-{job.id}")
+            self._running[job.id] = task
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                if not task.done():
+                    raise
+            finally:
+                self._running.pop(job.id, None)
+
+    async def _idle(self) -> None:
+        self._wakeup.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), self._config.poll_interval)
+
+    async def _run(self, job: Job) -> None:
+        heartbeat = asyncio.create_task(self._heartbeat(job))
+        try:
+            await self._handlers[job.kind](job)
+        except asyncio.CancelledError:
+            log.info("job %d handed back to the queue", job.id)
+            await self._settle(jobs.release, job)
+            raise
+        except Exception as error:
+            await self._failed(job, error)
+        else:
+            await self._settle(jobs.finish, job)
+        finally:
+            heartbeat.cancel()
+
+    async def _failed(self, job: Job, error: Exception) -> None:
+        reason = f"{type(error).__name__}: {error}"
+        if job.attempts >= self._config.max_attempts:
+            log.error("job %d failed for good after %d attempts: %s", job.id, job.attempts, reason)
+            await self._settle(jobs.fail, job, reason)
+            return
+        delay = min(self._config.max_backoff, 2.0**job.attempts) * random.uniform(0.5, 1.0)
+        log.warning("job %d attempt %d failed, retrying in %.0fs: %s", job.id, job.attempts, delay, reason)
+        await self._settle(jobs.retry, job, reason, delay)
+
+    async def _settle(self, change: Callable[..., Awaitable[bool]], job: Job, *args: object) -> None:
+        # If the store is down now, the lease runs out and the job is claimed again: work is delayed, not lost.
+        try:
+            async with self._engine.begin() as conn:
+                if not await change(conn, job.id, self._owner, *args):
+                    log.warning("job %d was taken over by another worker before it was settled", job.id)
+        except Exception as error:
+            log.warning("recording the outcome of job %d failed: %s", job.id, error)
+
+    async def _heartbeat(self, job: Job) -> None:
+        while True:
+            await asyncio.sleep(self._config.lease / 3)
+            try:
+                async with self._engine.begin() as conn:
+                    if not await jobs.renew(conn, job.id, self._owner, self._config.lease):
+                        log.warning("lost the lease on job %d", job.id)
+            except Exception as error:
+                log.warning("renewing the lease on job %d failed: %s", job.id, error)

@@ -1,0 +1,182 @@
+"""Prometheus evidence: the alert's own expression over a window around the time it fired, summarised.
+
+Speaks Prometheus's HTTP API with httpx rather than wrapping the synchronous prometheus-api-client in threads:
+one async client, real deadlines, and nothing blocking the event loop.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from aiops.models import Alert, Correlation, Evidence, RunbookMatch, SeriesSummary, Trend
+from aiops.units import Seconds
+
+# Relative change across the window, as a share of the series' spread, below which a series counts as flat.
+_FLAT = 0.2
+
+
+class PrometheusConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str | None = None
+    bearer_token: SecretStr | None = None
+    timeout: Seconds = 10.0
+    # The window evaluated around an alert's startsAt.
+    before: Seconds = 3600.0
+    after: Seconds = 900.0
+    max_points: int = Field(default=120, ge=10, le=11000)
+    top_series: int = Field(default=5, ge=1, le=50)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value.rstrip("/") if value else value
+
+
+class PrometheusError(Exception):
+    """Prometheus could not answer; the message says why in terms an operator can act on."""
+
+
+class PrometheusSource:
+    name = "prometheus"
+
+    def __init__(self, config: PrometheusConfig, client: httpx.AsyncClient) -> None:
+        self._config = config
+        self._client = client
+
+    async def gather(self, correlation: Correlation, runbook: RunbookMatch) -> list[Evidence]:
+        alerts = correlation.new_firing or correlation.alerts
+        found: list[Evidence] = []
+        for expression, members in _by_expression(alerts).items():
+            found.append(await self._alert_expression(expression, members))
+        return found
+
+    async def _alert_expression(self, expression: str, alerts: Sequence[Alert]) -> Evidence:
+        start, end = self._window(alerts)
+        title = f"{alerts[0].name}: alert expression"
+        try:
+            series = await self.query_range(expression, start, end)
+        except PrometheusError as error:
+            return Evidence(
+                self.name, title, expression, window_start=start, window_end=end, error=str(error)
+            )
+        ranked = sorted(series, key=lambda summary: summary.max, reverse=True)
+        keep = ranked[: self._config.top_series]
+        return Evidence(
+            self.name,
+            title,
+            expression,
+            tuple(keep),
+            len(ranked) - len(keep),
+            window_start=start,
+            window_end=end,
+        )
+
+    def _window(self, alerts: Sequence[Alert]) -> tuple[datetime, datetime]:
+        first = min(alert.starts_at for alert in alerts).timestamp()
+        last = max(alert.starts_at for alert in alerts).timestamp()
+        end = min(time.time(), last + self._config.after)
+        start = min(first - self._config.before, end - 60)
+        return datetime.fromtimestamp(start, UTC), datetime.fromtimestamp(end, UTC)
+
+    async def query_range(self, query: str, start: datetime, end: datetime) -> list[SeriesSummary]:
+        """`/api/v1/query_range` with a step that keeps each series near `max_points` points, summarised."""
+        seconds = max(1.0, end.timestamp() - start.timestamp())
+        step = max(1, math.ceil(seconds / self._config.max_points))
+        params = {"query": query, "start": start.timestamp(), "end": end.timestamp(), "step": f"{step}s"}
+        data = await self._get("/api/v1/query_range", params)
+        return [summarise(item.get("metric", {}), item.get("values", [])) for item in data.get("result", [])]
+
+    async def _get(self, path: str, params: dict[str, Any]) -> dict[str, Any]:
+        if self._config.url is None:
+            raise PrometheusError("prometheus.url is not configured")
+        headers = {}
+        if self._config.bearer_token is not None:
+            headers["Authorization"] = f"Bearer {self._config.bearer_token.get_secret_value()}"
+        try:
+            response = await self._client.get(
+                self._config.url + path, params=params, headers=headers, timeout=self._config.timeout
+            )
+        except httpx.TimeoutException:
+            raise PrometheusError(f"Prometheus did not answer within {self._config.timeout:g}s") from None
+        except httpx.HTTPError as error:
+            raise PrometheusError(f"Prometheus at {self._config.url} is unreachable: {error}") from None
+        return _data(response)
+
+
+def _data(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        raise PrometheusError(
+            f"Prometheus answered HTTP {response.status_code} with a body that is not JSON"
+        ) from None
+    if not isinstance(body, dict) or body.get("status") != "success":
+        detail = body.get("error", "no error message") if isinstance(body, dict) else "unexpected body"
+        kind = body.get("errorType", "error") if isinstance(body, dict) else "error"
+        raise PrometheusError(f"Prometheus refused the query (HTTP {response.status_code}, {kind}): {detail}")
+    data = body.get("data")
+    return data if isinstance(data, dict) else {}
+
+
+def alert_expression(alert: Alert) -> str | None:
+    """The PromQL of the rule that fired, from the `g0.expr` parameter of Prometheus's generatorURL."""
+    if not alert.generator_url:
+        return None
+    values = parse_qs(urlsplit(alert.generator_url).query).get("g0.expr")
+    return values[0].strip() if values and values[0].strip() else None
+
+
+def _by_expression(alerts: Sequence[Alert]) -> dict[str, list[Alert]]:
+    groups: dict[str, list[Alert]] = {}
+    for alert in alerts:
+        expression = alert_expression(alert)
+        if expression is not None:
+            groups.setdefault(expression, []).append(alert)
+    return groups
+
+
+def summarise(labels: dict[str, str], values: Sequence[Sequence[Any]]) -> SeriesSummary:
+    """min, max, mean, last and trend of one series; NaN and infinite samples are left out."""
+    points = [(float(t), float(v)) for t, v in values]
+    finite = [(t, v) for t, v in points if math.isfinite(v)]
+    if not finite:
+        nan = math.nan
+        return SeriesSummary(dict(labels), len(points), nan, nan, nan, nan, "flat")
+    numbers = [v for _, v in finite]
+    return SeriesSummary(
+        labels=dict(labels),
+        points=len(points),
+        min=min(numbers),
+        max=max(numbers),
+        mean=sum(numbers) / len(numbers),
+        last=numbers[-1],
+        trend=trend(finite),
+    )
+
+
+def trend(points: Sequence[tuple[float, float]]) -> Trend:
+    """Least-squares slope across the window, compared with the series' spread."""
+    spread = max(v for _, v in points) - min(v for _, v in points)
+    if len(points) < 2 or spread == 0:
+        return "flat"
+    mean_t = sum(t for t, _ in points) / len(points)
+    mean_v = sum(v for _, v in points) / len(points)
+    covariance = sum((t - mean_t) * (v - mean_v) for t, v in points)
+    variance = sum((t - mean_t) ** 2 for t, _ in points)
+    change = covariance / variance * (points[-1][0] - points[0][0])
+    if change > _FLAT * spread:
+        return "rising"
+    if change < -_FLAT * spread:
+        return "falling"
+    return "flat"

@@ -1,0 +1,1 @@
+"""The store: every durable fact (deliveries, incidents, alerts, triages, notifications, events, jobs)."""

@@ -1,0 +1,150 @@
+"""Durable jobs, claimed under a lease.
+
+A job is claimable when it is pending and due, or running with an expired lease (its worker died). Jobs sharing a
+`serial_key` (an alert group) run strictly in order: one is claimable only when every earlier one is finished.
+PostgreSQL replicas claim with `FOR UPDATE SKIP LOCKED`; SQLite has one writer, so its claim is atomic as is.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
+
+_CLAIMABLE = """
+SELECT j.id FROM jobs j
+WHERE ((j.state = 'pending' AND j.run_after <= :now) OR (j.state = 'running' AND j.lease_expires_at < :now))
+  AND NOT EXISTS (
+    SELECT 1 FROM jobs p WHERE p.serial_key = j.serial_key AND p.id < j.id AND p.state IN ('pending', 'running'))
+ORDER BY j.id LIMIT 1
+"""
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    kind: str
+    payload: dict[str, Any]
+    attempts: int
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    pending: int
+    running: int
+    failed: int
+    oldest_age: float  # seconds the oldest unfinished job has waited; 0 when none
+
+
+async def enqueue(
+    conn: AsyncConnection, kind: str, serial_key: str, payload: dict[str, Any], *, now: float | None = None
+) -> None:
+    now = time.time() if now is None else now
+    await conn.execute(
+        text(
+            "INSERT INTO jobs (kind, serial_key, payload, state, attempts, run_after, created_at)"
+            " VALUES (:kind, :serial, :payload, 'pending', 0, :now, :now)"
+        ),
+        {"kind": kind, "serial": serial_key, "payload": json.dumps(payload), "now": now},
+    )
+
+
+async def claim(conn: AsyncConnection, owner: str, lease: float) -> Job | None:
+    now = time.time()
+    claimable = _CLAIMABLE + (" FOR UPDATE OF j SKIP LOCKED" if conn.dialect.name == "postgresql" else "")
+    row = (
+        await conn.execute(
+            text(
+                "UPDATE jobs SET state = 'running', lease_owner = :owner, lease_expires_at = :expires,"
+                f" attempts = attempts + 1 WHERE id = ({claimable}) RETURNING id, kind, payload, attempts"
+            ),
+            {"owner": owner, "expires": now + lease, "now": now},
+        )
+    ).one_or_none()
+    return None if row is None else Job(row.id, row.kind, json.loads(row.payload), row.attempts)
+
+
+async def renew(conn: AsyncConnection, job_id: int, owner: str, lease: float) -> bool:
+    """Extend a lease this worker still holds; False when another worker has taken the job over."""
+    result = await conn.execute(
+        text(
+            "UPDATE jobs SET lease_expires_at = :expires"
+            " WHERE id = :id AND lease_owner = :owner AND state = 'running'"
+        ),
+        {"expires": time.time() + lease, "id": job_id, "owner": owner},
+    )
+    return _changed(result)
+
+
+async def finish(conn: AsyncConnection, job_id: int, owner: str) -> bool:
+    return await _settle(conn, job_id, owner, "state = 'done', finished_at = :now, lease_owner = NULL", {})
+
+
+async def retry(conn: AsyncConnection, job_id: int, owner: str, error: str, delay: float) -> bool:
+    return await _settle(
+        conn,
+        job_id,
+        owner,
+        "state = 'pending', run_after = :now + :delay, last_error = :error, lease_owner = NULL",
+        {"delay": delay, "error": error},
+    )
+
+
+async def fail(conn: AsyncConnection, job_id: int, owner: str, error: str) -> bool:
+    return await _settle(
+        conn,
+        job_id,
+        owner,
+        "state = 'failed', finished_at = :now, last_error = :error, lease_owner = NULL",
+        {"error": error},
+    )
+
+
+async def release(conn: AsyncConnection, job_id: int, owner: str) -> bool:
+    """Hand a job back untouched (graceful shutdown): due at once, and the attempt does not count."""
+    return await _settle(
+        conn,
+        job_id,
+        owner,
+        "state = 'pending', run_after = :now, attempts = attempts - 1, lease_owner = NULL",
+        {},
+    )
+
+
+async def stats(conn: AsyncConnection) -> QueueStats:
+    rows = (
+        await conn.execute(
+            text(
+                "SELECT state, count(*) AS n, min(created_at) AS oldest FROM jobs"
+                " WHERE state <> 'done' GROUP BY state"
+            )
+        )
+    ).all()
+    by_state = {row.state: row for row in rows}
+    waiting = [row.oldest for state, row in by_state.items() if state in (PENDING, RUNNING)]
+    return QueueStats(
+        pending=by_state[PENDING].n if PENDING in by_state else 0,
+        running=by_state[RUNNING].n if RUNNING in by_state else 0,
+        failed=by_state[FAILED].n if FAILED in by_state else 0,
+        oldest_age=max(0.0, time.time() - min(waiting)) if waiting else 0.0,
+    )
+
+
+async def _settle(
+    conn: AsyncConnection, job_id: int, owner: str, assignments: str, params: dict[str, Any]
+) -> bool:
+    result = await conn.execute(
+        text(f"UPDATE jobs SET {assignments} WHERE id = :id AND lease_owner = :owner AND state = 'running'"),
+        {"id": job_id, "owner": owner, "now": time.time(), **params},
+    )
+    return _changed(result)
+
+
+def _changed(result: Any) -> bool:
+    return bool(result.rowcount)

@@ -1,0 +1,42 @@
+"""Value types shared by the config models: durations and byte sizes written the way operators write them."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import BeforeValidator
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_SIZE = re.compile(r"(\d+)\s*(B|KiB|MiB|GiB|KB|MB|GB)?")
+_SIZE_UNITS = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "KB": 1000, "MB": 1000**2, "GB": 1000**3}
+
+
+def parse_duration(value: object) -> float:
+    """`90`, `"90s"`, `"1m30s"`, `"500ms"`, `"1h"` → seconds. Prometheus's syntax, minus weeks and years."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30s, 5m or 1h")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and value.strip() and _DURATION.sub("", value.strip()) == "":
+        seconds = sum(float(n) * _DURATION_UNITS[u] for n, u in _DURATION.findall(value))
+    else:
+        raise ValueError(f"{value!r} is not a duration; write it as 30s, 5m, 1h or 1m30s")
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return seconds
+
+
+def parse_size(value: object) -> int:
+    """`5242880`, `"5MiB"`, `"512 KiB"` → bytes."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    match = _SIZE.fullmatch(value.strip()) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError(f"{value!r} is not a size; write it as bytes or with a unit such as 512KiB or 5MiB")
+    return int(match.group(1)) * _SIZE_UNITS[match.group(2) or "B"]
+
+
+Seconds = Annotated[float, BeforeValidator(parse_duration)]
+Bytes = Annotated[int, BeforeValidator(parse_size)]

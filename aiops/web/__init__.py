@@ -1,0 +1,1 @@
+"""HTTP: the webhook, the API and pages, health and metrics. `app.create_app` assembles them."""

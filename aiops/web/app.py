@@ -1,0 +1,41 @@
+"""The ASGI application: routes, and a lifespan that builds and closes the services."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
+from starlette.routing import Route
+
+from aiops import service
+from aiops.config import Settings
+from aiops.web import health, incidents, intake, openapi
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/webhook/alertmanager", intake.webhook, methods=["POST"]),
+        Route("/api/v1/incidents", incidents.api_list),
+        Route("/api/v1/incidents/{incident_id:int}", incidents.api_detail),
+        Route("/", incidents.page_list),
+        Route("/incidents/{incident_id:int}", incidents.page_detail),
+        Route("/healthz", health.healthz),
+        Route("/readyz", health.readyz),
+        Route("/metrics", health.metrics),
+        Route("/openapi.json", openapi.openapi),
+    ]
+
+
+def create_app(settings: Settings, *, engine: AsyncEngine | None = None, workers: bool = True) -> Starlette:
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        services = await service.start(settings, engine=engine, workers=workers)
+        app.state.services = services
+        try:
+            yield
+        finally:
+            await services.close()
+
+    return Starlette(routes=routes(), lifespan=lifespan)

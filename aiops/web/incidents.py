@@ -1,0 +1,112 @@
+"""The incidents, as JSON (`/api/v1/incidents…`) and as pages (`/`, `/incidents/{id}`), from the same queries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+
+from aiops.service import Services
+from aiops.store import incidents
+from aiops.web.auth import viewer_allowed
+from aiops.web.responses import error
+
+MAX_LIMIT = 200
+_STATUSES = ("open", "resolved")
+
+
+class BadQuery(Exception):
+    pass
+
+
+def _guard(request: Request) -> Response | None:
+    services: Services = request.app.state.services
+    if viewer_allowed(services.settings.server, request):
+        return None
+    return error(
+        401, "viewer credentials required (server.viewers)", {"WWW-Authenticate": 'Basic realm="aiops"'}
+    )
+
+
+def _query(request: Request) -> tuple[str | None, int, int | None]:
+    params = request.query_params
+    status = params.get("status") or None
+    if status is not None and status not in _STATUSES:
+        raise BadQuery(f"status: must be one of {', '.join(_STATUSES)}, not {status!r}")
+    limit = _integer(params.get("limit", "50"), "limit")
+    if not 1 <= limit <= MAX_LIMIT:
+        raise BadQuery(f"limit: must be between 1 and {MAX_LIMIT}")
+    before = _integer(params["before"], "before") if params.get("before") else None
+    return status, limit, before
+
+
+def _integer(value: str, name: str) -> int:
+    if not value.isdigit():
+        raise BadQuery(f"{name}: must be a whole number, not {value!r}")
+    return int(value)
+
+
+async def _page(request: Request) -> dict[str, Any]:
+    services: Services = request.app.state.services
+    status, limit, before = _query(request)
+    async with services.engine.connect() as conn:
+        items = await incidents.list_page(conn, status, limit, before)
+    following = None
+    if len(items) == limit:
+        following = f"?before={items[-1]['id']}&limit={limit}" + (f"&status={status}" if status else "")
+    return {"incidents": items, "status": status, "next": following}
+
+
+async def _detail(request: Request) -> dict[str, Any] | None:
+    services: Services = request.app.state.services
+    incident_id = request.path_params["incident_id"]
+    async with services.engine.connect() as conn:
+        return await incidents.detail(conn, incident_id)
+
+
+async def api_list(request: Request) -> Response:
+    if (denied := _guard(request)) is not None:
+        return denied
+    try:
+        page = await _page(request)
+    except BadQuery as bad:
+        return error(400, str(bad))
+    if page["next"]:
+        page["next"] = "/api/v1/incidents" + page["next"]
+    return JSONResponse(page)
+
+
+async def api_detail(request: Request) -> Response:
+    if (denied := _guard(request)) is not None:
+        return denied
+    found = await _detail(request)
+    if found is None:
+        return error(404, f"no incident {request.path_params['incident_id']}")
+    return JSONResponse(found)
+
+
+async def page_list(request: Request) -> Response:
+    if (denied := _guard(request)) is not None:
+        return denied
+    try:
+        page = await _page(request)
+    except BadQuery as bad:
+        return _html(request, "pages/error.html.j2", {"message": str(bad)}, 400)
+    return _html(request, "pages/index.html.j2", page)
+
+
+async def page_detail(request: Request) -> Response:
+    if (denied := _guard(request)) is not None:
+        return denied
+    found = await _detail(request)
+    if found is None:
+        message = f"no incident {request.path_params['incident_id']}"
+        return _html(request, "pages/error.html.j2", {"message": message}, 404)
+    return _html(request, "pages/incident.html.j2", {"incident": found})
+
+
+def _html(request: Request, name: str, context: dict[str, Any], status: int = 200) -> HTMLResponse:
+    services: Services = request.app.state.services
+    body = services.templates.get_template(name).render(**context)
+    return HTMLResponse(body, status_code=status)

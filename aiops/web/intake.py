@@ -1,0 +1,109 @@
+"""`POST /webhook/alertmanager`: authenticate, bound, parse, commit, and only then answer.
+
+Status codes follow Alertmanager's retry rule (it retries 5xx only): anything transient is a 5xx, anything that
+would fail again the same way is a 4xx naming the problem, and 200 means the delivery is committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from aiops.models import AlertGroup
+from aiops.payload import WebhookPayload, describe_error
+from aiops.service import Services
+from aiops.store import deliveries
+from aiops.store.deliveries import Receipt
+from aiops.web.auth import webhook_allowed
+from aiops.web.responses import error
+
+log = logging.getLogger("aiops.intake")
+
+
+class Rejected(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+async def webhook(request: Request) -> Response:
+    services: Services = request.app.state.services
+    response = await _handle(request, services)
+    services.metrics.webhook_requests.labels(str(response.status_code)).inc()
+    return response
+
+
+async def _handle(request: Request, services: Services) -> Response:
+    config = services.settings.webhook
+    if not webhook_allowed(config, request.headers.get("authorization")):
+        challenge = 'Bearer realm="aiops"' if config.token is not None else 'Basic realm="aiops"'
+        return error(401, "missing or wrong webhook credentials", {"WWW-Authenticate": challenge})
+    try:
+        _check_content_type(request.headers.get("content-type"))
+        body = await _read_body(request, config.max_body)
+        group, text = _parse(body)
+    except Rejected as rejected:
+        return error(rejected.status, str(rejected))
+    try:
+        receipt = await asyncio.wait_for(_commit(services.engine, group, text), config.commit_timeout)
+    except Exception as failure:  # the store is locked, full, read-only or down: ask Alertmanager to retry
+        log.error("could not commit a delivery of group %s: %s", group.group_key[:80], _describe(failure))
+        return error(503, "the store could not commit this delivery; retry later")
+    _count(services, group, receipt)
+    return JSONResponse(
+        {"status": "accepted", "delivery": receipt.delivery_id, "duplicate": not receipt.is_new}
+    )
+
+
+def _check_content_type(value: str | None) -> None:
+    media = (value or "").split(";")[0].strip().lower()
+    if media != "application/json":
+        raise Rejected(415, f"Content-Type must be application/json, not {media or 'missing'}")
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise Rejected(413, f"body of {declared} bytes is over the limit of {limit} bytes (webhook.max_body)")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise Rejected(413, f"body is over the limit of {limit} bytes (webhook.max_body)")
+    return bytes(body)
+
+
+def _parse(body: bytes) -> tuple[AlertGroup, str]:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        raise Rejected(400, f"body is not valid UTF-8 (byte {bad.start})") from None
+    try:
+        return WebhookPayload.model_validate_json(text).to_group(), text
+    except ValidationError as invalid:
+        raise Rejected(400, describe_error(invalid)) from None
+
+
+async def _commit(engine: AsyncEngine, group: AlertGroup, text: str) -> Receipt:
+    async with engine.begin() as conn:
+        return await deliveries.record(conn, group, text)
+
+
+def _count(services: Services, group: AlertGroup, receipt: Receipt) -> None:
+    if receipt.is_new:
+        services.wake_workers()
+        for alert in group.alerts:
+            services.metrics.alerts_received.labels(alert.status).inc()
+    else:
+        services.metrics.deliveries_duplicate.inc()
+
+
+def _describe(failure: Exception) -> str:
+    if isinstance(failure, TimeoutError):
+        return "no commit within webhook.commit_timeout"
+    return f"{type(failure).__name__}: {str(failure).splitlines()[0] if str(failure) else ''}"
