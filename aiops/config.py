@@ -225,7 +225,7 @@ def _check_secret(value: str) -> None:
     if not value.strip():
         raise ValueError("is empty")
     if value.strip().lower() in _PLACEHOLDER_TOKENS:
-        raise ValueError(f"is the placeholder {value!r}; set a real secret")
+        raise ValueError("is a placeholder, not a secret; set a random one (openssl rand -hex 24)")
     if len(value) < MIN_TOKEN_LENGTH:
         raise ValueError(
             f"is shorter than {MIN_TOKEN_LENGTH} characters; use a random secret (openssl rand -hex 24)"

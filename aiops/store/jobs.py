@@ -91,8 +91,8 @@ async def retry(conn: AsyncConnection, job_id: int, owner: str, error: str, dela
         conn,
         job_id,
         owner,
-        "state = 'pending', run_after = :now + :delay, last_error = :error, lease_owner = NULL",
-        {"delay": delay, "error": error},
+        "state = 'pending', run_after = :run_after, last_error = :error, lease_owner = NULL",
+        {"run_after": time.time() + delay, "error": error},
     )
 
 

@@ -36,10 +36,11 @@ async def record(
 
 
 async def settle(conn: AsyncConnection, dedup_key: str, state: str, error: str | None = None) -> None:
+    sent_at = time.time() if state == SENT else None
     await conn.execute(
         text(
             "UPDATE notifications SET state = :state, error = :error, attempts = attempts + 1,"
-            " sent_at = CASE WHEN :state = 'sent' THEN :now ELSE sent_at END WHERE dedup_key = :key"
+            " sent_at = COALESCE(:sent_at, sent_at) WHERE dedup_key = :key"
         ),
-        {"state": state, "error": error, "now": time.time(), "key": dedup_key},
+        {"state": state, "error": error, "sent_at": sent_at, "key": dedup_key},
     )

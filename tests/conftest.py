@@ -1,0 +1,71 @@
+"""Shared fixtures: a store on each engine, and the real programs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from aiops.store import migrate
+from aiops.store.engine import DatabaseConfig, create_engine
+from tests.fakes.prometheus import FakePrometheus
+from tests.support.app import running, settings_for
+from tests.support.postgres import PostgresServer
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    server = PostgresServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database on each engine; tests using it run twice."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/aiops.db"
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return server.create_database()
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(DatabaseConfig(url=database_url))
+    await migrate.upgrade(engine)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+def fake_prometheus() -> Iterator[FakePrometheus]:
+    fake = FakePrometheus().start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+@pytest.fixture
+def payload_text() -> str:
+    return (DATA / "firing.json").read_text()
+
+
+@pytest.fixture
+def app_for(engine: AsyncEngine, database_url: str) -> Callable[..., Any]:
+    """`async with app_for(webhook={...}) as (client, services)`: the app in-process, on `engine`'s database."""
+
+    def make(**sections: Any) -> Any:
+        return running(settings_for(database_url, **sections), engine)
+
+    return make

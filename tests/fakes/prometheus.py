@@ -1,0 +1,80 @@
+"""A fake Prometheus HTTP API on loopback: answers `/api/v1/query_range` as Prometheus does, optionally late.
+
+Used where the real Prometheus cannot be steered (an answer that arrives late, an error of a given kind).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+
+class FakePrometheus:
+    def __init__(self) -> None:
+        self.delay = 0.0
+        self.requests: list[dict[str, str]] = []
+        self.error: tuple[int, str, str] | None = None  # (HTTP status, errorType, error)
+        self.series: list[dict[str, Any]] = [
+            {"metric": {"instance": "web-1:9100", "mountpoint": "/"}, "values": None}
+        ]
+        self.received = threading.Event()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def start(self) -> FakePrometheus:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def answer(self, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        if self.error is not None:
+            status, kind, message = self.error
+            return status, {"status": "error", "errorType": kind, "error": message}
+        start, end = float(query["start"]), float(query["end"])
+        step = float(query["step"].rstrip("s"))
+        result = []
+        for item in self.series:
+            values = item["values"] or _ramp(start, end, step)
+            result.append({"metric": item["metric"], "values": values})
+        return 200, {"status": "success", "data": {"resultType": "matrix", "result": result}}
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the http.server interface
+                parts = urlsplit(self.path)
+                query = {key: values[0] for key, values in parse_qs(parts.query).items()}
+                fake.requests.append({"path": parts.path, **query})
+                fake.received.set()
+                time.sleep(fake.delay)
+                status, body = fake.answer(query) if parts.path == "/api/v1/query_range" else (404, {})
+                raw = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+            def log_message(self, *args: object) -> None:
+                return None
+
+        return Handler
+
+
+def _ramp(start: float, end: float, step: float) -> list[list[Any]]:
+    """A series that climbs steadily from 10 to 95 across the window: a disk filling up."""
+    count = max(2, int((end - start) / step) + 1)
+    return [[start + i * step, str(10 + 85 * i / (count - 1))] for i in range(count)]

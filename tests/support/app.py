@@ -1,0 +1,41 @@
+"""The app in-process over ASGI, sharing the test's event loop and the `engine` fixture's database."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
+
+from aiops.config import Settings
+from aiops.service import Services
+from aiops.web.app import create_app
+
+TOKEN = "webhook-token-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+
+
+def settings_for(database_url: str, **sections: Any) -> Settings:
+    base: dict[str, Any] = {"webhook": {"token": TOKEN}, "database": {"url": database_url}}
+    for name, values in sections.items():
+        base[name] = {**base.get(name, {}), **values}
+    return Settings.model_validate(base)
+
+
+@asynccontextmanager
+async def running(settings: Settings, engine: AsyncEngine) -> AsyncIterator[tuple[httpx.AsyncClient, Services]]:
+    app: Starlette = create_app(settings, engine=engine, workers=False)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://aiops") as client:
+            yield client, app.state.services
+
+
+async def row_counts(engine: AsyncEngine) -> dict[str, int]:
+    async with engine.connect() as conn:
+        tables = ("deliveries", "jobs", "incidents", "alerts")
+        return {t: (await conn.execute(text(f"SELECT count(*) FROM {t}"))).scalar_one() for t in tables}
