@@ -6,12 +6,14 @@ problem is reported as `key.path: reason` so an operator can find and fix it wit
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
 
 import yaml
 from pydantic import (
@@ -300,3 +302,14 @@ def _secret_values(model: BaseModel) -> Iterator[str]:
             yield value.get_secret_value()
         elif isinstance(value, BaseModel):
             yield from _secret_values(value)
+        elif isinstance(value, str) and "://" in value:
+            yield from _url_password(value)
+
+
+def _url_password(url: str) -> Iterator[str]:
+    """The password in `scheme://user:password@host` URLs (database, Prometheus behind basic auth)."""
+    with contextlib.suppress(ValueError):
+        password = urlsplit(url).password
+        if password:
+            yield password
+            yield unquote(password)

@@ -93,7 +93,10 @@ def test_empty_environment_variable_counts_as_unset() -> None:
         ("database:\n  url: mysql://x/y\n", "database.url: unsupported database scheme 'mysql'"),
         ("prometheus:\n  url: prom:9090\n", "prometheus.url: 'prom:9090' is not an http(s) URL"),
         ("server:\n  language: fr\n", "server.language: Input should be 'zh-CN' or 'en'"),
-        ("server:\n  viewers: [{username: a, password_hash: plain}]\n", "server.viewers[0].password_hash: is not a hash"),
+        (
+            "server:\n  viewers: [{username: a, password_hash: plain}]\n",
+            "server.viewers[0].password_hash: is not a hash",
+        ),
         ("- a\n- b\n", "the top level must be a mapping"),
         ("server: [\n", "is not valid YAML at line 2"),
     ],
@@ -105,14 +108,21 @@ def test_errors_name_the_key(tmp_path: Path, text: str, expected: str) -> None:
 
 def test_override_errors_name_the_variable() -> None:
     found = problems(None, {"AIOPS_WEBHOOK_TOKEN": "abc"})
-    assert found == ["webhook.token (from AIOPS_WEBHOOK_TOKEN): is shorter than 16 characters; use a random secret (openssl rand -hex 24)"]
+    assert found == [
+        "webhook.token (from AIOPS_WEBHOOK_TOKEN): is shorter than 16 characters; use a random secret (openssl rand -hex 24)"
+    ]
     assert "abc" not in found[0].replace("(from", "")
 
 
 def test_exposed_listen_needs_credentials() -> None:
     found = problems(None, {"AIOPS_LISTEN": "0.0.0.0:18789"})
-    assert "webhook: no token or basic_auth while server.listen 0.0.0.0:18789 is not a loopback address" in found[0]
-    assert load_settings(None, {"AIOPS_LISTEN": "0.0.0.0:18789", "AIOPS_WEBHOOK_TOKEN": TOKEN}).webhook.has_credentials
+    assert (
+        "webhook: no token or basic_auth while server.listen 0.0.0.0:18789 is not a loopback address"
+        in found[0]
+    )
+    assert load_settings(
+        None, {"AIOPS_LISTEN": "0.0.0.0:18789", "AIOPS_WEBHOOK_TOKEN": TOKEN}
+    ).webhook.has_credentials
 
 
 def test_exposed_listen_can_be_opened_explicitly(tmp_path: Path) -> None:
@@ -121,7 +131,9 @@ def test_exposed_listen_can_be_opened_explicitly(tmp_path: Path) -> None:
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "aiops", *args], capture_output=True, text=True, cwd=cwd, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "aiops", *args], capture_output=True, text=True, cwd=cwd, timeout=60
+    )
 
 
 def test_check_exits_2_with_the_key_path(tmp_path: Path) -> None:
@@ -141,7 +153,9 @@ def test_check_accepts_a_good_file(tmp_path: Path) -> None:
 
 
 def test_serve_refuses_a_bad_configuration_without_a_traceback(tmp_path: Path) -> None:
-    result = run_cli("--config", str(write(tmp_path, "server:\n  listen: 0.0.0.0:0\n")), "serve", cwd=tmp_path)
+    result = run_cli(
+        "--config", str(write(tmp_path, "server:\n  listen: 0.0.0.0:0\n")), "serve", cwd=tmp_path
+    )
     assert result.returncode == 2
     assert "server.listen: '0.0.0.0:0' is not host:port" in result.stderr
     assert "Traceback" not in result.stderr
@@ -149,7 +163,11 @@ def test_serve_refuses_a_bad_configuration_without_a_traceback(tmp_path: Path) -
 
 def test_serve_refuses_an_exposed_unauthenticated_listen(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "aiops", "serve"], capture_output=True, text=True, cwd=tmp_path, timeout=60,
+        [sys.executable, "-m", "aiops", "serve"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
         env={"PATH": "/usr/bin:/bin", "AIOPS_LISTEN": "0.0.0.0:18799"},
     )
     assert result.returncode == 2
@@ -160,3 +178,14 @@ def test_serve_refuses_an_exposed_unauthenticated_listen(tmp_path: Path) -> None
 def test_missing_file_is_reported(tmp_path: Path) -> None:
     result = run_cli("--config", str(tmp_path / "nope.yml"), "check", cwd=tmp_path)
     assert result.returncode == 2 and "nope.yml: cannot be read" in result.stderr
+
+
+def test_passwords_in_urls_are_secrets() -> None:
+    settings = load_settings(
+        None,
+        {
+            "AIOPS_DATABASE_URL": "postgresql://aiops:p%40ss-word@db/aiops",
+            "AIOPS_PROMETHEUS_URL": "https://reader:prom-pass@prom:9090",
+        },
+    )
+    assert {"p@ss-word", "p%40ss-word", "prom-pass"} <= set(settings.secrets())

@@ -110,7 +110,9 @@ class PrometheusSource:
         except httpx.TimeoutException:
             raise PrometheusError(f"Prometheus did not answer within {self._config.timeout:g}s") from None
         except httpx.HTTPError as error:
-            raise PrometheusError(f"Prometheus at {self._config.url} is unreachable: {error}") from None
+            raise PrometheusError(
+                f"Prometheus at {without_credentials(self._config.url)} is unreachable: {error}"
+            ) from None
         return _data(response)
 
 
@@ -127,6 +129,15 @@ def _data(response: httpx.Response) -> dict[str, Any]:
         raise PrometheusError(f"Prometheus refused the query (HTTP {response.status_code}, {kind}): {detail}")
     data = body.get("data")
     return data if isinstance(data, dict) else {}
+
+
+def without_credentials(url: str) -> str:
+    """The URL as it may be shown: `https://user:password@host/` → `https://host/`."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    return parts._replace(netloc=host + (f":{parts.port}" if parts.port else "")).geturl()
 
 
 def alert_expression(alert: Alert) -> str | None:

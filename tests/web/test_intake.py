@@ -41,7 +41,9 @@ async def test_accepts_and_commits_a_delivery(app_for: Any, engine: AsyncEngine)
 async def test_redelivery_creates_no_new_work(app_for: Any, engine: AsyncEngine) -> None:
     async with app_for() as (client, _):
         first = await client.post("/webhook/alertmanager", content=payload(), headers=AUTH)
-        again = await client.post("/webhook/alertmanager", content=payload(notification_reason="repeat"), headers=AUTH)
+        again = await client.post(
+            "/webhook/alertmanager", content=payload(notification_reason="repeat"), headers=AUTH
+        )
     assert again.json() == {"status": "accepted", "delivery": first.json()["delivery"], "duplicate": True}
     assert (await row_counts(engine))["jobs"] == 1
 
@@ -58,31 +60,94 @@ async def test_a_changed_status_is_new_work(app_for: Any, engine: AsyncEngine) -
 BAD_INPUT = [
     ("invalid JSON", "application/json", b'{"version": "4",', 400, "(body): Invalid JSON"),
     ("not an object", "application/json", b"[1, 2]", 400, "(body): Input should be an object"),
-    ("wrong type", "application/json", with_alert(labels={"alertname": "X", "n": 5}), 400,
-     "alerts[0].labels.n: Input should be a valid string"),
-    ("wrong time", "application/json", with_alert(startsAt="yesterday"), 400, "alerts[0].startsAt: Input should be"),
-    ("missing field", "application/json", payload(groupKey=None), 400, "groupKey: Input should be a valid string"),
-    ("missing key", "application/json", json.dumps({k: v for k, v in FIRING.items() if k != "alerts"}).encode(),
-     400, "alerts: is required"),
-    ("unknown version", "application/json", payload(version="5"), 400,
-     "version: unsupported version '5'; aiops understands version '4'"),
-    ("bad status", "application/json", payload(status="pending"), 400, "status: Input should be 'firing' or 'resolved'"),
+    (
+        "wrong type",
+        "application/json",
+        with_alert(labels={"alertname": "X", "n": 5}),
+        400,
+        "alerts[0].labels.n: Input should be a valid string",
+    ),
+    (
+        "wrong time",
+        "application/json",
+        with_alert(startsAt="yesterday"),
+        400,
+        "alerts[0].startsAt: Input should be",
+    ),
+    (
+        "missing field",
+        "application/json",
+        payload(groupKey=None),
+        400,
+        "groupKey: Input should be a valid string",
+    ),
+    (
+        "missing key",
+        "application/json",
+        json.dumps({k: v for k, v in FIRING.items() if k != "alerts"}).encode(),
+        400,
+        "alerts: is required",
+    ),
+    (
+        "unknown version",
+        "application/json",
+        payload(version="5"),
+        400,
+        "version: unsupported version '5'; aiops understands version '4'",
+    ),
+    (
+        "bad status",
+        "application/json",
+        payload(status="pending"),
+        400,
+        "status: Input should be 'firing' or 'resolved'",
+    ),
     ("empty alerts", "application/json", payload(alerts=[]), 400, "alerts: List should have at least 1 item"),
-    ("no alertname", "application/json", with_alert(labels={"instance": "a"}), 400,
-     "alerts[0].labels: has no 'alertname' label"),
-    ("huge label value", "application/json", with_alert(labels={"alertname": "X", "big": "x" * 5000}), 400,
-     "alerts[0].labels: value of 'big' is 5000 characters long; the limit is 4096"),
+    (
+        "no alertname",
+        "application/json",
+        with_alert(labels={"instance": "a"}),
+        400,
+        "alerts[0].labels: has no 'alertname' label",
+    ),
+    (
+        "huge label value",
+        "application/json",
+        with_alert(labels={"alertname": "X", "big": "x" * 5000}),
+        400,
+        "alerts[0].labels: value of 'big' is 5000 characters long; the limit is 4096",
+    ),
     ("negative truncatedAlerts", "application/json", payload(truncatedAlerts=-1), 400, "truncatedAlerts:"),
-    ("non-UTF-8", "application/json", b'{"version": "4", "receiver": "\xff\xfe"}', 400, "body is not valid UTF-8"),
-    ("wrong content type", "text/plain", payload(), 415, "Content-Type must be application/json, not text/plain"),
+    (
+        "non-UTF-8",
+        "application/json",
+        b'{"version": "4", "receiver": "\xff\xfe"}',
+        400,
+        "body is not valid UTF-8",
+    ),
+    (
+        "wrong content type",
+        "text/plain",
+        payload(),
+        415,
+        "Content-Type must be application/json, not text/plain",
+    ),
     ("no content type", "", payload(), 415, "not missing"),
-    ("oversize body", "application/json", payload(commonAnnotations={"x": "y" * 70_000}), 413,
-     "over the limit of 65536 bytes (webhook.max_body)"),
+    (
+        "oversize body",
+        "application/json",
+        payload(commonAnnotations={"x": "y" * 70_000}),
+        413,
+        "over the limit of 65536 bytes (webhook.max_body)",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("content_type", "body", "status", "message"),
-                         [case[1:] for case in BAD_INPUT], ids=[case[0] for case in BAD_INPUT])
+@pytest.mark.parametrize(
+    ("content_type", "body", "status", "message"),
+    [case[1:] for case in BAD_INPUT],
+    ids=[case[0] for case in BAD_INPUT],
+)
 async def test_bad_input_is_refused_and_changes_nothing(
     app_for: Any, engine: AsyncEngine, content_type: str, body: bytes, status: int, message: str
 ) -> None:
@@ -98,13 +163,20 @@ async def test_bad_input_is_refused_and_changes_nothing(
 
 @pytest.mark.parametrize(
     "authorization",
-    [None, "Bearer wrong-token-0123456789", f"Bearer {TOKEN}x", f"Token {TOKEN}", "Basic Zm9vOmJhcg==", "Bearer "],
+    [
+        None,
+        "Bearer wrong-token-0123456789",
+        f"Bearer {TOKEN}x",
+        f"Token {TOKEN}",
+        "Basic Zm9vOmJhcg==",
+        "Bearer ",
+    ],
 )
 async def test_credentials_are_required(app_for: Any, engine: AsyncEngine, authorization: str | None) -> None:
     headers = {"Content-Type": "application/json"}
     if authorization is not None:
         headers["Authorization"] = authorization
-    async with app_for() as (client, services):
+    async with app_for() as (client, _):
         answer = await client.post("/webhook/alertmanager", content=payload(), headers=headers)
     assert answer.status_code == 401
     assert answer.headers["www-authenticate"].startswith("Bearer")
@@ -112,14 +184,23 @@ async def test_credentials_are_required(app_for: Any, engine: AsyncEngine, autho
 
 
 async def test_basic_auth(app_for: Any, engine: AsyncEngine) -> None:
-    auth = {"basic_auth": {"username": "alertmanager", "password": "basic-password-0123456789"}, "token": None}
+    auth = {
+        "basic_auth": {"username": "alertmanager", "password": "basic-password-0123456789"},
+        "token": None,
+    }
     good = base64.b64encode(b"alertmanager:basic-password-0123456789").decode()
     bad = base64.b64encode(b"alertmanager:basic-password-01234567890").decode()
     async with app_for(webhook=auth) as (client, _):
-        refused = await client.post("/webhook/alertmanager", content=payload(),
-                                    headers={"Content-Type": "application/json", "Authorization": f"Basic {bad}"})
-        accepted = await client.post("/webhook/alertmanager", content=payload(),
-                                     headers={"Content-Type": "application/json", "Authorization": f"Basic {good}"})
+        refused = await client.post(
+            "/webhook/alertmanager",
+            content=payload(),
+            headers={"Content-Type": "application/json", "Authorization": f"Basic {bad}"},
+        )
+        accepted = await client.post(
+            "/webhook/alertmanager",
+            content=payload(),
+            headers={"Content-Type": "application/json", "Authorization": f"Basic {good}"},
+        )
     assert (refused.status_code, accepted.status_code) == (401, 200)
 
 
@@ -130,7 +211,9 @@ async def test_size_limit_is_checked_before_reading(app_for: Any) -> None:
     assert answer.status_code == 413 and "10485760 bytes" in answer.json()["error"]
 
 
-async def test_unwritable_store_answers_503_then_recovers(app_for: Any, engine: AsyncEngine, database_url: str) -> None:
+async def test_unwritable_store_answers_503_then_recovers(
+    app_for: Any, engine: AsyncEngine, database_url: str
+) -> None:
     """Alertmanager retries only 5xx: a store that cannot commit must never get a 4xx or a 2xx."""
     settings = {"webhook": {"commit_timeout": "1s"}, "database": {"sqlite_busy_timeout_ms": 300}}
     async with app_for(**settings) as (client, _):

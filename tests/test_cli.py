@@ -1,0 +1,62 @@
+"""`aiops replay` and `aiops db upgrade` as a runbook author and an operator run them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import DATA
+from tests.fakes.prometheus import FakePrometheus
+
+
+def aiops(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environ = {"PATH": "/usr/bin:/bin", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "aiops", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=environ,
+        timeout=60,
+    )
+
+
+def test_replay_prints_what_would_be_posted_and_stores_nothing(
+    tmp_path: Path, fake_prometheus: FakePrometheus
+) -> None:
+    result = aiops(
+        "replay", str(DATA / "firing.json"), cwd=tmp_path, env={"AIOPS_PROMETHEUS_URL": fake_prometheus.url}
+    )
+    assert result.returncode == 0, result.stderr
+    assert "--- would post to console ---" in result.stdout
+    assert "==== [warning] Host out of disk space (instance web-1:9100) ====" in result.stdout
+    assert "min 10, max 95, last 95" in result.stdout
+    assert not (tmp_path / "data").exists(), "replay must not create or touch the real store"
+
+
+def test_replay_names_what_is_wrong_with_a_payload(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**json.loads((DATA / "firing.json").read_text()), "version": "3"}))
+    result = aiops("replay", str(bad), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "version: unsupported version '3'" in result.stderr and "Traceback" not in result.stderr
+    missing = aiops("replay", str(tmp_path / "none.json"), cwd=tmp_path)
+    assert missing.returncode == 2 and "cannot read" in missing.stderr
+
+
+def test_db_upgrade(tmp_path: Path) -> None:
+    env = {"AIOPS_DATABASE_URL": f"sqlite:///{tmp_path}/x/aiops.db"}
+    first = aiops("db", "upgrade", cwd=tmp_path, env=env)
+    second = aiops("db", "upgrade", cwd=tmp_path, env=env)
+    assert first.returncode == 0 and json.loads(first.stdout) == {"applied": [1]}
+    assert second.stdout.strip() == "the database is up to date"
+
+
+def test_db_upgrade_reports_an_unreachable_database(tmp_path: Path) -> None:
+    result = aiops(
+        "db", "upgrade", cwd=tmp_path, env={"AIOPS_DATABASE_URL": "postgresql://nobody@127.0.0.1:9/x"}
+    )
+    assert result.returncode == 1 and "database.url cannot be migrated" in result.stderr
+    assert "Traceback" not in result.stderr

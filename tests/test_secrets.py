@@ -1,0 +1,84 @@
+"""No secret from the configuration appears in logs, error answers, pages, the API or metrics."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import httpx
+
+from aiops.passwords import hash_password
+from tests.conftest import DATA
+from tests.support.service import AiopsProcess
+
+TOKEN = "tok-Vq83hZ0pL1xY7mN2"
+BASIC = "basic-Rt55kWq9aZ3eLm00"
+PROMETHEUS = "prom-Jd82nBv0qXs7Ty11"
+MINIMAX = "sk-api-Zx81mQ2wE4rT6yU8"
+VIEWER = "viewer-Pw47cHs9Lk2Nq6"
+URL_PASSWORD = "url-Hh30vBn8Wq1Zx5"
+SECRETS = (TOKEN, BASIC, PROMETHEUS, MINIMAX, VIEWER, URL_PASSWORD)
+
+
+def test_secrets_stay_secret(tmp_path: Path) -> None:
+    config = {
+        "server": {"viewers": [{"username": "oncall", "password_hash": hash_password(VIEWER)}]},
+        "webhook": {"token": TOKEN, "basic_auth": {"username": "am", "password": BASIC}},
+        "database": {"url": f"sqlite:///{tmp_path}/aiops.db"},
+        # Nothing listens there: the evidence stage fails and logs why.
+        "prometheus": {"url": f"http://reader:{URL_PASSWORD}@127.0.0.1:9", "bearer_token": PROMETHEUS},
+        "queue": {"poll_interval": "100ms"},
+    }
+    service = AiopsProcess(tmp_path, config, env={"MINIMAX_API_KEY": MINIMAX})
+    service.start()
+    seen: list[str] = []
+    try:
+        with httpx.Client(base_url=service.url, timeout=10) as client:
+            headers = {"Content-Type": "application/json"}
+            body = (DATA / "firing.json").read_bytes()
+            for authorization in (
+                f"Bearer {TOKEN}x",
+                f"Bearer {TOKEN}",
+                "Basic " + base64.b64encode(f"am:{BASIC}".encode()).decode(),
+                f"Bearer {MINIMAX}",
+            ):
+                seen.append(
+                    client.post(
+                        "/webhook/alertmanager",
+                        content=body,
+                        headers={**headers, "Authorization": authorization},
+                    ).text
+                )
+            seen.append(client.post("/webhook/alertmanager", content=b"{", headers=headers).text)
+            _wait_for_triage(client)
+            for path in (
+                "/",
+                "/incidents/1",
+                "/api/v1/incidents",
+                "/api/v1/incidents/1",
+                "/metrics",
+                "/readyz",
+                "/openapi.json",
+                "/incidents/9",
+            ):
+                seen.append(client.get(path).text)
+    finally:
+        service.terminate()
+    seen += [service.stdout(), service.stderr()]
+    assert "evidence source" in service.stderr() or "is unreachable" in json.dumps(seen)
+    for text in seen:
+        for secret in SECRETS:
+            assert secret not in text, f"a secret leaked into: {text[:300]}"
+
+
+def _wait_for_triage(client: httpx.Client) -> None:
+    import time
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        answer = client.get("/api/v1/incidents/1")
+        if answer.status_code == 200 and answer.json()["triages"]:
+            return
+        time.sleep(0.2)
+    raise AssertionError("the incident was not triaged within 30 s")
