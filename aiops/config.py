@@ -270,7 +270,9 @@ def _interpolate(value: Any, environ: Mapping[str, str], path: tuple[str, ...]) 
             [f"{'.'.join(path)}: environment variable {name} is not set (write ${{{name}:-default}})"]
         )
 
-    return _VARIABLE.sub(substitute, value)
+    result = _VARIABLE.sub(substitute, value)
+    # A value that is only an empty variable counts as unset, like an empty environment override.
+    return None if result == "" and _VARIABLE.fullmatch(value) else result
 
 
 def _apply_overrides(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[tuple[str, ...], str]:
