@@ -83,6 +83,9 @@ class WorkerPool:
             if job is None:
                 await self._idle()
                 continue
+            if self._stopping:  # claimed while shutdown began: hand it straight back
+                await self._settle(jobs.release, job)
+                break
             task = asyncio.create_task(self._run(job), name=f"job-{job.id}")
             self._running[job.id] = task
             try:

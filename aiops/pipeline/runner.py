@@ -77,6 +77,8 @@ class Pipeline:
                 self.stages.sources, correlation, runbook, self.stages.evidence_deadline
             )
         errors.extend(evidence_errors)
+        for _ in evidence_errors:
+            self._metrics.stage_failures.labels("evidence").inc()
         offline = self.stages.offline.now(correlation, evidence)
         diagnosis: Diagnosis = await self._stage(
             "diagnose",
@@ -110,7 +112,9 @@ class Pipeline:
         url = f"{self._base_url}/incidents/{incident.id}"
         announcement = Announcement(purpose, incident, triage, url)  # type: ignore[arg-type]
         with self._metrics.stage_duration.labels("notify").time():
-            await notify(self._engine, self.stages.channels, announcement, f"delivery-{delivery_id}")
+            await notify(
+                self._engine, self.stages.channels, announcement, f"delivery-{delivery_id}", self._metrics
+            )
 
 
 def _now(function: Callable[..., T], *args: object) -> Callable[[], Awaitable[T]]:

@@ -24,8 +24,9 @@ async def test_list_filter_and_page(app_for: Any) -> None:
     async with app_for() as (client, services):
         await open_incidents(client, services, 3)
         resolved = json.loads((DATA / "resolved.json").read_text())
-        answer = await client.post("/webhook/alertmanager", content=json.dumps({**resolved, "groupKey": "group-0"}),
-                                   headers=AUTH)
+        answer = await client.post(
+            "/webhook/alertmanager", content=json.dumps({**resolved, "groupKey": "group-0"}), headers=AUTH
+        )
         await services.pipeline.run(answer.json()["delivery"])
         page = (await client.get("/api/v1/incidents?limit=2")).json()
         rest = (await client.get(page["next"])).json()
@@ -98,8 +99,14 @@ async def test_health_readiness_metrics_and_schema(app_for: Any) -> None:
         metrics = (await client.get("/metrics")).text
         schema = (await client.get("/openapi.json")).json()
     assert ready["store"] == "ok" and ready["queue"]["pending"] == 1, "workers are off: the job waits"
-    for name in ("aiops_webhook_requests_total", "aiops_alerts_received_total", "aiops_queue_jobs",
-                 "aiops_queue_oldest_age_seconds", "aiops_stage_duration_seconds_bucket", 'aiops_incidents{status="open"} 1.0'):
+    for name in (
+        "aiops_webhook_requests_total",
+        "aiops_alerts_received_total",
+        "aiops_queue_jobs",
+        "aiops_queue_oldest_age_seconds",
+        "aiops_stage_duration_seconds_bucket",
+        'aiops_incidents{status="open"} 1.0',
+    ):
         assert name in metrics, name
     assert "/webhook/alertmanager" in schema["paths"]
     assert "groupKey" in schema["components"]["schemas"]["WebhookPayload"]["properties"]
