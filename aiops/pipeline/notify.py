@@ -57,4 +57,4 @@ async def _announce(engine: AsyncEngine, channel: Channel, announcement: Announc
         await incidents.add_event(
             conn, incident_id, "notified", f"{announcement.purpose} sent to {channel.name}"
         )
-    return True
+    return notifications.SENT
