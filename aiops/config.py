@@ -32,7 +32,7 @@ from aiops.payload import field_path
 from aiops.queue import QueueConfig
 from aiops.sources.prometheus import PrometheusConfig
 from aiops.store.engine import DatabaseConfig
-from aiops.units import Bytes, Seconds
+from aiops.units import Bytes, HttpUrl, Seconds
 
 # Environment variable → key path it overrides. An empty variable counts as unset.
 ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
@@ -139,14 +139,7 @@ class WebhookConfig(Section):
 
 
 class UrlSection(Section):
-    url: str | None = None
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError(f"{value!r} is not an http(s) URL")
-        return value.rstrip("/") if value else value
+    url: HttpUrl | None = None
 
 
 class RunbooksConfig(Section):

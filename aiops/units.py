@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import BeforeValidator
+from pydantic import AfterValidator, BeforeValidator
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -38,5 +38,13 @@ def parse_size(value: object) -> int:
     return int(match.group(1)) * _SIZE_UNITS[match.group(2) or "B"]
 
 
+def check_http_url(value: str) -> str:
+    """An http(s) URL with a host; a trailing slash is dropped so paths can be appended."""
+    if not re.match(r"^https?://[^/\s]+", value):
+        raise ValueError(f"{value!r} is not an http(s) URL")
+    return value.rstrip("/")
+
+
 Seconds = Annotated[float, BeforeValidator(parse_duration)]
+HttpUrl = Annotated[str, AfterValidator(check_http_url)]
 Bytes = Annotated[int, BeforeValidator(parse_size)]

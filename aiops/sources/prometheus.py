@@ -14,10 +14,10 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from aiops.models import Alert, Correlation, Evidence, RunbookMatch, SeriesSummary, Trend
-from aiops.units import Seconds
+from aiops.units import HttpUrl, Seconds
 
 # Relative change across the window, as a share of the series' spread, below which a series counts as flat.
 _FLAT = 0.2
@@ -26,7 +26,7 @@ _FLAT = 0.2
 class PrometheusConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    url: str | None = None
+    url: HttpUrl | None = None
     bearer_token: SecretStr | None = None
     timeout: Seconds = 10.0
     # The window evaluated around an alert's startsAt.
@@ -34,13 +34,6 @@ class PrometheusConfig(BaseModel):
     after: Seconds = 900.0
     max_points: int = Field(default=120, ge=10, le=11000)
     top_series: int = Field(default=5, ge=1, le=50)
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError(f"{value!r} is not an http(s) URL")
-        return value.rstrip("/") if value else value
 
 
 class PrometheusError(Exception):
