@@ -11,6 +11,7 @@ import asyncio
 import getpass
 import json
 import logging
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -96,7 +97,11 @@ def serve(args: argparse.Namespace) -> int:
         log_config=None,
         timeout_graceful_shutdown=int(settings.queue.shutdown_grace) + 5,
     )
+    # uvicorn handles SIGTERM (graceful shutdown), then re-raises it to the handler that was there before it.
+    # That handler ends the process normally, so a graceful stop exits 0 instead of dying by the signal.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: None)
     uvicorn.Server(config).run()
+    log.info("stopped")
     return 0
 
 

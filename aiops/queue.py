@@ -68,9 +68,13 @@ class WorkerPool:
             _done, late = await asyncio.wait(running, timeout=self._config.shutdown_grace)
             for task in late:
                 task.cancel()
-        for loop in self._loops:
+            await asyncio.gather(*running, return_exceptions=True)
+        # The loops end by themselves once they see `_stopping`; cancelling one mid-claim could leave a claimed
+        # job running until its lease expires, so only a loop that does not end promptly is cancelled.
+        _ended, stuck = await asyncio.wait(self._loops, timeout=5) if self._loops else (set(), set())
+        for loop in stuck:
             loop.cancel()
-        await asyncio.gather(*self._loops, *running, return_exceptions=True)
+        await asyncio.gather(*self._loops, return_exceptions=True)
 
     async def _loop(self) -> None:
         while not self._stopping:

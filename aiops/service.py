@@ -36,6 +36,7 @@ class Services:
     http: httpx.AsyncClient
     pipeline: Pipeline
     pool: WorkerPool | None = None
+    refusal_logged_at: float | None = None  # when intake last logged refused credentials
 
     def wake_workers(self) -> None:
         if self.pool is not None:

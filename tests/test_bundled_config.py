@@ -12,8 +12,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_alertmanager_config_passes_amtool() -> None:
-    result = subprocess.run([require("amtool"), "check-config", str(ROOT / "prometheus" / "alertmanager.yml")],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [require("amtool"), "check-config", str(ROOT / "prometheus" / "alertmanager.yml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "webhook" in result.stdout.lower() or "SUCCESS" in result.stdout
 

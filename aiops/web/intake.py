@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -23,6 +24,7 @@ from aiops.web.auth import webhook_allowed
 from aiops.web.responses import error
 
 log = logging.getLogger("aiops.intake")
+REFUSAL_LOG_INTERVAL = 60.0
 
 
 class Rejected(Exception):
@@ -41,6 +43,7 @@ async def webhook(request: Request) -> Response:
 async def _handle(request: Request, services: Services) -> Response:
     config = services.settings.webhook
     if not webhook_allowed(config, request.headers.get("authorization")):
+        _warn_refused(request, services)
         challenge = 'Bearer realm="aiops"' if config.token is not None else 'Basic realm="aiops"'
         return error(401, "missing or wrong webhook credentials", {"WWW-Authenticate": challenge})
     try:
@@ -58,6 +61,15 @@ async def _handle(request: Request, services: Services) -> Response:
     return JSONResponse(
         {"status": "accepted", "delivery": receipt.delivery_id, "duplicate": not receipt.is_new}
     )
+
+
+def _warn_refused(request: Request, services: Services) -> None:
+    """One warning a minute at most: enough to spot a misconfigured Alertmanager, too few to flood the log."""
+    now = time.monotonic()
+    if services.refusal_logged_at is None or now - services.refusal_logged_at >= REFUSAL_LOG_INTERVAL:
+        services.refusal_logged_at = now
+        client = request.client.host if request.client else "unknown"
+        log.warning("refused a webhook delivery from %s: missing or wrong credentials", client)
 
 
 def _check_content_type(value: str | None) -> None:

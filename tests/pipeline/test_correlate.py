@@ -18,13 +18,28 @@ FIRING: dict[str, Any] = json.loads((DATA / "firing.json").read_text())
 def alert(fingerprint: str, status: str = "firing", starts: str = "2026-11-24T03:02:11Z") -> dict[str, Any]:
     ends = "2026-11-24T04:00:00Z" if status == "resolved" else "0001-01-01T00:00:00Z"
     labels = {"alertname": "HostHighCpuLoad", "instance": f"{fingerprint}:9100", "severity": "critical"}
-    return {"status": status, "labels": labels, "annotations": {}, "startsAt": starts, "endsAt": ends,
-            "generatorURL": "", "fingerprint": fingerprint}
+    return {
+        "status": status,
+        "labels": labels,
+        "annotations": {},
+        "startsAt": starts,
+        "endsAt": ends,
+        "generatorURL": "",
+        "fingerprint": fingerprint,
+    }
 
 
-async def deliver(engine: AsyncEngine, *alerts: dict[str, Any], status: str = "firing", key: str = "g1") -> int:
-    body = {**FIRING, "groupKey": key, "status": status, "alerts": list(alerts), "commonAnnotations": {},
-            "commonLabels": {"alertname": "HostHighCpuLoad"}}
+async def deliver(
+    engine: AsyncEngine, *alerts: dict[str, Any], status: str = "firing", key: str = "g1"
+) -> int:
+    body = {
+        **FIRING,
+        "groupKey": key,
+        "status": status,
+        "alerts": list(alerts),
+        "commonAnnotations": {},
+        "commonLabels": {"alertname": "HostHighCpuLoad"},
+    }
     text = json.dumps(body)
     async with engine.begin() as conn:
         receipt = await deliveries.record(conn, WebhookPayload.model_validate_json(text).to_group(), text)

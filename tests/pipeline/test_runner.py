@@ -21,7 +21,10 @@ async def post(client: Any, name: str) -> int:
 async def test_prometheus_down_is_recorded_and_the_incident_is_still_announced(
     app_for: Any, engine: AsyncEngine, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    async with app_for(prometheus={"url": "http://127.0.0.1:9"}, server={"language": "en"}) as (client, services):
+    async with app_for(prometheus={"url": "http://127.0.0.1:9"}, server={"language": "en"}) as (
+        client,
+        services,
+    ):
         await services.pipeline.run(await post(client, "firing.json"))
         async with engine.connect() as conn:
             detail = await incidents.detail(conn, 1)
@@ -40,7 +43,10 @@ async def test_prometheus_down_is_recorded_and_the_incident_is_still_announced(
 async def test_evidence_reaches_the_diagnosis_and_the_announcement(
     app_for: Any, engine: AsyncEngine, fake_prometheus: FakePrometheus, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    async with app_for(prometheus={"url": fake_prometheus.url}, server={"language": "en"}) as (client, services):
+    async with app_for(prometheus={"url": fake_prometheus.url}, server={"language": "en"}) as (
+        client,
+        services,
+    ):
         triage = await services.pipeline.run(await post(client, "firing.json"))
         await services.pipeline.run(await post(client, "resolved.json"))
         async with engine.connect() as conn:

@@ -18,8 +18,15 @@ NO_RUNBOOK = RunbookMatch(None, None, "none")
 
 def correlation(generator_url: str = URL, starts: datetime | None = None) -> Correlation:
     now = datetime.now(UTC)
-    alert = Alert("f1", "firing", {"alertname": "HostOutOfDiskSpace"}, {}, starts or now - timedelta(minutes=5),
-                  None, generator_url)
+    alert = Alert(
+        "f1",
+        "firing",
+        {"alertname": "HostOutOfDiskSpace"},
+        {},
+        starts or now - timedelta(minutes=5),
+        None,
+        generator_url,
+    )
     incident = Incident(1, "g", "open", "t", "warning", {}, now, now)
     return Correlation(incident, "opened", (alert,), (alert,))
 
@@ -76,7 +83,9 @@ async def test_an_unreachable_prometheus() -> None:
     async with httpx.AsyncClient() as client:
         source = PrometheusSource(PrometheusConfig(url="http://127.0.0.1:9"), client)
         [evidence] = await source.gather(correlation(), NO_RUNBOOK)
-    assert evidence.error is not None and evidence.error.startswith("Prometheus at http://127.0.0.1:9 is unreachable")
+    assert evidence.error is not None and evidence.error.startswith(
+        "Prometheus at http://127.0.0.1:9 is unreachable"
+    )
 
 
 def test_summary_skips_nan() -> None:

@@ -68,7 +68,9 @@ async def test_an_expired_lease_is_taken_over(engine: AsyncEngine) -> None:
     await asyncio.sleep(0.3)
     taken = await claim(engine, "w2")
     assert taken is not None and taken.id == dead.id and taken.attempts == 2
-    assert not await settle(engine, jobs.finish, dead.id, "dead-worker"), "the old owner can no longer settle it"
+    assert not await settle(engine, jobs.finish, dead.id, "dead-worker"), (
+        "the old owner can no longer settle it"
+    )
     assert not await settle(engine, jobs.renew, dead.id, "dead-worker", 60.0)
     assert await settle(engine, jobs.finish, taken.id, "w2")
 

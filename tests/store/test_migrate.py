@@ -14,5 +14,14 @@ async def test_upgrade_is_idempotent(engine: AsyncEngine) -> None:
 async def test_schema_has_the_tables(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
         names = await conn.run_sync(lambda sync: set(inspect(sync).get_table_names()))
-    expected = {"aiops_schema", "deliveries", "incidents", "alerts", "triages", "notifications", "events", "jobs"}
+    expected = {
+        "aiops_schema",
+        "deliveries",
+        "incidents",
+        "alerts",
+        "triages",
+        "notifications",
+        "events",
+        "jobs",
+    }
     assert expected <= names

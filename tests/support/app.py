@@ -27,7 +27,9 @@ def settings_for(database_url: str, **sections: Any) -> Settings:
 
 
 @asynccontextmanager
-async def running(settings: Settings, engine: AsyncEngine) -> AsyncIterator[tuple[httpx.AsyncClient, Services]]:
+async def running(
+    settings: Settings, engine: AsyncEngine
+) -> AsyncIterator[tuple[httpx.AsyncClient, Services]]:
     app: Starlette = create_app(settings, engine=engine, workers=False)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)

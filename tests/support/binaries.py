@@ -12,10 +12,14 @@ import pytest
 
 def require(name: str) -> str:
     """Path of the binary `name` (PostgreSQL's live under /usr/lib/postgresql/N/bin)."""
-    found = shutil.which(name) or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None)
+    found = shutil.which(name) or next(
+        iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None
+    )
     if found:
         return found
-    message = f"MISSING BINARY: {name} is not installed; `make test` installs it (scripts/install-debian-deps)"
+    message = (
+        f"MISSING BINARY: {name} is not installed; `make test` installs it (scripts/install-debian-deps)"
+    )
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)

@@ -33,7 +33,9 @@ class PostgresServer:
             os.chown(self.root, uid.pw_uid, uid.pw_gid)
         self._run(initdb, "-D", str(self.root / "data"), "-U", "aiops", "--auth=trust", "-E", "UTF8")
         options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self._run(pg_ctl, "-D", str(self.root / "data"), "-o", options, "-l", str(self.root / "log"), "-w", "start")
+        self._run(
+            pg_ctl, "-D", str(self.root / "data"), "-o", options, "-l", str(self.root / "log"), "-w", "start"
+        )
 
     def stop(self) -> None:
         pg_ctl = require("pg_ctl")
@@ -46,6 +48,17 @@ class PostgresServer:
         """A fresh, empty database; returns its `postgresql://` URL."""
         self._databases += 1
         name = f"aiops_{os.getpid()}_{self._databases}_{int(time.time() * 1000) % 100000}"
-        self._run(require("psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "aiops", "-d", "postgres",
-                  "-c", f'CREATE DATABASE "{name}"')
+        self._run(
+            require("psql"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-U",
+            "aiops",
+            "-d",
+            "postgres",
+            "-c",
+            f'CREATE DATABASE "{name}"',
+        )
         return f"postgresql://aiops@127.0.0.1:{self.port}/{name}"

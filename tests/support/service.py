@@ -39,7 +39,10 @@ class AiopsProcess:
         stderr = open(self.workdir / f"stderr.{self.starts}.log", "wb")  # noqa: SIM115
         self.process = subprocess.Popen(
             [sys.executable, "-m", "aiops", "--config", str(self.config_path), "serve"],
-            cwd=self.workdir, env=self.env, stdout=stdout, stderr=stderr,
+            cwd=self.workdir,
+            env=self.env,
+            stdout=stdout,
+            stderr=stderr,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -64,10 +67,14 @@ class AiopsProcess:
         return self.process.wait(timeout=timeout)
 
     def stdout(self) -> str:
-        return "".join((self.workdir / f"stdout.{n}.log").read_text(errors="replace") for n in range(1, self.starts + 1))
+        return "".join(
+            (self.workdir / f"stdout.{n}.log").read_text(errors="replace") for n in range(1, self.starts + 1)
+        )
 
     def stderr(self) -> str:
-        return "".join((self.workdir / f"stderr.{n}.log").read_text(errors="replace") for n in range(1, self.starts + 1))
+        return "".join(
+            (self.workdir / f"stderr.{n}.log").read_text(errors="replace") for n in range(1, self.starts + 1)
+        )
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
