@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from aiops.models import Alert, AlertGroup, Change, Correlation
 from aiops.payload import WebhookPayload
 from aiops.store import deliveries, incidents
 
+CHANGES: dict[str, Change] = {change: change for change in get_args(Change)}
 _SEVERITY_RANK = {
     "critical": 0,
     "page": 0,
@@ -25,18 +28,19 @@ async def correlate(engine: AsyncEngine, delivery_id: int) -> Correlation:
     async with engine.begin() as conn:
         payload, incident_id, change = await deliveries.load(conn, delivery_id)
         group = WebhookPayload.model_validate_json(payload).to_group()
-        if incident_id is None or change is None:
-            incident_id, change, new_firing = await _apply(conn, delivery_id, group)
+        if incident_id is None or change not in CHANGES:
+            incident_id, applied, new_firing = await _apply(conn, delivery_id, group)
         else:
+            applied = CHANGES[change]
             new_firing = tuple(alert for alert in group.alerts if alert.status == "firing")
         incident = await incidents.get(conn, incident_id)
     assert incident is not None  # the row was read or written in this same transaction
-    return Correlation(incident, change, group.alerts, new_firing)  # type: ignore[arg-type]
+    return Correlation(incident, applied, group.alerts, new_firing)
 
 
 async def _apply(
     conn: AsyncConnection, delivery_id: int, group: AlertGroup
-) -> tuple[int, str, tuple[Alert, ...]]:
+) -> tuple[int, Change, tuple[Alert, ...]]:
     current = await incidents.find_open(conn, group.group_key)
     if current is None:
         incident_id = await incidents.create(

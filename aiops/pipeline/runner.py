@@ -10,7 +10,7 @@ from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from aiops.channels import Announcement, Channel
+from aiops.channels import Announcement, Channel, Purpose
 from aiops.metrics import Metrics
 from aiops.models import Correlation, Diagnosis, Proposal, RunbookMatch, StageError, Triage
 from aiops.pipeline.correlate import correlate
@@ -107,10 +107,12 @@ class Pipeline:
             self._metrics.stage_duration.labels(name).observe(time.perf_counter() - started)
 
     async def _notify(self, correlation: Correlation, triage: Triage | None, delivery_id: int) -> None:
-        purpose = "resolved" if correlation.change == "resolved" else correlation.change
+        purpose: Purpose = (
+            "resolved" if triage is None else "opened" if correlation.change == "opened" else "updated"
+        )
         incident = correlation.incident
         url = f"{self._base_url}/incidents/{incident.id}"
-        announcement = Announcement(purpose, incident, triage, url)  # type: ignore[arg-type]
+        announcement = Announcement(purpose, incident, triage, url)
         with self._metrics.stage_duration.labels("notify").time():
             await notify(
                 self._engine, self.stages.channels, announcement, f"delivery-{delivery_id}", self._metrics
