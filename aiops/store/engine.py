@@ -55,6 +55,9 @@ def create_engine(config: DatabaseConfig) -> AsyncEngine:
         kwargs = {"poolclass": StaticPool}
     else:
         Path(config.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        # SQLite has one writer. With one connection, transactions queue in order on the event loop; with
+        # several, the losers sleep in SQLite's busy handler (1 ms growing to 100 ms) and tail latency explodes.
+        kwargs = {"pool_size": 1, "max_overflow": 0}
     engine = create_async_engine(url, **kwargs)
     event.listen(engine.sync_engine, "connect", _sqlite_pragmas(config.sqlite_busy_timeout_ms))
     event.listen(engine.sync_engine, "begin", _begin_immediate)
