@@ -90,7 +90,7 @@ def serve(args: argparse.Namespace) -> int:
         )
     log.info("aiops %s listening on http://%s", __version__, settings.server.listen)
     config = uvicorn.Config(
-        create_app(settings),
+        create_app(settings, migrated=True),
         host=settings.server.host,
         port=settings.server.port,
         access_log=False,

@@ -63,10 +63,13 @@ def build_sources(settings: Settings, http: httpx.AsyncClient) -> list[Source]:
     return sources
 
 
-async def start(settings: Settings, *, engine: AsyncEngine | None = None, workers: bool = True) -> Services:
-    """Build the services, migrate the store, and (unless `workers=False`) start working the queue."""
+async def start(
+    settings: Settings, *, engine: AsyncEngine | None = None, workers: bool = True, migrated: bool = False
+) -> Services:
+    """Build the services, migrate the store (unless the caller just did), and start working the queue."""
     engine = engine or create_engine(settings.database)
-    await migrate.upgrade(engine)
+    if not migrated:
+        await migrate.upgrade(engine)
     metrics = Metrics()
     templates = build_environment(settings.server.language)
     http = httpx.AsyncClient(follow_redirects=False)

@@ -28,10 +28,12 @@ def routes() -> list[Route]:
     ]
 
 
-def create_app(settings: Settings, *, engine: AsyncEngine | None = None, workers: bool = True) -> Starlette:
+def create_app(
+    settings: Settings, *, engine: AsyncEngine | None = None, workers: bool = True, migrated: bool = False
+) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        services = await service.start(settings, engine=engine, workers=workers)
+        services = await service.start(settings, engine=engine, workers=workers, migrated=migrated)
         app.state.services = services
         try:
             yield
