@@ -5,6 +5,7 @@ Uses a throw-away in-memory store, so nothing touches the real database and no c
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, TextIO
 
 from aiops import service
@@ -12,7 +13,7 @@ from aiops.channels import Announcement, Channel
 from aiops.channels.console import ConsoleChannel, ConsoleConfig
 from aiops.config import Settings
 from aiops.payload import WebhookPayload
-from aiops.pipeline.runner import Pipeline, Stages
+from aiops.pipeline.runner import Pipeline
 from aiops.store import deliveries
 from aiops.store.engine import MEMORY, DatabaseConfig
 
@@ -42,7 +43,7 @@ async def replay(settings: Settings, text: str, out: TextIO) -> int:
         channels = [Printed(channel, out) for channel in base.channels] or [
             Printed(ConsoleChannel(ConsoleConfig(), services.templates), out)
         ]
-        stages = Stages(base.sources, base.diagnoser, base.offline, channels, base.evidence_deadline)
+        stages = dataclasses.replace(base, channels=channels)
         pipeline = Pipeline(services.engine, stages, services.metrics, memory.server.base_url)
         async with services.engine.begin() as conn:
             receipt = await deliveries.record(conn, group, text)
