@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from aiops import __version__, logs
 from aiops.config import ConfigError, Settings, load_settings
-from aiops.payload import describe_error
+from aiops.payload import WebhookPayload, describe_error
 
 USAGE_ERROR = 2
 
@@ -59,6 +59,15 @@ def _parser() -> argparse.ArgumentParser:
     replay_parser.set_defaults(command=replay)
     db = sub.add_parser("db", help="database maintenance").add_subparsers(required=True, metavar="ACTION")
     db.add_parser("upgrade", help="apply pending schema migrations").set_defaults(command=db_upgrade)
+    books = sub.add_parser("runbooks", help="for runbook authors").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    books.add_parser("lint", help="check every runbook; exit 1 naming each problem").set_defaults(
+        command=runbooks_lint
+    )
+    match_parser = books.add_parser("match", help="which runbook each alert of a payload matches, and why")
+    match_parser.add_argument("payload", type=Path)
+    match_parser.set_defaults(command=runbooks_match)
     sub.add_parser("hash-password", help="hash a viewer password read from stdin").set_defaults(
         command=hash_password
     )
@@ -117,7 +126,13 @@ async def _migrate(settings: Settings) -> list[int]:
 
 
 def check(args: argparse.Namespace) -> int:
+    from aiops.runbooks.lint import catalog_ids, lint
+
     settings = _settings(args)
+    folder = settings.runbooks.dir
+    problems = lint(folder, catalog_ids(folder)) if folder.is_dir() else []
+    if problems:
+        raise ConfigError([f"runbooks.dir: {folder}/{problem}" for problem in problems])
     where = "webhook authenticated" if settings.webhook.has_credentials else "webhook open"
     print(
         f"configuration OK: listen {settings.server.listen}, {where}, database {settings.database.url.split(':')[0]}"
@@ -155,6 +170,39 @@ def db_upgrade(args: argparse.Namespace) -> int:
         print(f"aiops: database.url cannot be migrated: {error}", file=sys.stderr)
         return 1
     print(json.dumps({"applied": applied}) if applied else "the database is up to date")
+    return 0
+
+
+def runbooks_lint(args: argparse.Namespace) -> int:
+    from aiops.runbooks.lint import catalog_ids, lint
+
+    folder = _settings(args).runbooks.dir
+    problems = lint(folder, catalog_ids(folder))
+    for problem in problems:
+        print(problem)
+    if problems:
+        print(f"{len(problems)} problem(s) in {folder}", file=sys.stderr)
+        return 1
+    print(f"{folder}: all runbooks are fine")
+    return 0
+
+
+def runbooks_match(args: argparse.Namespace) -> int:
+    from aiops.runbooks.explain import explain
+
+    settings = _settings(args)
+    try:
+        text = args.payload.read_text(encoding="utf-8")
+        group = WebhookPayload.model_validate_json(text).to_group()
+    except (OSError, UnicodeDecodeError) as error:
+        print(f"aiops: cannot read {args.payload}: {error}", file=sys.stderr)
+        return USAGE_ERROR
+    except ValidationError as error:
+        print(
+            f"aiops: {args.payload} is not an Alertmanager payload: {describe_error(error)}", file=sys.stderr
+        )
+        return USAGE_ERROR
+    print(explain(settings.runbooks.dir, group.alerts))
     return 0
 
 

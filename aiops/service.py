@@ -17,6 +17,7 @@ from aiops.channels.console import ConsoleChannel
 from aiops.config import Settings
 from aiops.metrics import Metrics
 from aiops.pipeline.diagnose import OfflineDiagnoser
+from aiops.pipeline.match import RunbookMatcher
 from aiops.pipeline.runner import Pipeline, Stages
 from aiops.queue import WorkerPool
 from aiops.sources import Source
@@ -79,6 +80,7 @@ async def start(
         diagnoser=offline,
         offline=offline,
         channels=build_channels(settings, templates),
+        runbooks=RunbookMatcher(settings.runbooks.dir),
     )
     pipeline = Pipeline(engine, stages, metrics, settings.server.base_url)
     services = Services(settings, engine, metrics, templates, http, pipeline)

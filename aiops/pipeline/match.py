@@ -1,10 +1,28 @@
-"""Match runbook: which of the team's runbooks covers the incident. Runbooks arrive with the runbooks issue;
-until then the honest answer is that there is none."""
+"""Match runbook: which of the team's runbooks covers the incident — or, plainly, that none does."""
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 from aiops.models import Correlation, RunbookMatch
+from aiops.runbooks.library import RunbookLibrary
 
 
-def match_runbook(correlation: Correlation) -> RunbookMatch:
-    return RunbookMatch(path=None, commit=None, reason="no runbook: runbook matching is not configured")
+class RunbookMatcher:
+    """The runbooks folder, read again when it changes. Reading files and asking git happen off the event loop,
+    one match at a time (the library's caches are not shared between threads)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.library = RunbookLibrary(directory)
+        self._lock = asyncio.Lock()
+
+    async def match(self, correlation: Correlation) -> RunbookMatch:
+        alerts = correlation.new_firing or correlation.alerts
+        if not self.directory.is_dir():
+            return RunbookMatch(
+                None, None, f"no runbook: the runbooks folder {self.directory} does not exist"
+            )
+        async with self._lock:
+            return await asyncio.to_thread(self.library.match, alerts[0])

@@ -16,7 +16,7 @@ from aiops.models import Correlation, Diagnosis, Proposal, RunbookMatch, StageEr
 from aiops.pipeline.correlate import correlate
 from aiops.pipeline.diagnose import Diagnoser, OfflineDiagnoser
 from aiops.pipeline.evidence import gather
-from aiops.pipeline.match import match_runbook
+from aiops.pipeline.match import RunbookMatcher
 from aiops.pipeline.notify import notify
 from aiops.pipeline.plan import plan_actions
 from aiops.sources import Source
@@ -35,6 +35,7 @@ class Stages:
     diagnoser: Diagnoser
     offline: OfflineDiagnoser
     channels: Sequence[Channel]
+    runbooks: RunbookMatcher
     evidence_deadline: float = 30.0
 
 
@@ -71,7 +72,9 @@ class Pipeline:
         """match → evidence → diagnose → plan; no store writes, so `aiops replay` can use it as it is."""
         errors: list[StageError] = []
         no_runbook = RunbookMatch(None, None, "no runbook: matching failed")
-        runbook = await self._stage("match", errors, no_runbook, _now(match_runbook, correlation))
+        runbook = await self._stage(
+            "match", errors, no_runbook, lambda: self.stages.runbooks.match(correlation)
+        )
         with self._metrics.stage_duration.labels("evidence").time():
             evidence, evidence_errors = await gather(
                 self.stages.sources, correlation, runbook, self.stages.evidence_deadline

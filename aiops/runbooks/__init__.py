@@ -1,0 +1,1 @@
+"""Runbooks: the team's markdown runbooks, matched to incidents and rendered safely."""

@@ -1,0 +1,105 @@
+"""`aiops runbooks lint`: everything wrong with a runbooks folder, found before an alert finds it.
+
+Each problem is one line, `relative/path.md: field: reason`: files that do not parse (misspelt fields, bad
+matchers, bad YAML), query templates that do not render against sample labels, action ids missing from the
+catalog, and two runbooks claiming the same alert with the same matchers (only the first could ever match).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from aiops.runbooks.library import RunbookLibrary
+from aiops.runbooks.model import Runbook
+from aiops.runbooks.render import Language, RenderError, render, sample_labels
+
+CATALOG = "actions.yml"
+
+
+def catalog_ids(directory: Path) -> set[str] | None:
+    """The action ids of `actions.yml` in the runbooks folder, or None when there is no catalog (yet)."""
+    path = directory / CATALOG
+    if not path.is_file():
+        return None
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return set()  # an unreadable catalog allows nothing; `aiops check` reports why
+    return {str(key) for key in loaded} if isinstance(loaded, dict) else set()
+
+
+def lint(directory: Path, actions: set[str] | None) -> list[str]:
+    """Problems in the runbooks under `directory`; `actions` is the catalog's ids, or None to skip that check."""
+    if not directory.is_dir():
+        return [f"{directory}: is not a folder"]
+    library = RunbookLibrary(directory)
+    problems = [
+        f"{error.path.as_posix()}: {problem}" for error in library.problems() for problem in error.problems
+    ]
+    runbooks = library.runbooks()
+    for runbook in runbooks:
+        problems.extend(_templates(runbook))
+        if actions is not None:
+            problems.extend(_actions(runbook, actions))
+    problems.extend(_duplicate_claims(runbooks))
+    return sorted(problems, key=lambda problem: problem.split(": ", 1)[0])  # by file; stable within one
+
+
+def _templates(runbook: Runbook) -> list[str]:
+    checks: list[tuple[str, str, Language]] = [
+        (f"evidence.metrics[{index}].query", metric.query, "promql")
+        for index, metric in enumerate(runbook.metrics)
+    ]
+    checks += [
+        (f"evidence.logs[{index}].loki", log.loki, "logql")
+        for index, log in enumerate(runbook.logs)
+        if log.loki is not None
+    ]
+    problems = []
+    for field, template, language in checks:
+        error = _render_error(template, language)
+        if error is not None:
+            problems.append(f"{runbook.path.as_posix()}: {field}: {error}")
+    return problems
+
+
+def _render_error(template: str, language: Language) -> str | None:
+    try:
+        render(template, sample_labels(), language)
+    except RenderError as error:
+        return str(error)
+    return None
+
+
+def _actions(runbook: Runbook, actions: set[str]) -> list[str]:
+    used = [(f"actions[{index}]", action) for index, action in enumerate(runbook.actions)]
+    used += [
+        (f"evidence.logs[{index}].command", log.command)
+        for index, log in enumerate(runbook.logs)
+        if log.command is not None
+    ]
+    return [
+        f"{runbook.path.as_posix()}: {field}: {action!r} is not an action in {CATALOG}"
+        for field, action in used
+        if action not in actions
+    ]
+
+
+def _duplicate_claims(runbooks: list[Runbook]) -> list[str]:
+    """A runbook claiming an alert another (earlier in path order) claims with the same matchers."""
+    first: dict[tuple[str, frozenset[str]], Runbook] = {}
+    problems = []
+    for runbook in runbooks:
+        matchers = frozenset(str(matcher) for matcher in runbook.matchers)
+        for index, alert in enumerate(runbook.alerts):
+            claim = first.setdefault((alert, matchers), runbook)
+            if claim is not runbook:
+                shown = ", ".join(sorted(matchers)) or "no matchers"
+                problems.append(
+                    f"{runbook.path.as_posix()}: alerts[{index}]: {alert} is also claimed by "
+                    f"{claim.path.as_posix()} with the same matchers ({shown}); only {claim.path.as_posix()} "
+                    "can match"
+                )
+    return problems

@@ -1,0 +1,111 @@
+"""`lint`: every problem in a runbooks folder, one line each, naming the file and the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiops.runbooks.lint import lint
+
+GOOD = """\
+---
+title: Host disk almost full
+alerts: [HostOutOfDiskSpace]
+match: ['severity=~"warning|critical"']
+evidence:
+  metrics:
+    - name: free_ratio
+      query: node_filesystem_avail_bytes{instance="{{ labels.instance }}"}
+      range: 6h
+  logs:
+    - loki: '{instance="{{ labels.instance }}"} |= "No space left"'
+      range: 1h
+    - command: journal-errors
+actions: [journal-vacuum]
+---
+# Host disk almost full
+"""
+CATALOG = {"journal-vacuum", "journal-errors", "restart-service"}
+
+
+def write(root: Path, relative: str, text: str) -> None:
+    path = root / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+def test_a_good_folder_has_no_problems(tmp_path: Path) -> None:
+    write(tmp_path, "disk/HostOutOfDiskSpace.md", GOOD)
+    write(tmp_path, "HostOutOfMemory.md", "# Host out of memory\n")
+    write(tmp_path, "HostOutOfInodes.md", "---\ntitle: Inodes\nweight: 10\ntags: [node]\n---\n")
+    assert lint(tmp_path, CATALOG) == []
+    assert lint(tmp_path, None) == []
+
+
+def test_each_broken_runbook_is_named(tmp_path: Path) -> None:
+    write(tmp_path, "good.md", GOOD)
+    write(tmp_path, "unknown_field.md", GOOD.replace("query:", "qeury:"))
+    write(tmp_path, "bad_matcher.md", GOOD.replace("severity=~", "severity=="))
+    write(
+        tmp_path,
+        "bad_template.md",
+        GOOD.replace('instance="{{ labels.instance }}"}', "instance={{ labels.instance }}}", 1).replace(
+            "HostOutOfDiskSpace", "HostDiskWillFill"
+        ),
+    )
+    write(
+        tmp_path,
+        "bad_logql.md",
+        GOOD.replace("'{instance=", "'{instance={{ labels.instance }},x=").replace(
+            "HostOutOfDiskSpace", "HostDiskSlow"
+        ),
+    )
+    write(
+        tmp_path,
+        "sub/unknown_action.md",
+        GOOD.replace("[journal-vacuum]", "[journal-vacuum, reboot-host]")
+        .replace("command: journal-errors", "command: journal-erors")
+        .replace("HostOutOfDiskSpace", "HostIoStall"),
+    )
+    problems = lint(tmp_path, CATALOG)
+    assert "unknown_field.md: evidence.metrics[0].qeury: is not a known field" in problems
+    assert any(p.startswith("bad_matcher.md: match[0]: ") and "bad operator '=='" in p for p in problems)
+    assert any(p.startswith("bad_template.md: evidence.metrics[0].query: ") for p in problems), problems
+    assert any(p.startswith("bad_logql.md: evidence.logs[0].loki: ") for p in problems), problems
+    assert "sub/unknown_action.md: actions[1]: 'reboot-host' is not an action in actions.yml" in problems
+    assert (
+        "sub/unknown_action.md: evidence.logs[1].command: 'journal-erors' is not an action in actions.yml"
+        in (problems)
+    )
+    assert not any(p.startswith("good.md") for p in problems), problems
+    assert len(problems) == 7, problems
+
+
+def test_without_a_catalog_actions_are_not_checked(tmp_path: Path) -> None:
+    write(tmp_path, "x.md", GOOD.replace("[journal-vacuum]", "[anything]"))
+    assert lint(tmp_path, None) == []
+    assert lint(tmp_path, set()) == [
+        "x.md: actions[0]: 'anything' is not an action in actions.yml",
+        "x.md: evidence.logs[1].command: 'journal-errors' is not an action in actions.yml",
+    ]
+
+
+def test_duplicate_claims(tmp_path: Path) -> None:
+    write(tmp_path, "a.md", "---\nalerts: [A, B]\nmatch: ['team=\"db\"', 'env!=dev']\n---\n")
+    write(tmp_path, "b.md", "---\nalerts: [B]\nmatch: ['env!=\"dev\"', 'team=db']\n---\n")
+    write(tmp_path, "c.md", "---\nalerts: [A]\nmatch: ['team=\"db\"']\n---\n")  # fewer matchers: fine
+    assert lint(tmp_path, None) == [
+        'b.md: alerts[0]: B is also claimed by a.md with the same matchers (env!="dev", team="db"); '
+        "only a.md can match"
+    ]
+
+
+def test_bad_yaml_and_encoding(tmp_path: Path) -> None:
+    write(tmp_path, "yaml.md", "---\nalerts: [A\n---\n")
+    (tmp_path / "latin1.md").write_bytes("# Überlauf\n".encode("latin-1"))
+    problems = lint(tmp_path, None)
+    assert problems[0].startswith("latin1.md: is not UTF-8 text")
+    assert problems[1].startswith("yaml.md: front matter: is not valid YAML at line 3, column ")
+
+
+def test_missing_folder(tmp_path: Path) -> None:
+    assert lint(tmp_path / "absent", None) == [f"{tmp_path / 'absent'}: is not a folder"]
