@@ -13,7 +13,7 @@ import yaml
 
 from aiops.runbooks.library import RunbookLibrary
 from aiops.runbooks.model import Runbook
-from aiops.runbooks.render import Language, RenderError, render, sample_labels
+from aiops.runbooks.render import Language, RenderError, render, sample_annotations, sample_labels
 
 CATALOG = "actions.yml"
 
@@ -67,7 +67,7 @@ def _templates(runbook: Runbook) -> list[str]:
 
 def _render_error(template: str, language: Language) -> str | None:
     try:
-        render(template, sample_labels(), language)
+        render(template, sample_labels(), language, annotations=sample_annotations())
     except RenderError as error:
         return str(error)
     return None

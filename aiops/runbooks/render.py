@@ -73,6 +73,15 @@ def render(
         raise RenderError(f"the {_LANGUAGE_NAMES[language]} template failed to render: {error}") from error
 
 
+def sample_annotations() -> dict[str, str]:
+    """The annotations alerting rules usually carry, for checking templates that use them."""
+    return {
+        "summary": "Host out of disk space (instance web-1:9100)",
+        "description": "Disk is almost full (< 10% left)",
+        "runbook_url": "https://git.example.com/ops/runbooks/HostOutOfDiskSpace.md",
+    }
+
+
 def sample_labels() -> dict[str, str]:
     """Realistic labels of a node or Kubernetes alert, for checking that templates render (lint)."""
     return {
