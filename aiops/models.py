@@ -75,12 +75,24 @@ class Correlation:
 
 
 @dataclass(frozen=True)
+class RunbookQuery:
+    """A query the matched runbook names, rendered with the alert's labels; `error` says why it was refused."""
+
+    name: str
+    language: Literal["promql", "logql"]
+    query: str
+    range: float
+    error: str | None = None
+
+
+@dataclass(frozen=True)
 class RunbookMatch:
     """The runbook chosen for an incident, or `path=None` with the reason none was."""
 
     path: str | None
     commit: str | None
     reason: str
+    queries: tuple[RunbookQuery, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 
 from aiops.models import Correlation, RunbookMatch
 from aiops.runbooks.library import RunbookLibrary
+from aiops.runbooks.queries import render_queries
 
 
 class RunbookMatcher:
@@ -25,4 +27,7 @@ class RunbookMatcher:
                 None, None, f"no runbook: the runbooks folder {self.directory} does not exist"
             )
         async with self._lock:
-            return await asyncio.to_thread(self.library.match, alerts[0])
+            match, runbook = await asyncio.to_thread(self.library.find, alerts[0])
+        if runbook is None:
+            return match
+        return dataclasses.replace(match, queries=render_queries(runbook, alerts[0]))

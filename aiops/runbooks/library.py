@@ -78,10 +78,14 @@ class RunbookLibrary:
 
     def match(self, alert: Alert) -> RunbookMatch:
         """The runbook for `alert` by the rules in the module docstring, with its git commit."""
+        return self.find(alert)[0]
+
+    def find(self, alert: Alert) -> tuple[RunbookMatch, Runbook | None]:
+        """`match`, and the runbook itself when there is one."""
         if not self.directory.is_dir():
             return RunbookMatch(
                 None, None, f"no runbook for {_name(alert)}: {self.directory} is not a folder"
-            )
+            ), None
         entries = self._refresh()
         books = {key: entry.runbook for key, entry in sorted(entries.items()) if entry.runbook is not None}
         found = (
@@ -90,10 +94,10 @@ class RunbookLibrary:
             or _by_file_name(books, alert)
         )
         if found is None:
-            return RunbookMatch(None, None, _no_match(alert, len(books)))
+            return RunbookMatch(None, None, _no_match(alert, len(books))), None
         runbook, reason = found
         key = runbook.path.as_posix()
-        return RunbookMatch(key, self._commit(key, entries[key].stat), reason)
+        return RunbookMatch(key, self._commit(key, entries[key].stat), reason), runbook
 
     def _refresh(self) -> dict[str, _Entry]:
         with self._lock:

@@ -6,17 +6,18 @@ one async client, real deadlines, and nothing blocking the event loop.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from aiops.models import Alert, Correlation, Evidence, RunbookMatch, SeriesSummary, Trend
+from aiops.models import Alert, Correlation, Evidence, RunbookMatch, RunbookQuery, SeriesSummary, Trend
 from aiops.units import HttpUrl, Seconds
 
 # Relative change across the window, as a share of the series' spread, below which a series counts as flat.
@@ -48,15 +49,28 @@ class PrometheusSource:
         self._client = client
 
     async def gather(self, correlation: Correlation, runbook: RunbookMatch) -> list[Evidence]:
+        """The alerts' own expressions around the time they fired, then the runbook's PromQL queries."""
         alerts = correlation.new_firing or correlation.alerts
-        found: list[Evidence] = []
-        for expression, members in _by_expression(alerts).items():
-            found.append(await self._alert_expression(expression, members))
-        return found
+        pending = [
+            self._evaluate(f"{members[0].name}: alert expression", expression, *self._window(members))
+            for expression, members in _by_expression(alerts).items()
+        ]
+        anchor = min(alert.starts_at for alert in alerts)
+        pending += [
+            self._runbook_query(query, anchor, runbook.path or "")
+            for query in runbook.queries
+            if query.language == "promql"
+        ]
+        return list(await asyncio.gather(*pending))
 
-    async def _alert_expression(self, expression: str, alerts: Sequence[Alert]) -> Evidence:
-        start, end = self._window(alerts)
-        title = f"{alerts[0].name}: alert expression"
+    async def _runbook_query(self, query: RunbookQuery, anchor: datetime, path: str) -> Evidence:
+        title = f"{path}: {query.name}"
+        if query.error is not None:
+            return Evidence(self.name, title, query.query, error=f"refused: {query.error}")
+        end = datetime.fromtimestamp(min(time.time(), anchor.timestamp() + self._config.after), UTC)
+        return await self._evaluate(title, query.query, end - timedelta(seconds=query.range), end)
+
+    async def _evaluate(self, title: str, expression: str, start: datetime, end: datetime) -> Evidence:
         try:
             series = await self.query_range(expression, start, end)
         except PrometheusError as error:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from tests.conftest import DATA
+from tests.fakes.prometheus import FakePrometheus
 
 DISK = """---
 title: Host disk almost full
@@ -22,8 +23,8 @@ evidence:
 """
 
 
-def aiops(*args: str, cwd: Path, runbooks: Path) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": "/usr/bin:/bin", "AIOPS_RUNBOOKS_DIR": str(runbooks)}
+def aiops(*args: str, cwd: Path, runbooks: Path, **env_: str) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": "/usr/bin:/bin", "AIOPS_RUNBOOKS_DIR": str(runbooks), **env_}
     return subprocess.run(
         [sys.executable, "-m", "aiops", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=60
     )
@@ -79,9 +80,20 @@ def test_match_says_plainly_when_nothing_matches(tmp_path: Path) -> None:
     assert "no runbook: no runbook for HostOutOfDiskSpace" in result.stdout
 
 
-def test_replay_shows_the_matched_runbook(tmp_path: Path) -> None:
+def test_replay_shows_the_matched_runbook_and_its_evidence(
+    tmp_path: Path, fake_prometheus: FakePrometheus
+) -> None:
+    root = folder(tmp_path, **{"disk.md": DISK})
     result = aiops(
-        "replay", str(DATA / "firing.json"), cwd=tmp_path, runbooks=folder(tmp_path, **{"disk.md": DISK})
+        "replay",
+        str(DATA / "firing.json"),
+        cwd=tmp_path,
+        runbooks=root,
+        AIOPS_PROMETHEUS_URL=fake_prometheus.url,
     )
     assert result.returncode == 0, result.stderr
     assert "disk.md @ uncommitted (front matter alerts + 1 matcher)" in result.stdout
+    assert (
+        'disk.md: free_ratio: node_filesystem_avail_bytes{instance="web-1:9100", mountpoint="/"}'
+        in result.stdout
+    )

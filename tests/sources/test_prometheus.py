@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from aiops.models import Alert, Correlation, Incident, RunbookMatch
+from aiops.models import Alert, Correlation, Incident, RunbookMatch, RunbookQuery
 from aiops.sources.prometheus import PrometheusConfig, PrometheusSource, alert_expression, summarise, trend
 from tests.fakes.prometheus import FakePrometheus
 
@@ -99,3 +99,32 @@ def test_summary_skips_nan() -> None:
 )
 def test_trend(values: list[float], expected: str) -> None:
     assert trend([(float(t), float(v)) for t, v in enumerate(values)]) == expected
+
+
+async def test_the_runbook_queries_are_evidence_too(fake_prometheus: FakePrometheus) -> None:
+    runbook = RunbookMatch(
+        "disk.md",
+        "abc",
+        "file name",
+        queries=(
+            RunbookQuery(
+                "free_ratio", "promql", 'node_filesystem_avail_bytes{instance="web-1:9100"}', 6 * 3600
+            ),
+            RunbookQuery("logs[0]", "logql", '{instance="web-1:9100"}', 3600),
+            RunbookQuery(
+                "bad", "promql", "up{instance={{ labels.instance }}}", 3600, error="stands outside a string"
+            ),
+        ),
+    )
+    async with httpx.AsyncClient() as client:
+        source = PrometheusSource(PrometheusConfig(url=fake_prometheus.url), client)
+        own, free, bad = await source.gather(correlation(), runbook)
+    assert own.query == EXPR
+    assert (free.title, free.error, free.series[0].max) == ("disk.md: free_ratio", None, 95.0)
+    assert free.window_end is not None and free.window_start is not None
+    assert (free.window_end - free.window_start).total_seconds() == 6 * 3600
+    assert bad.error == "refused: stands outside a string" and not bad.series
+    assert [r["query"] for r in fake_prometheus.requests].count(
+        'node_filesystem_avail_bytes{instance="web-1:9100"}'
+    ) == 1
+    assert len(fake_prometheus.requests) == 2, "the LogQL query is not Prometheus's to run"
