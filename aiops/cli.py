@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from aiops import __version__, logs
 from aiops.config import ConfigError, Settings, load_settings
+from aiops.models import AlertGroup
 from aiops.payload import WebhookPayload, describe_error
 
 USAGE_ERROR = 2
@@ -34,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
         print("aiops: the configuration is not valid:", file=sys.stderr)
         for problem in error.problems:
             print(f"  {problem}", file=sys.stderr)
+        return USAGE_ERROR
+    except PayloadError as error:
+        print(f"aiops: {error}", file=sys.stderr)
         return USAGE_ERROR
     except KeyboardInterrupt:
         return 130
@@ -145,21 +149,25 @@ def replay(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     logs.configure(settings.secrets(), level="WARNING")
-    try:
-        text = args.payload.read_text(encoding="utf-8")
-        asyncio.run(run_replay(settings, text, sys.stdout))
-    except OSError as error:
-        print(f"aiops: cannot read {args.payload}: {error.strerror}", file=sys.stderr)
-        return USAGE_ERROR
-    except UnicodeDecodeError:
-        print(f"aiops: {args.payload} is not UTF-8 text", file=sys.stderr)
-        return USAGE_ERROR
-    except ValidationError as error:
-        print(
-            f"aiops: {args.payload} is not an Alertmanager payload: {describe_error(error)}", file=sys.stderr
-        )
-        return USAGE_ERROR
+    text, _group = _read_payload(args.payload)
+    asyncio.run(run_replay(settings, text, sys.stdout))
     return 0
+
+
+class PayloadError(Exception):
+    """A payload file that cannot be read or is not an Alertmanager payload."""
+
+
+def _read_payload(path: Path) -> tuple[str, AlertGroup]:
+    try:
+        text = path.read_text(encoding="utf-8")
+        return text, WebhookPayload.model_validate_json(text).to_group()
+    except OSError as error:
+        raise PayloadError(f"cannot read {path}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise PayloadError(f"{path} is not UTF-8 text") from None
+    except ValidationError as error:
+        raise PayloadError(f"{path} is not an Alertmanager payload: {describe_error(error)}") from None
 
 
 def db_upgrade(args: argparse.Namespace) -> int:
@@ -191,17 +199,7 @@ def runbooks_match(args: argparse.Namespace) -> int:
     from aiops.runbooks.explain import explain
 
     settings = _settings(args)
-    try:
-        text = args.payload.read_text(encoding="utf-8")
-        group = WebhookPayload.model_validate_json(text).to_group()
-    except (OSError, UnicodeDecodeError) as error:
-        print(f"aiops: cannot read {args.payload}: {error}", file=sys.stderr)
-        return USAGE_ERROR
-    except ValidationError as error:
-        print(
-            f"aiops: {args.payload} is not an Alertmanager payload: {describe_error(error)}", file=sys.stderr
-        )
-        return USAGE_ERROR
+    _text, group = _read_payload(args.payload)
     print(explain(settings.runbooks.dir, group.alerts))
     return 0
 

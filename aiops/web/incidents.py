@@ -17,7 +17,7 @@ _STATUSES = ("open", "resolved")
 
 
 class BadQuery(Exception):
-    pass
+    """A query parameter that cannot be used; the message names it."""
 
 
 def _guard(request: Request) -> Response | None:
