@@ -30,6 +30,7 @@ from aiops.channels.console import ConsoleConfig
 from aiops.passwords import is_well_formed
 from aiops.payload import field_path
 from aiops.queue import QueueConfig
+from aiops.sources.history import HistoryConfig
 from aiops.sources.prometheus import PrometheusConfig
 from aiops.store.engine import DatabaseConfig
 from aiops.units import Bytes, HttpUrl, Seconds
@@ -162,6 +163,7 @@ class Settings(Section):
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     queue: QueueConfig = Field(default_factory=QueueConfig)
     prometheus: PrometheusConfig = Field(default_factory=PrometheusConfig)
+    history: HistoryConfig = Field(default_factory=HistoryConfig)
     alertmanager: UrlSection = Field(default_factory=UrlSection)
     loki: UrlSection = Field(default_factory=UrlSection)
     runbooks: RunbooksConfig = Field(default_factory=RunbooksConfig)

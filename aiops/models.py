@@ -120,6 +120,7 @@ class Evidence:
     window_start: datetime | None = None
     window_end: datetime | None = None
     error: str | None = None
+    lines: tuple[str, ...] = ()  # text evidence (past incidents, logs), already reduced for a reader
 
 
 @dataclass(frozen=True)

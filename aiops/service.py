@@ -21,6 +21,7 @@ from aiops.pipeline.match import RunbookMatcher
 from aiops.pipeline.runner import Pipeline, Stages
 from aiops.queue import WorkerPool
 from aiops.sources import Source
+from aiops.sources.history import HistorySource
 from aiops.sources.prometheus import PrometheusSource
 from aiops.store import migrate
 from aiops.store.deliveries import TRIAGE
@@ -57,10 +58,12 @@ def build_channels(settings: Settings, templates: Environment) -> list[Channel]:
     return channels
 
 
-def build_sources(settings: Settings, http: httpx.AsyncClient) -> list[Source]:
+def build_sources(settings: Settings, http: httpx.AsyncClient, engine: AsyncEngine) -> list[Source]:
     sources: list[Source] = []
     if settings.prometheus.url:
         sources.append(PrometheusSource(settings.prometheus, http))
+    if settings.history.enabled:
+        sources.append(HistorySource(settings.history, engine))
     return sources
 
 
@@ -76,7 +79,7 @@ async def start(
     http = httpx.AsyncClient(follow_redirects=False)
     offline = OfflineDiagnoser(templates)
     stages = Stages(
-        sources=build_sources(settings, http),
+        sources=build_sources(settings, http, engine),
         diagnoser=offline,
         offline=offline,
         channels=build_channels(settings, templates),

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from aiops.store.migrate import migrations
 from tests.conftest import DATA
 from tests.fakes.prometheus import FakePrometheus
 
@@ -50,7 +51,9 @@ def test_db_upgrade(tmp_path: Path) -> None:
     env = {"AIOPS_DATABASE_URL": f"sqlite:///{tmp_path}/x/aiops.db"}
     first = aiops("db", "upgrade", cwd=tmp_path, env=env)
     second = aiops("db", "upgrade", cwd=tmp_path, env=env)
-    assert first.returncode == 0 and json.loads(first.stdout) == {"applied": [1]}
+    assert first.returncode == 0 and json.loads(first.stdout) == {
+        "applied": [m.version for m in migrations()]
+    }
     assert second.stdout.strip() == "the database is up to date"
 
 

@@ -248,3 +248,38 @@ def _notification(row: RowMapping) -> dict[str, Any]:
 def _iso(seconds: float | None) -> str | None:
     moment = from_epoch(seconds)
     return None if moment is None else moment.isoformat()
+
+
+async def past(conn: AsyncConnection, name: str, exclude: int, scan: int = 200) -> list[dict[str, Any]]:
+    """Incidents before `exclude` with an alert called `name`, newest first: their alerts' labels, status, times
+    and latest diagnosis. At most `scan` alerts are looked at."""
+    alerts = await conn.execute(
+        text(
+            "SELECT incident_id, labels FROM alerts WHERE name = :name AND incident_id < :exclude"
+            " ORDER BY incident_id DESC LIMIT :scan"
+        ),
+        {"name": name, "exclude": exclude, "scan": scan},
+    )
+    labels: dict[int, list[dict[str, str]]] = {}
+    for row in alerts:
+        labels.setdefault(row.incident_id, []).append(loads(row.labels))
+    if not labels:
+        return []
+    rows = await conn.execute(
+        text(
+            "SELECT i.id, i.status, i.opened_at, i.resolved_at, (SELECT t.diagnosis FROM triages t"
+            " WHERE t.incident_id = i.id ORDER BY t.id DESC LIMIT 1) AS diagnosis FROM incidents i"
+            f" WHERE i.id IN ({', '.join(str(int(key)) for key in labels)}) ORDER BY i.id DESC"
+        )
+    )
+    return [
+        {
+            "id": row.id,
+            "status": row.status,
+            "opened_at": from_epoch(row.opened_at),
+            "resolved_at": from_epoch(row.resolved_at),
+            "diagnosis": loads(row.diagnosis),
+            "alert_labels": labels[row.id],
+        }
+        for row in rows
+    ]

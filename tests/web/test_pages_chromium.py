@@ -110,7 +110,7 @@ def test_incident_page_shows_alert_and_evidence(tmp_path: Path, aiops: AiopsProc
         return detail if response.status_code == 200 and detail["triages"] else None
 
     detail = s.eventually(triaged, timeout=30, what="a triage of incident 1", logs=lambda: _logs(aiops))
-    evidence = detail["triages"][0]["evidence"]
+    evidence = [item for item in detail["triages"][0]["evidence"] if item["source"] == "prometheus"]
     assert [item["query"] for item in evidence] == [EXPRESSION], evidence
     expected_max = evidence[0]["series"][0]["max"]
     assert expected_max == 95, evidence
