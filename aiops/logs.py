@@ -35,6 +35,7 @@ def configure(secrets: Iterable[str], level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    logging.getLogger("drain3").setLevel(logging.WARNING)  # it announces every template miner it starts
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
