@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from sqlalchemy import text
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -39,9 +41,8 @@ async def readyz(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     services: Services = request.app.state.services
-    try:
+    # A store that does not answer must not break the scrape: its gauges keep their last values.
+    with contextlib.suppress(Exception):
         async with services.engine.connect() as conn:
             services.metrics.observe_store(await jobs.stats(conn), await incidents.count_by_status(conn))
-    except Exception:  # scrape what we have: the store gauges keep their last values
-        pass
     return Response(services.metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -6,6 +6,7 @@ Everything lives under a directory the caller owns (pytest's `tmp_path`); every 
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import threading
@@ -102,11 +103,9 @@ class ManagedProcess:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.log()}")
-            try:
+            with contextlib.suppress(httpx.HTTPError):
                 if _http.get(self.ready_url, timeout=1).status_code == 200:
                     return self
-            except httpx.HTTPError:
-                pass
             time.sleep(0.1)
         raise RuntimeError(f"{self.name} was not ready at {self.ready_url} within {timeout}s:\n{self.log()}")
 
