@@ -76,13 +76,16 @@ class Correlation:
 
 @dataclass(frozen=True)
 class RunbookQuery:
-    """A query the matched runbook names, rendered with the alert's labels; `error` says why it was refused."""
+    """A query the matched runbook names, rendered with the alert's labels; `error` says why it was refused.
+
+    For `command`, `query` is the id of a read-only catalog action run on the alert's host."""
 
     name: str
-    language: Literal["promql", "logql"]
+    language: Literal["promql", "logql", "command"]
     query: str
     range: float
     error: str | None = None
+    limit: int | None = None  # most log lines to read
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,9 @@ class RunbookMatch:
     commit: str | None
     reason: str
     queries: tuple[RunbookQuery, ...] = ()
+    title: str = ""
+    actions: tuple[str, ...] = ()  # the catalog action ids the runbook allows
+    body: str = ""  # the markdown guidance, for the model and the reader
 
 
 @dataclass(frozen=True)

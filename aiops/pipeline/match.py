@@ -30,4 +30,10 @@ class RunbookMatcher:
             match, runbook = await asyncio.to_thread(self.library.find, alerts[0])
         if runbook is None:
             return match
-        return dataclasses.replace(match, queries=render_queries(runbook, alerts[0]))
+        return dataclasses.replace(
+            match,
+            queries=render_queries(runbook, alerts[0]),
+            title=runbook.title,
+            actions=runbook.actions,
+            body=runbook.body,
+        )

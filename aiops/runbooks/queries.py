@@ -9,22 +9,25 @@ from aiops.runbooks.render import Language, RenderError, render
 
 def render_queries(runbook: Runbook, alert: Alert) -> tuple[RunbookQuery, ...]:
     """Every metric and Loki query of `runbook` with the alert's labels; a refused one carries the reason."""
-    templates: list[tuple[str, Language, str, float]] = [
-        (metric.name, "promql", metric.query, metric.range) for metric in runbook.metrics
+    rendered = [
+        _render(metric.name, "promql", metric.query, metric.range, alert) for metric in runbook.metrics
     ]
-    templates += [
-        (f"logs[{index}]", "logql", log.loki, log.range)
-        for index, log in enumerate(runbook.logs)
-        if log.loki is not None
-    ]
-    return tuple(
-        _render(name, language, template, seconds, alert) for name, language, template, seconds in templates
-    )
+    for index, log in enumerate(runbook.logs):
+        if log.loki is not None:
+            rendered.append(_render(f"logs[{index}]", "logql", log.loki, log.range, alert, log.limit))
+        elif log.command is not None:
+            # Rendered by the command source against the catalog: its parameters have their own patterns.
+            rendered.append(
+                RunbookQuery(f"logs[{index}]", "command", log.command, log.range, limit=log.limit)
+            )
+    return tuple(rendered)
 
 
-def _render(name: str, language: Language, template: str, seconds: float, alert: Alert) -> RunbookQuery:
+def _render(
+    name: str, language: Language, template: str, seconds: float, alert: Alert, limit: int | None = None
+) -> RunbookQuery:
     try:
         query = render(template, alert.labels, language, annotations=alert.annotations)
     except RenderError as error:
-        return RunbookQuery(name, language, template, seconds, error=str(error))
-    return RunbookQuery(name, language, query, seconds)
+        return RunbookQuery(name, language, template, seconds, error=str(error), limit=limit)
+    return RunbookQuery(name, language, query, seconds, limit=limit)
