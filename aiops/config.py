@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from aiops.channels.console import ConsoleConfig
+from aiops.llm.client import LlmConfig
 from aiops.passwords import is_well_formed
 from aiops.payload import field_path
 from aiops.queue import QueueConfig
@@ -145,12 +146,6 @@ class UrlSection(Section):
 
 class RunbooksConfig(Section):
     dir: Path = Path("runbooks")
-
-
-class LlmConfig(Section):
-    api_key: SecretStr | None = None
-    base_url: str = "https://api.minimaxi.com/v1"
-    model: str = "MiniMax-M2.7"
 
 
 class ChannelsConfig(Section):

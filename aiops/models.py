@@ -130,14 +130,43 @@ class Evidence:
 
 
 @dataclass(frozen=True)
+class ProposedAction:
+    """An action the model proposed, already checked against what the matched runbook allows."""
+
+    action_id: str
+    reason: str = ""
+    params: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LlmUsage:
+    """What the model calls for one diagnosis cost: tokens as the endpoint reported them, cost from config prices."""
+
+    model: str
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+
+
+@dataclass(frozen=True)
 class Diagnosis:
-    """The diagnose stage's answer. `source` is "offline" when no LLM was involved."""
+    """The diagnose stage's answer. `source` is "offline" when no LLM was involved; `unavailable` then says why
+    the model's diagnosis is missing (no key, an error, still waiting), for the reader to weigh."""
 
     source: str
     summary: str
     probable_cause: str | None = None
     confidence: str | None = None
     next_steps: tuple[str, ...] = ()
+    impact: str | None = None
+    evidence_refs: tuple[str, ...] = ()  # titles of the evidence items the diagnosis rests on
+    actions: tuple[ProposedAction, ...] = ()
+    dropped_actions: tuple[
+        str, ...
+    ] = ()  # proposals refused because the runbook does not allow them, with why
+    usage: LlmUsage | None = None
+    unavailable: str | None = None
 
 
 @dataclass(frozen=True)

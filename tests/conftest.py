@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aiops.store import migrate
 from aiops.store.engine import DatabaseConfig, create_engine
+from tests.fakes.minimax import FakeMiniMax
 from tests.fakes.prometheus import FakePrometheus
 from tests.support.app import running, settings_for
 from tests.support.postgres import PostgresServer
@@ -45,6 +46,15 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
         yield engine
     finally:
         await engine.dispose()
+
+
+@pytest.fixture
+def fake_minimax() -> Iterator[FakeMiniMax]:
+    fake = FakeMiniMax().start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
 
 
 @pytest.fixture

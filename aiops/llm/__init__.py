@@ -1,0 +1,1 @@
+"""The LLM side of diagnosis: the chat client, the prompt, the answer's schema and the investigation loop."""

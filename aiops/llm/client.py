@@ -1,0 +1,312 @@
+"""The chat-completions client for MiniMax (or any OpenAI-compatible endpoint), on the `openai` SDK.
+
+What MiniMax does differently from OpenAI, and what this module does about it:
+- reasoning comes inside `<think>…</think>` in `content`, or in `reasoning_details` with `reasoning_split`:
+  both are taken out of the answer and kept, because a tool-using conversation must send them back;
+- temperature must lie in (0, 1] (checked by the config model);
+- an error can arrive as HTTP 200 with `base_resp.status_code != 0` and no choices: turned into `LlmError`;
+- rate limits (HTTP 429, or `base_resp` 1002) and transient errors are retried with exponential backoff and full
+  jitter, within the caller's deadline; the SDK's own retries are off so that one policy applies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+import openai
+from openai import AsyncOpenAI
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from aiops.units import Seconds
+
+# base_resp codes worth another try (MiniMax's error table): unknown, timeout, rate limit, internal error.
+RETRYABLE_CODES = frozenset({1000, 1001, 1002, 1024})
+_CODE_HINTS = {
+    1004: "the API key is not valid for this endpoint (check MINIMAX_API_KEY and that MINIMAX_BASE_URL is the "
+    "region of the account: api.minimaxi.com for mainland China, api.minimax.io elsewhere)",
+    1008: "the account's balance is insufficient",
+    1028: "the plan's quota is exhausted",
+    1030: "the plan's quota is exhausted",
+    2013: "the request's parameters were refused",
+    2061: "the model is not in the account's plan (check MINIMAX_MODEL)",
+}
+_THINK = re.compile(r"<think>.*?(?:</think>|\Z)\s*", re.S)
+
+
+class Price(BaseModel):
+    """USD per million tokens."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cached_input: float | None = Field(default=None, ge=0)
+
+
+# Pay-as-you-go list prices at the time of writing; override them under `llm.prices` when they change.
+DEFAULT_PRICES = {
+    "MiniMax-M2.7": Price(input=0.30, output=1.20, cached_input=0.06),
+    "MiniMax-M2.7-highspeed": Price(input=0.60, output=2.40, cached_input=0.06),
+    "MiniMax-M2.5": Price(input=0.30, output=1.20, cached_input=0.03),
+    "MiniMax-M2.1": Price(input=0.30, output=1.20, cached_input=0.03),
+    "MiniMax-M2": Price(input=0.30, output=1.20, cached_input=0.03),
+}
+
+
+class LlmConfig(BaseModel):
+    """The `llm` section. Without an API key, diagnoses are offline."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    api_key: SecretStr | None = None
+    base_url: str = "https://api.minimaxi.com/v1"
+    model: str = "MiniMax-M2.7"
+    language: str | None = None  # the diagnosis's language; server.language when unset
+    temperature: Annotated[float, Field(gt=0, le=1)] = 0.3
+    # Move reasoning out of `content` (MiniMax M2 and later); turn off for endpoints that reject unknown fields.
+    reasoning_split: bool = True
+    # Reasoning tokens count toward this cap, so it is larger than the JSON answer needs.
+    max_completion_tokens: int = Field(default=4096, ge=256, le=200_000)
+    prompt_budget: int = Field(default=8000, ge=1000, le=200_000)  # estimated tokens for the first prompt
+    incident_token_budget: int = Field(default=60_000, ge=1000)  # all calls of one diagnosis together
+    call_timeout: Seconds = 60.0
+    # The first notification waits this long for the model, then goes out marked "diagnosis unavailable"
+    # and is updated when the diagnosis arrives, up to `incident_deadline` after the diagnosis began.
+    notify_within: Seconds = 25.0
+    incident_deadline: Seconds = 180.0
+    max_attempts: int = Field(default=4, ge=1, le=10)
+    backoff: Seconds = 1.0
+    investigate: bool = False
+    max_steps: int = Field(default=8, ge=1, le=30)
+    tool_output_cap: int = Field(default=4000, ge=200, le=100_000)  # characters of one tool result
+    prices: dict[str, Price] = Field(default_factory=dict)
+
+    @property
+    def enabled(self) -> bool:
+        return self.api_key is not None
+
+    def price(self) -> Price | None:
+        return self.prices.get(self.model) or DEFAULT_PRICES.get(self.model)
+
+
+class LlmError(Exception):
+    """A call that produced no usable answer; `retryable` says whether trying again later could help."""
+
+    def __init__(self, message: str, *, retryable: bool, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: str  # JSON text, as the model wrote it
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One answer: the text without reasoning, the reasoning apart, tool calls, usage, and the assistant message
+    to send back verbatim in a multi-turn conversation."""
+
+    content: str
+    reasoning: str
+    tool_calls: tuple[ToolCall, ...]
+    usage: Usage
+    finish_reason: str | None
+    message: Mapping[str, Any] = field(default_factory=dict)
+
+
+class LlmClient:
+    """Chat completions with MiniMax's traits handled; built in the application's lifespan."""
+
+    def __init__(self, config: LlmConfig, sdk: AsyncOpenAI | None = None) -> None:
+        self.config = config
+        key = config.api_key.get_secret_value() if config.api_key else "unset"
+        self._sdk = sdk or AsyncOpenAI(
+            api_key=key, base_url=config.base_url, timeout=config.call_timeout, max_retries=0
+        )
+
+    async def close(self) -> None:
+        await self._sdk.close()
+
+    async def complete(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        deadline: float | None = None,
+    ) -> Completion:
+        """One completion, retried on rate limits and transient errors until `deadline` (monotonic seconds)."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await self._once(messages, tools, deadline)
+            except LlmError as error:
+                pause = self._pause(error, attempt, deadline)
+                if pause is None:
+                    raise
+            await asyncio.sleep(pause)
+
+    def _pause(self, error: LlmError, attempt: int, deadline: float | None) -> float | None:
+        """How long to wait before the next attempt, or None to give up."""
+        if not error.retryable or attempt >= self.config.max_attempts:
+            return None
+        # Full jitter: replicas that were throttled together do not come back together.
+        pause = error.retry_after or random.uniform(0, self.config.backoff * 2 ** (attempt - 1))
+        if deadline is not None and time.monotonic() + pause >= deadline:
+            return None
+        return pause
+
+    async def _once(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        tools: Sequence[Mapping[str, Any]] | None,
+        deadline: float | None,
+    ) -> Completion:
+        timeout = self.config.call_timeout
+        if deadline is not None:
+            timeout = min(timeout, deadline - time.monotonic())
+        if timeout <= 0:
+            raise LlmError("no time left before the diagnosis deadline", retryable=False)
+        try:
+            async with asyncio.timeout(timeout):
+                response = await self._sdk.chat.completions.create(**self._request(messages, tools))
+        except TimeoutError:
+            raise LlmError(f"no answer within {timeout:.0f}s", retryable=True) from None
+        except openai.APIError as error:
+            raise _sdk_error(error) from None
+        return _completion(response)
+
+    def _request(
+        self, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] | None
+    ) -> dict[str, Any]:
+        request: dict[str, Any] = {
+            "model": self.config.model,
+            "messages": list(messages),
+            "temperature": self.config.temperature,
+            "max_completion_tokens": self.config.max_completion_tokens,
+        }
+        if tools:
+            request["tools"] = list(tools)
+        if self.config.reasoning_split:
+            request["extra_body"] = {"reasoning_split": True}
+        return request
+
+    def cost(self, usage: Usage) -> float:
+        """Estimated USD for one call from the configured (or default) prices; 0 when the model has no price."""
+        price = self.config.price()
+        if price is None:
+            return 0.0
+        cached = min(usage.cached_tokens, usage.prompt_tokens) if price.cached_input is not None else 0
+        fresh = usage.prompt_tokens - cached
+        total = (
+            fresh * price.input + cached * (price.cached_input or 0) + usage.completion_tokens * price.output
+        )
+        return total / 1_000_000
+
+
+def _sdk_error(error: openai.APIError) -> LlmError:
+    if isinstance(error, openai.APITimeoutError):
+        return LlmError("the request timed out", retryable=True)
+    if isinstance(error, openai.APIConnectionError):
+        return LlmError(f"cannot reach the endpoint ({error.__cause__ or error})", retryable=True)
+    if isinstance(error, openai.APIStatusError):
+        status = error.status_code
+        detail = _error_text(error.body) or error.message
+        retryable = status in (408, 409, 429) or status >= 500
+        hint = " (check MINIMAX_API_KEY)" if status in (401, 403) else ""
+        return LlmError(
+            f"HTTP {status}: {detail}{hint}", retryable=retryable, retry_after=_retry_after(error.response)
+        )
+    return LlmError(str(error), retryable=False)
+
+
+def _retry_after(response: Any) -> float | None:
+    value = response.headers.get("retry-after") if response is not None else None
+    try:
+        return min(float(value), 60.0) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _error_text(body: object) -> str:
+    if isinstance(body, dict):
+        base = body.get("base_resp")
+        if isinstance(base, dict) and base.get("status_msg"):
+            return f"{base.get('status_code')} {base.get('status_msg')}"
+        inner = body.get("error")
+        if isinstance(inner, dict):
+            return str(inner.get("message", ""))[:300]
+        return str(body.get("message", ""))[:300]
+    return ""
+
+
+def _completion(response: Any) -> Completion:
+    extra = getattr(response, "model_extra", None) or {}
+    _raise_for_base_resp(extra.get("base_resp"))
+    if not response.choices:
+        raise LlmError("the answer had no choices", retryable=True)
+    choice = response.choices[0]
+    message = choice.message
+    raw = message.content or ""
+    details = (getattr(message, "model_extra", None) or {}).get("reasoning_details")
+    reasoning = _reasoning_text(details) + "".join(re.findall(r"<think>(.*?)(?:</think>|\Z)", raw, re.S))
+    calls = tuple(
+        ToolCall(call.id, call.function.name, call.function.arguments or "{}")
+        for call in message.tool_calls or ()
+        if call.type == "function"
+    )
+    return Completion(
+        content=_THINK.sub("", raw).strip(),
+        reasoning=reasoning.strip(),
+        tool_calls=calls,
+        usage=_usage(response.usage),
+        finish_reason=choice.finish_reason,
+        message=message.model_dump(exclude_none=True),
+    )
+
+
+def _raise_for_base_resp(base: object) -> None:
+    if not isinstance(base, dict):
+        return
+    code = int(base.get("status_code") or 0)
+    if code == 0:
+        return
+    message = str(base.get("status_msg") or "")[:300]
+    hint = _CODE_HINTS.get(code)
+    raise LlmError(
+        f"MiniMax error {code}: {message}" + (f" — {hint}" if hint else ""), retryable=code in RETRYABLE_CODES
+    )
+
+
+def _reasoning_text(details: object) -> str:
+    if not isinstance(details, list):
+        return ""
+    return "\n".join(str(item.get("text", "")) for item in details if isinstance(item, dict))
+
+
+def _usage(usage: Any) -> Usage:
+    if usage is None:
+        return Usage()
+    details = getattr(usage, "prompt_tokens_details", None)
+    return Usage(
+        prompt_tokens=usage.prompt_tokens or 0,
+        completion_tokens=usage.completion_tokens or 0,
+        cached_tokens=(getattr(details, "cached_tokens", None) or 0) if details else 0,
+    )
