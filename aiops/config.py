@@ -27,11 +27,13 @@ from pydantic import (
 )
 
 from aiops.channels.console import ConsoleConfig
+from aiops.inventory import Hosts
 from aiops.llm.client import LlmConfig
 from aiops.passwords import is_well_formed
 from aiops.payload import field_path
 from aiops.queue import QueueConfig
 from aiops.sources.history import HistoryConfig
+from aiops.sources.loki import LokiConfig
 from aiops.sources.prometheus import PrometheusConfig
 from aiops.store.engine import DatabaseConfig
 from aiops.units import Bytes, HttpUrl, Seconds
@@ -160,10 +162,11 @@ class Settings(Section):
     prometheus: PrometheusConfig = Field(default_factory=PrometheusConfig)
     history: HistoryConfig = Field(default_factory=HistoryConfig)
     alertmanager: UrlSection = Field(default_factory=UrlSection)
-    loki: UrlSection = Field(default_factory=UrlSection)
+    loki: LokiConfig = Field(default_factory=LokiConfig)
     runbooks: RunbooksConfig = Field(default_factory=RunbooksConfig)
     llm: LlmConfig = Field(default_factory=LlmConfig)
     channels: ChannelsConfig = Field(default_factory=ChannelsConfig)
+    hosts: Hosts = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _exposure(self) -> Settings:

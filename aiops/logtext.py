@@ -194,7 +194,7 @@ def compress(lines: Iterable[str], *, max_templates: int = 50) -> LogSummary:
     miner = _new_miner()
     first_seen: dict[int, tuple[int, str]] = {}
     total = 0
-    for index, line in enumerate(_redact_lines(lines)):
+    for index, line in enumerate(redact_lines(lines)):
         if not line.strip():
             continue
         total += 1
@@ -223,8 +223,10 @@ def _templates(miner: TemplateMiner, first_seen: dict[int, tuple[int, str]]) -> 
         )
 
 
-def _redact_lines(lines: Iterable[str]) -> Iterator[str]:
-    """Redact line by line, also blanking the body lines of a private key split across lines."""
+def redact_lines(lines: Iterable[str]) -> Iterator[str]:
+    """Redact line by line, also blanking the body lines of a private key split across lines.
+
+    `redact` on each line alone would let the base64 body of such a key through; keep `lines` in order."""
     in_key = False
     for raw in lines:
         line = raw.rstrip("\r\n")

@@ -49,6 +49,31 @@ class Metrics:
         self.notifications = Counter(
             "aiops_notifications", "Notifications by channel and outcome", ["channel", "outcome"], registry=r
         )
+        self.llm_calls = Counter(
+            "aiops_llm_calls", "Model calls by outcome (ok, error, invalid answer)", ["outcome"], registry=r
+        )
+        self.llm_tokens = Counter(
+            "aiops_llm_tokens",
+            "Tokens the model endpoint reported, by kind (prompt, completion)",
+            ["kind"],
+            registry=r,
+        )
+        self.llm_cost = Counter(
+            "aiops_llm_cost_usd", "Estimated model cost in US dollars, from the configured prices", registry=r
+        )
+        self.llm_call_duration = Histogram(
+            "aiops_llm_call_duration_seconds",
+            "Time per model call, retries included",
+            buckets=_STAGE_BUCKETS,
+            registry=r,
+        )
+        self.diagnoses = Counter(
+            "aiops_diagnoses",
+            "Diagnoses by source: llm, offline (no model, or it failed), late (the model answered after the first"
+            " notification)",
+            ["source"],
+            registry=r,
+        )
 
     def observe_store(self, queue: QueueStats, incidents: dict[str, int]) -> None:
         """Refresh the gauges that mirror the store, just before a scrape."""

@@ -112,6 +112,10 @@ class SeriesSummary:
     mean: float
     last: float
     trend: Trend
+    # First and last sample in the window. For an alert's own expression, which only has samples while the
+    # condition holds, `first_at` is when the threshold was crossed.
+    first_at: datetime | None = None
+    last_at: datetime | None = None
 
 
 @dataclass(frozen=True)

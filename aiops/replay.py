@@ -43,7 +43,7 @@ async def replay(settings: Settings, text: str, out: TextIO) -> int:
         channels = [Printed(channel, out) for channel in base.channels] or [
             Printed(ConsoleChannel(ConsoleConfig(), services.templates), out)
         ]
-        stages = dataclasses.replace(base, channels=channels)
+        stages = dataclasses.replace(base, channels=channels, notify_within=None)
         pipeline = Pipeline(services.engine, stages, services.metrics, memory.server.base_url)
         async with services.engine.begin() as conn:
             receipt = await deliveries.record(conn, group, text)

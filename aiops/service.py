@@ -12,17 +12,27 @@ import httpx
 from jinja2 import Environment
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from aiops.actions.live import LiveCatalog
 from aiops.channels import Channel
 from aiops.channels.console import ConsoleChannel
 from aiops.config import Settings
+from aiops.inventory import Inventory
+from aiops.llm.client import LlmClient
+from aiops.llm.diagnoser import ActionLookup, LlmDiagnoser
+from aiops.llm.investigate import Investigator, Toolbox
+from aiops.llm.prompt import ActionInfo, PromptBuilder
 from aiops.metrics import Metrics
 from aiops.pipeline.diagnose import OfflineDiagnoser
 from aiops.pipeline.match import RunbookMatcher
 from aiops.pipeline.runner import Pipeline, Stages
 from aiops.queue import WorkerPool
+from aiops.runbooks.lint import CATALOG
 from aiops.sources import Source
+from aiops.sources.commands import CommandSource
 from aiops.sources.history import HistorySource
+from aiops.sources.loki import LokiSource
 from aiops.sources.prometheus import PrometheusSource
+from aiops.ssh import SshExecutor
 from aiops.store import migrate
 from aiops.store.deliveries import TRIAGE
 from aiops.store.engine import create_engine
@@ -37,6 +47,7 @@ class Services:
     templates: Environment
     http: httpx.AsyncClient
     pipeline: Pipeline
+    llm: LlmClient | None = None
     pool: WorkerPool | None = None
     refusal_logged_at: float | None = None  # when intake last logged refused credentials
 
@@ -47,6 +58,8 @@ class Services:
     async def close(self) -> None:
         if self.pool is not None:
             await self.pool.stop()
+        if self.llm is not None:
+            await self.llm.close()
         await self.http.aclose()
         await self.engine.dispose()
 
@@ -58,13 +71,67 @@ def build_channels(settings: Settings, templates: Environment) -> list[Channel]:
     return channels
 
 
-def build_sources(settings: Settings, http: httpx.AsyncClient, engine: AsyncEngine) -> list[Source]:
+def build_sources(
+    settings: Settings, http: httpx.AsyncClient, engine: AsyncEngine, catalog: LiveCatalog
+) -> list[Source]:
     sources: list[Source] = []
     if settings.prometheus.url:
         sources.append(PrometheusSource(settings.prometheus, http))
+    if settings.loki.url:
+        sources.append(LokiSource(settings.loki, http))
+    if settings.hosts:
+        inventory = Inventory(settings.hosts)
+        sources.append(CommandSource(catalog, inventory, SshExecutor(inventory)))
     if settings.history.enabled:
         sources.append(HistorySource(settings.history, engine))
     return sources
+
+
+def build_diagnoser(
+    settings: Settings,
+    llm: LlmClient,
+    templates: Environment,
+    metrics: Metrics,
+    catalog: LiveCatalog,
+    investigator: Investigator | None,
+) -> LlmDiagnoser:
+    language = settings.llm.language or settings.server.language
+    prompts = PromptBuilder(templates, budget=settings.llm.prompt_budget, language=language)
+    return LlmDiagnoser(llm, prompts, metrics, action_lookup(catalog), investigator)
+
+
+def build_investigator(
+    settings: Settings, sources: list[Source], runbooks: RunbookMatcher, templates: Environment
+) -> Investigator | None:
+    """The tools of `llm.investigate`, each reaching the source the evidence stage uses."""
+    if not settings.llm.investigate:
+        return None
+    found = {source.name: source for source in sources}
+    prometheus, loki = found.get("prometheus"), found.get("loki")
+    commands, history = found.get("ssh"), found.get("history")
+    toolbox = Toolbox(
+        promql=prometheus.run_query if isinstance(prometheus, PrometheusSource) else None,
+        logql=loki.run_query if isinstance(loki, LokiSource) else None,
+        command=commands.run_query if isinstance(commands, CommandSource) else None,
+        runbook=runbooks.read,
+        past_incidents=history.gather if isinstance(history, HistorySource) else None,
+    )
+    return Investigator(
+        toolbox, templates, max_steps=settings.llm.max_steps, output_cap=settings.llm.tool_output_cap
+    )
+
+
+def action_lookup(catalog: LiveCatalog) -> ActionLookup:
+    """Catalog actions as the model is told about them, read when asked so that catalog changes apply at once."""
+
+    def lookup(action_id: str) -> ActionInfo | None:
+        action = catalog.current().get(action_id)
+        if action is None:
+            return None
+        asked = tuple(name for name, param in action.params.items() if param.source == "proposal")
+        return ActionInfo(action.id, action.risk, action.description, asked)
+
+    return lookup
 
 
 async def start(
@@ -78,15 +145,24 @@ async def start(
     templates = build_environment(settings.server.language)
     http = httpx.AsyncClient(follow_redirects=False)
     offline = OfflineDiagnoser(templates)
+    llm = LlmClient(settings.llm) if settings.llm.enabled else None
+    catalog = LiveCatalog(settings.runbooks.dir / CATALOG)
+    sources = build_sources(settings, http, engine, catalog)
+    runbooks = RunbookMatcher(settings.runbooks.dir)
+    investigator = build_investigator(settings, sources, runbooks, templates)
     stages = Stages(
-        sources=build_sources(settings, http, engine),
-        diagnoser=offline,
+        sources=sources,
+        diagnoser=build_diagnoser(settings, llm, templates, metrics, catalog, investigator)
+        if llm
+        else offline,
         offline=offline,
         channels=build_channels(settings, templates),
-        runbooks=RunbookMatcher(settings.runbooks.dir),
+        runbooks=runbooks,
+        notify_within=settings.llm.notify_within,
+        offline_reason=None if llm else "no model is configured (set MINIMAX_API_KEY)",
     )
     pipeline = Pipeline(engine, stages, metrics, settings.server.base_url)
-    services = Services(settings, engine, metrics, templates, http, pipeline)
+    services = Services(settings, engine, metrics, templates, http, pipeline, llm)
     if workers:
         services.pool = WorkerPool(engine, settings.queue, {TRIAGE: pipeline.handle})
         services.pool.start()

@@ -3,6 +3,7 @@ alert and the evidence show, labelled as not coming from a model."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -11,6 +12,9 @@ from jinja2 import Environment
 from aiops.models import Correlation, Diagnosis, Evidence, RunbookMatch
 
 _TARGET_LABELS = ("instance", "host", "node", "pod", "service", "job")
+_HEADING = re.compile(r"^#{1,6}\s+(.*)$")
+_STEP = re.compile(r"^\s{0,3}(?:[-*+]|\d+[.)])\s+")
+_REMEDIATION = re.compile(r"remediat|mitigat|what to do|fix|resolution|steps|处理|修复|解决|操作", re.I)
 
 
 class Diagnoser(Protocol):
@@ -28,14 +32,38 @@ class OfflineDiagnoser:
     async def diagnose(
         self, correlation: Correlation, runbook: RunbookMatch, evidence: Sequence[Evidence]
     ) -> Diagnosis:
-        return self.now(correlation, evidence)
+        return self.now(correlation, evidence, runbook)
 
-    def now(self, correlation: Correlation, evidence: Sequence[Evidence]) -> Diagnosis:
+    def now(self, correlation: Correlation, evidence: Sequence[Evidence], runbook: RunbookMatch) -> Diagnosis:
+        """What the alert and the evidence say, with the runbook's own steps as the next steps."""
         alerts = correlation.new_firing or correlation.alerts
         summary = self._template.render(
             alerts=_one_per_name(alerts), targets=_targets(alerts), evidence=evidence
         )
-        return Diagnosis(source="offline", summary=summary.strip())
+        return Diagnosis(source="offline", summary=summary.strip(), next_steps=guidance(runbook.body))
+
+
+def guidance(body: str, limit: int = 6) -> tuple[str, ...]:
+    """The first steps of the runbook's remediation section (or, without one, its first list)."""
+    sections = _sections(body)
+    chosen = next((lines for title, lines in sections if _REMEDIATION.search(title)), None)
+    candidates = [chosen] if chosen is not None else [lines for _, lines in sections]
+    for lines in candidates:
+        steps = [_STEP.sub("", line).strip() for line in lines if _STEP.match(line)]
+        if steps:
+            return tuple(steps[:limit])
+    return ()
+
+
+def _sections(body: str) -> list[tuple[str, list[str]]]:
+    sections: list[tuple[str, list[str]]] = [("", [])]
+    for line in body.splitlines():
+        heading = _HEADING.match(line)
+        if heading:
+            sections.append((heading.group(1), []))
+        else:
+            sections[-1][1].append(line)
+    return sections
 
 
 def _one_per_name(alerts: Sequence[object]) -> list[object]:

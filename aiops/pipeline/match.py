@@ -37,3 +37,16 @@ class RunbookMatcher:
             actions=runbook.actions,
             body=runbook.body,
         )
+
+    async def read(self, name: str) -> str | None:
+        """A runbook's title and text by file name (with or without `.md`) or by an alert name it covers."""
+        if not self.directory.is_dir():
+            return None
+        async with self._lock:
+            books = await asyncio.to_thread(self.library.runbooks)
+        wanted = name.strip().removesuffix(".md").casefold()
+        for runbook in books:
+            names = {runbook.path.with_suffix("").as_posix().casefold(), runbook.path.stem.casefold()}
+            if wanted in names or wanted in {alert.casefold() for alert in runbook.alerts}:
+                return f"{runbook.path.as_posix()}: {runbook.title}\n\n{runbook.body.strip()}"
+        return None

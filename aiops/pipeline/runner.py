@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -12,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aiops.channels import Announcement, Channel, Purpose
 from aiops.metrics import Metrics
-from aiops.models import Correlation, Diagnosis, Proposal, RunbookMatch, StageError, Triage
+from aiops.models import Correlation, Diagnosis, Evidence, Proposal, RunbookMatch, StageError, Triage
 from aiops.pipeline.correlate import correlate
 from aiops.pipeline.diagnose import Diagnoser, OfflineDiagnoser
 from aiops.pipeline.evidence import gather
@@ -37,6 +39,19 @@ class Stages:
     channels: Sequence[Channel]
     runbooks: RunbookMatcher
     evidence_deadline: float = 30.0
+    # How long the first notification waits for the diagnoser; None waits for it (replay, tests).
+    notify_within: float | None = None
+    # Why the diagnoser is the offline one, when it is (no model configured).
+    offline_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What the stages before diagnosis found."""
+
+    runbook: RunbookMatch
+    evidence: tuple[Evidence, ...]
+    errors: tuple[StageError, ...]
 
 
 class Pipeline:
@@ -51,6 +66,8 @@ class Pipeline:
         await self.run(int(job.payload["delivery_id"]))
 
     async def run(self, delivery_id: int) -> Triage | None:
+        """Triage and announce one delivery. A diagnosis slower than `notify_within` does not hold the
+        announcement back: it goes out with the evidence, and is updated when the diagnosis arrives."""
         with self._metrics.stage_duration.labels("correlate").time():
             correlation = await correlate(self._engine, delivery_id)
         if correlation.change == "unchanged":
@@ -58,18 +75,49 @@ class Pipeline:
         if correlation.change == "resolved":
             await self._notify(correlation, None, delivery_id)
             return None
-        triage = await self.triage(correlation)
-        async with self._engine.begin() as conn:
-            await incidents.save_triage(conn, delivery_id, triage)
-            for error in triage.errors:
-                await incidents.add_event(
-                    conn, correlation.incident.id, "stage_failed", f"{error.stage}: {error.message}"
-                )
+        prepared = await self.prepare(correlation)
+        diagnosing = asyncio.ensure_future(self.diagnose(correlation, prepared))
+        try:
+            return await self._announce(correlation, prepared, diagnosing, delivery_id)
+        finally:
+            diagnosing.cancel()  # a no-op once done; stops the model call when the job itself is stopped
+
+    async def _announce(
+        self,
+        correlation: Correlation,
+        prepared: Prepared,
+        diagnosing: asyncio.Future[tuple[Diagnosis, StageError | None]],
+        delivery_id: int,
+    ) -> Triage:
+        try:
+            outcome = await asyncio.wait_for(asyncio.shield(diagnosing), self.stages.notify_within)
+        except TimeoutError:
+            waited = f"the model has not answered within {self.stages.notify_within:g}s; this will be updated"
+            early = self._offline(correlation, prepared, waited)
+            triage = await self._plan(correlation, prepared, early)
+            await self._save(triage, delivery_id, _failures(triage.errors))
+            await self._notify(correlation, triage, delivery_id)
+            outcome = await diagnosing
+            diagnosis, error = outcome
+            triage = await self._plan(correlation, prepared, diagnosis, error)
+            if error is not None or diagnosis.source == "offline":
+                await self._save(triage, delivery_id, _failures([error] if error else []))
+                return triage  # the first announcement, already sent, stays the word on this delivery
+            self._metrics.diagnoses.labels("late").inc()
+            await self._save(triage, delivery_id, [("diagnosed", "the model's diagnosis arrived")])
+            await self._notify(correlation, triage, delivery_id, suffix="-diagnosis", purpose="updated")
+            return triage
+        triage = await self._plan(correlation, prepared, *outcome)
+        await self._save(triage, delivery_id, _failures(triage.errors))
         await self._notify(correlation, triage, delivery_id)
         return triage
 
     async def triage(self, correlation: Correlation) -> Triage:
         """match → evidence → diagnose → plan; no store writes, so `aiops replay` can use it as it is."""
+        prepared = await self.prepare(correlation)
+        return await self._plan(correlation, prepared, *await self.diagnose(correlation, prepared))
+
+    async def prepare(self, correlation: Correlation) -> Prepared:
         errors: list[StageError] = []
         no_runbook = RunbookMatch(None, None, "no runbook: matching failed")
         runbook = await self._stage(
@@ -82,18 +130,54 @@ class Pipeline:
         errors.extend(evidence_errors)
         for _ in evidence_errors:
             self._metrics.stage_failures.labels("evidence").inc()
-        offline = self.stages.offline.now(correlation, evidence)
-        diagnosis: Diagnosis = await self._stage(
-            "diagnose",
-            errors,
-            offline,
-            lambda: self.stages.diagnoser.diagnose(correlation, runbook, evidence),
-        )
+        return Prepared(runbook, evidence, tuple(errors))
+
+    async def diagnose(
+        self, correlation: Correlation, prepared: Prepared
+    ) -> tuple[Diagnosis, StageError | None]:
+        """The diagnoser's answer, or the offline diagnosis saying why there is none; never raises."""
+        if self.stages.offline_reason is not None:
+            self._metrics.diagnoses.labels("offline").inc()
+            return self._offline(correlation, prepared, self.stages.offline_reason), None
+        started = time.perf_counter()
+        try:
+            diagnosis = await self.stages.diagnoser.diagnose(correlation, prepared.runbook, prepared.evidence)
+        except Exception as error:
+            log.warning("stage diagnose failed: %s", error)
+            self._metrics.stage_failures.labels("diagnose").inc()
+            self._metrics.diagnoses.labels("offline").inc()
+            offline = self._offline(correlation, prepared, str(error))
+            usage = getattr(error, "usage", None)
+            return dataclasses.replace(offline, usage=usage), StageError("diagnose", str(error))
+        finally:
+            self._metrics.stage_duration.labels("diagnose").observe(time.perf_counter() - started)
+        self._metrics.diagnoses.labels(diagnosis.source).inc()
+        return diagnosis, None
+
+    def _offline(self, correlation: Correlation, prepared: Prepared, reason: str) -> Diagnosis:
+        diagnosis = self.stages.offline.now(correlation, prepared.evidence, prepared.runbook)
+        return dataclasses.replace(diagnosis, unavailable=reason)
+
+    async def _plan(
+        self,
+        correlation: Correlation,
+        prepared: Prepared,
+        diagnosis: Diagnosis,
+        error: StageError | None = None,
+    ) -> Triage:
+        errors = [*prepared.errors, *([error] if error else [])]
         nothing: tuple[Proposal, ...] = ()
         proposals = await self._stage(
-            "plan", errors, nothing, _now(plan_actions, correlation, runbook, diagnosis)
+            "plan", errors, nothing, _now(plan_actions, correlation, prepared.runbook, diagnosis)
         )
-        return Triage(correlation, runbook, evidence, diagnosis, proposals, tuple(errors))
+        return Triage(correlation, prepared.runbook, prepared.evidence, diagnosis, proposals, tuple(errors))
+
+    async def _save(self, triage: Triage, delivery_id: int, events: Sequence[tuple[str, str]]) -> None:
+        incident_id = triage.correlation.incident.id
+        async with self._engine.begin() as conn:
+            await incidents.save_triage(conn, delivery_id, triage)
+            for kind, message in events:
+                await incidents.add_event(conn, incident_id, kind, message)
 
     async def _stage(
         self, name: str, errors: list[StageError], fallback: T, run: Callable[[], Awaitable[T]]
@@ -109,17 +193,33 @@ class Pipeline:
         finally:
             self._metrics.stage_duration.labels(name).observe(time.perf_counter() - started)
 
-    async def _notify(self, correlation: Correlation, triage: Triage | None, delivery_id: int) -> None:
-        purpose: Purpose = (
-            "resolved" if triage is None else "opened" if correlation.change == "opened" else "updated"
-        )
+    async def _notify(
+        self,
+        correlation: Correlation,
+        triage: Triage | None,
+        delivery_id: int,
+        suffix: str = "",
+        purpose: Purpose | None = None,
+    ) -> None:
+        if purpose is None:
+            purpose = (
+                "resolved" if triage is None else "opened" if correlation.change == "opened" else "updated"
+            )
         incident = correlation.incident
         url = f"{self._base_url}/incidents/{incident.id}"
         announcement = Announcement(purpose, incident, triage, url)
         with self._metrics.stage_duration.labels("notify").time():
             await notify(
-                self._engine, self.stages.channels, announcement, f"delivery-{delivery_id}", self._metrics
+                self._engine,
+                self.stages.channels,
+                announcement,
+                f"delivery-{delivery_id}{suffix}",
+                self._metrics,
             )
+
+
+def _failures(errors: Sequence[StageError]) -> list[tuple[str, str]]:
+    return [("stage_failed", f"{error.stage}: {error.message}") for error in errors]
 
 
 def _now(function: Callable[..., T], *args: object) -> Callable[[], Awaitable[T]]:

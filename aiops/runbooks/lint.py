@@ -2,15 +2,15 @@
 
 Each problem is one line, `relative/path.md: field: reason`: files that do not parse (misspelt fields, bad
 matchers, bad YAML), query templates that do not render against sample labels, action ids missing from the
-catalog, and two runbooks claiming the same alert with the same matchers (only the first could ever match).
+catalog, two runbooks claiming the same alert with the same matchers (only the first could ever match), and
+everything wrong with the catalog itself (`actions.yml: <action id>.<field>: reason`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
+from aiops.actions.catalog import CatalogError, load_catalog
 from aiops.runbooks.library import RunbookLibrary
 from aiops.runbooks.model import Runbook
 from aiops.runbooks.render import Language, RenderError, render, sample_annotations, sample_labels
@@ -19,15 +19,29 @@ CATALOG = "actions.yml"
 
 
 def catalog_ids(directory: Path) -> set[str] | None:
-    """The action ids of `actions.yml` in the runbooks folder, or None when there is no catalog (yet)."""
+    """The action ids of `actions.yml` in the runbooks folder, or None when there is no catalog (yet).
+
+    A broken catalog still names its ids (its problems are `catalog_problems`); one that cannot be read or parsed
+    allows nothing."""
     path = directory / CATALOG
     if not path.is_file():
         return None
     try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return set()  # an unreadable catalog allows nothing; `aiops check` reports why
-    return {str(key) for key in loaded} if isinstance(loaded, dict) else set()
+        return set(load_catalog(path).ids())
+    except CatalogError as error:
+        return set(error.ids)
+
+
+def catalog_problems(directory: Path) -> list[str]:
+    """Everything wrong with `actions.yml` in the runbooks folder, as `actions.yml: <id>.<field>: reason`."""
+    path = directory / CATALOG
+    if not path.is_file():
+        return []
+    try:
+        load_catalog(path)
+    except CatalogError as error:
+        return error.problems
+    return []
 
 
 def lint(directory: Path, actions: set[str] | None) -> list[str]:
@@ -44,6 +58,7 @@ def lint(directory: Path, actions: set[str] | None) -> list[str]:
         if actions is not None:
             problems.extend(_actions(runbook, actions))
     problems.extend(_duplicate_claims(runbooks))
+    problems.extend(catalog_problems(directory))
     return sorted(problems, key=lambda problem: problem.split(": ", 1)[0])  # by file; stable within one
 
 

@@ -57,13 +57,14 @@ class PrometheusSource:
         ]
         anchor = min(alert.starts_at for alert in alerts)
         pending += [
-            self._runbook_query(query, anchor, runbook.path or "")
+            self.run_query(query, anchor, runbook.path or "")
             for query in runbook.queries
             if query.language == "promql"
         ]
         return list(await asyncio.gather(*pending))
 
-    async def _runbook_query(self, query: RunbookQuery, anchor: datetime, path: str) -> Evidence:
+    async def run_query(self, query: RunbookQuery, anchor: datetime, path: str) -> Evidence:
+        """One PromQL query (a runbook's, or the investigation's) over its range, ending `after` past `anchor`."""
         title = f"{path}: {query.name}"
         if query.error is not None:
             return Evidence(self.name, title, query.query, error=f"refused: {query.error}")
@@ -180,6 +181,8 @@ def summarise(labels: dict[str, str], values: Sequence[Sequence[Any]]) -> Series
         mean=sum(numbers) / len(numbers),
         last=numbers[-1],
         trend=trend(finite),
+        first_at=datetime.fromtimestamp(points[0][0], UTC),
+        last_at=datetime.fromtimestamp(points[-1][0], UTC),
     )
 
 

@@ -6,7 +6,9 @@ and the alert's own metric coming back from the real Prometheus as evidence.
 
 from __future__ import annotations
 
+import json
 import secrets
+import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -16,6 +18,7 @@ from typing import Any
 import pytest
 
 from aiops.config import ENV_OVERRIDES
+from tests.fakes.minimax import KEY, FakeMiniMax, Reply
 from tests.support import stack as s
 from tests.support.binaries import free_port, require
 from tests.support.service import AiopsProcess
@@ -83,14 +86,14 @@ class Stack:
 
 
 @pytest.fixture
-def start_stack(tmp_path: Path) -> Iterator[Callable[[str], Stack]]:
+def start_stack(tmp_path: Path) -> Iterator[Callable[..., Stack]]:
     """Starts exporter, aiops, Alertmanager and Prometheus (in that order); stops them all afterwards."""
     for binary in ("prometheus", "prometheus-alertmanager"):
         require(binary)  # fails in CI, skips loudly elsewhere, before anything is started
 
     with ExitStack() as cleanup:
 
-        def start(alertmanager_token: str) -> Stack:
+        def start(alertmanager_token: str, **sections: dict[str, Any]) -> Stack:
             exporter = s.Exporter(GAUGE, 1).start()
             cleanup.callback(exporter.stop)
             (tmp_path / "aiops").mkdir()
@@ -100,6 +103,7 @@ def start_stack(tmp_path: Path) -> Iterator[Callable[[str], Stack]]:
                 "database": {"url": f"sqlite:///{tmp_path / 'aiops' / 'aiops.db'}"},
                 "prometheus": {"url": f"http://127.0.0.1:{prometheus_port}", "before": "5m", "after": "1m"},
                 "queue": {"poll_interval": "200ms"},
+                **sections,
             }
             # The environment overrides would win over the file; the test's configuration is the file.
             env = dict.fromkeys(ENV_OVERRIDES, "")
@@ -168,7 +172,7 @@ def _port_other_than(*taken: int) -> int:
     raise RuntimeError(f"no free port other than {taken}")
 
 
-def test_alert_fires_is_triaged_with_its_own_metric_and_resolves(start_stack: Callable[[str], Stack]) -> None:
+def test_alert_fires_is_triaged_with_its_own_metric_and_resolves(start_stack: Callable[..., Stack]) -> None:
     stack = start_stack(TOKEN)
 
     listed = s.eventually(
@@ -224,7 +228,7 @@ def test_alert_fires_is_triaged_with_its_own_metric_and_resolves(start_stack: Ca
     assert stack.aiops_metric("aiops_webhook_requests_total", code="401") == 0
 
 
-def test_wrong_token_is_refused_and_nothing_is_stored(start_stack: Callable[[str], Stack]) -> None:
+def test_wrong_token_is_refused_and_nothing_is_stored(start_stack: Callable[..., Stack]) -> None:
     wrong = "wrong-" + secrets.token_hex(16)
     assert wrong != TOKEN
     stack = start_stack(wrong)
@@ -247,3 +251,90 @@ def test_wrong_token_is_refused_and_nothing_is_stored(start_stack: Callable[[str
     assert stack.aiops_metric("aiops_webhook_requests_total", code="200") == 0, stack.logs()
     queue = stack.api("/readyz")["queue"]
     assert queue["pending"] == queue["running"] == queue["failed"] == 0, f"{queue}\n{stack.logs()}"
+
+
+RUNBOOK = f"""---
+title: The e2e toggle is on
+alerts: [{ALERT}]
+evidence:
+  metrics:
+    - name: toggle_by_instance
+      query: 'max by (instance) ({GAUGE}{{instance="{{{{ labels.instance }}}}"}})'
+      range: 5m
+actions: [flip-toggle]
+---
+# What to do
+- Flip the toggle back.
+"""
+CATALOG = """
+flip-toggle:
+  description: Set the toggle to zero
+  argv: [toggle, "0"]
+  target: labels.instance
+  risk: low
+  timeout: 10s
+"""
+
+
+def _committed_runbooks(folder: Path) -> str:
+    folder.mkdir()
+    (folder / f"{ALERT}.md").write_text(RUNBOOK)
+    (folder / "actions.yml").write_text(CATALOG)
+    git = ["git", "-c", "user.name=e2e", "-c", "user.email=e2e@example.com", "-C", str(folder)]
+    for args in (["init", "-q"], ["add", "."], ["commit", "-q", "-m", "runbooks"]):
+        subprocess.run([*git, *args], check=True, capture_output=True)
+    return subprocess.run(
+        [*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def test_the_runbooks_queries_run_and_the_models_diagnosis_is_announced(
+    start_stack: Callable[..., Stack], fake_minimax: FakeMiniMax, tmp_path: Path
+) -> None:
+    require("git")
+    commit = _committed_runbooks(tmp_path / "runbooks")
+    answer = {
+        "summary": "The e2e toggle was switched on.",
+        "probable_cause": "Someone set aiops_e2e_toggle to 1 on the exporter.",
+        "confidence": "high",
+        "evidence": ["E1", "E2"],
+        "impact": "none",
+        "next_steps": ["Flip it back"],
+        "actions": [
+            {"id": "flip-toggle", "reason": "the runbook says so"},
+            {"id": "rm-rf", "reason": "why not"},
+        ],
+    }
+    fake_minimax.responder = lambda request: Reply(content=json.dumps(answer))
+    stack = start_stack(
+        TOKEN,
+        llm={"api_key": KEY, "base_url": fake_minimax.base_url, "language": "en"},
+        runbooks={"dir": str(tmp_path / "runbooks")},
+        server={"language": "en"},
+    )
+    [listed] = s.eventually(stack.incidents, timeout=DEADLINE, what="an incident", logs=stack.logs)
+
+    def diagnosed() -> dict[str, Any] | None:
+        detail = stack.incident(listed["id"])
+        triages = [t for t in detail["triages"] if t["diagnosis"]["source"] == "llm"]
+        return triages[0] if triages else None
+
+    triage = s.eventually(diagnosed, timeout=DEADLINE, what="a diagnosis by the model", logs=stack.logs)
+    assert triage["runbook"]["path"] == f"{ALERT}.md" and triage["runbook"]["commit"] == commit
+    [from_runbook] = [item for item in triage["evidence"] if item["title"].endswith("toggle_by_instance")]
+    assert from_runbook["error"] is None and from_runbook["series"], f"{from_runbook}\n{stack.logs()}"
+    assert from_runbook["series"][0]["labels"] == {"instance": stack.exporter.target}
+    diagnosis = triage["diagnosis"]
+    assert diagnosis["probable_cause"] == answer["probable_cause"]
+    assert [action["action_id"] for action in diagnosis["actions"]] == ["flip-toggle"]
+    assert diagnosis["dropped_actions"] == [f"rm-rf: not an action the runbook allows ({ALERT}.md)"]
+    prompt = fake_minimax.requests[0]["messages"][-1]["content"]
+    assert f'max by (instance) ({GAUGE}{{instance="{stack.exporter.target}"}})' in prompt
+    printed = s.eventually(
+        lambda: stack.aiops.stdout() if answer["probable_cause"] in stack.aiops.stdout() else None,
+        timeout=DEADLINE,
+        what="the diagnosis printed by the console channel",
+        logs=stack.logs,
+    )
+    assert f"{ALERT}.md @ {commit[:12]}" in printed
+    assert stack.aiops_metric("aiops_llm_tokens_total", kind="prompt") > 0

@@ -6,6 +6,7 @@ Used where the real Prometheus cannot be steered (an answer that arrives late, a
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,6 +22,9 @@ class FakePrometheus:
         self.series: list[dict[str, Any]] = [
             {"metric": {"instance": "web-1:9100", "mountpoint": "/"}, "values": None}
         ]
+        # Recorded answers: (pattern searched in the query, series with absolute [time, "value"] points).
+        # When any are set, a query matching none of them has an empty result, as a real query with no data.
+        self.recorded: list[tuple[re.Pattern[str], list[dict[str, Any]]]] = []
         self.received = threading.Event()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -44,6 +48,8 @@ class FakePrometheus:
             return status, {"status": "error", "errorType": kind, "error": message}
         start, end = float(query["start"]), float(query["end"])
         step = float(query["step"].rstrip("s"))
+        if self.recorded:
+            return 200, _matrix(_replayed(self.recorded, query["query"], start, end, step))
         result = []
         for item in self.series:
             values = item["values"] or _ramp(start, end, step)
@@ -78,3 +84,32 @@ def _ramp(start: float, end: float, step: float) -> list[list[Any]]:
     """A series that climbs steadily from 10 to 95 across the window: a disk filling up."""
     count = max(2, int((end - start) / step) + 1)
     return [[start + i * step, str(10 + 85 * i / (count - 1))] for i in range(count)]
+
+
+def _matrix(result: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"status": "success", "data": {"resultType": "matrix", "result": result}}
+
+
+def _replayed(
+    recorded: list[tuple[re.Pattern[str], list[dict[str, Any]]]],
+    query: str,
+    start: float,
+    end: float,
+    step: float,
+) -> list[dict[str, Any]]:
+    """The recorded series of the first pattern found in the query, resampled as Prometheus would at `step`."""
+    series = next((found for pattern, found in recorded if pattern.search(query)), [])
+    result = []
+    for item in series:
+        points = [(float(t), v) for t, v in item["values"]]
+        sampled = []
+        moment = start
+        while moment <= end:
+            # The latest recorded point at or before the evaluation time, within Prometheus's 5-minute lookback.
+            before = [v for t, v in points if moment - 300 <= t <= moment]
+            if before:
+                sampled.append([moment, before[-1]])
+            moment += step
+        if sampled:
+            result.append({"metric": item["metric"], "values": sampled})
+    return result

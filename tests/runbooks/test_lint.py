@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aiops.runbooks.lint import lint
+from aiops.runbooks.lint import catalog_ids, lint
 
 GOOD = """\
 ---
@@ -109,3 +109,31 @@ def test_bad_yaml_and_encoding(tmp_path: Path) -> None:
 
 def test_missing_folder(tmp_path: Path) -> None:
     assert lint(tmp_path / "absent", None) == [f"{tmp_path / 'absent'}: is not a folder"]
+
+
+def test_a_broken_catalog_is_reported_once(tmp_path: Path) -> None:
+    write(tmp_path, "x.md", GOOD)
+    write(
+        tmp_path,
+        "actions.yml",
+        "journal-vacuum:\n  description: Vacuum the journal\n  argv: [journalctl, --vacuum-size=500M]\n"
+        "  target: labels.instance\n  risk: medium\n  timeout: 1m\n"
+        "journal-errors:\n  description: Errors\n  argv: [journalctl, -p, err]\n  target: labels.instance\n"
+        "  risk: read\n  timeout: 20s\n",
+    )
+    ids = catalog_ids(tmp_path)
+    assert ids == {"journal-vacuum", "journal-errors"}, "a broken action is still declared"
+    assert lint(tmp_path, ids) == [
+        "actions.yml: journal-vacuum.risk: Input should be 'read', 'low' or 'high'"
+    ]
+
+
+def test_an_unparsable_catalog_allows_nothing(tmp_path: Path) -> None:
+    write(tmp_path, "x.md", GOOD)
+    write(tmp_path, "actions.yml", "journal-errors: [\n")
+    problems = lint(tmp_path, catalog_ids(tmp_path))
+    assert problems[0].startswith("actions.yml: is not valid YAML at line 2")
+    assert problems[1:] == [
+        "x.md: actions[0]: 'journal-vacuum' is not an action in actions.yml",
+        "x.md: evidence.logs[1].command: 'journal-errors' is not an action in actions.yml",
+    ]

@@ -11,9 +11,12 @@ import pytest
 
 
 def require(name: str) -> str:
-    """Path of the binary `name` (PostgreSQL's live under /usr/lib/postgresql/N/bin)."""
-    found = shutil.which(name) or next(
-        iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None
+    """Path of the binary `name` (PostgreSQL's live under /usr/lib/postgresql/N/bin, sshd's in /usr/sbin,
+    which is not on a non-root user's PATH)."""
+    found = (
+        shutil.which(name)
+        or shutil.which(name, path="/usr/sbin:/sbin")
+        or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None)
     )
     if found:
         return found

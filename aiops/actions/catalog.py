@@ -1,0 +1,403 @@
+"""The action catalog, `runbooks/actions.yml`: every command aiops may run, reviewed in git like code.
+
+```yaml
+restart-service:
+  description: Restart a systemd unit
+  argv: [systemctl, restart, "{unit}"]     # argv, never a shell string
+  params: {unit: {from: labels.service, pattern: '^[a-zA-Z0-9@._-]{1,64}$'}}
+  target: labels.instance                   # resolved through the host inventory
+  risk: high                                # read | low | high
+  timeout: 60s
+  output_cap: 64KiB                         # optional: most bytes kept of stdout and of stderr
+journal-errors:
+  description: Recent error lines from the journal
+  argv: [journalctl, --priority=err, --since=-1h, --no-pager, --lines=200]
+  target: host:db-1                         # a fixed host of the inventory
+  risk: read
+  timeout: 20s
+```
+
+A parameter's value comes from an alert label (`labels.<name>`), an annotation (`annotations.<name>`) or the
+model's proposal (`proposal`), and must match its `pattern` in full. Label values are untrusted, so a value is
+put into its argv item literally — never through `str.format`, never re-read for placeholders — and the executor
+quotes every item for the remote shell. `{{` and `}}` are a literal brace in an argv item.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from aiops.payload import field_path
+from aiops.units import Bytes, Seconds
+
+Risk = Literal["read", "low", "high"]
+DEFAULT_OUTPUT_CAP = 64 * 1024
+ACTION_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
+_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+_PARAM_NAME = re.compile(_NAME)
+_SOURCE = re.compile(rf"(?:labels|annotations)\.{_NAME}|proposal")
+_TARGET = re.compile(rf"labels\.{_NAME}|host:[^\s:]+")
+# One scan of an argv item: an escaped brace, a placeholder, or a brace that is neither (an error).
+_TOKEN = re.compile(r"\{\{|\}\}|\{(?P<name>" + _NAME + r")\}|[{}]")
+_SHOWN_CHARS = 80
+
+
+class CatalogError(Exception):
+    """A catalog that cannot be used; each of `problems` reads `actions.yml: <action id>.<field>: reason`.
+
+    `ids` are the action ids the file declares, broken ones included, so that a runbook naming a broken action
+    is reported once, at the catalog, and not again as naming an unknown action."""
+
+    def __init__(self, problems: list[str], ids: frozenset[str] = frozenset()) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+        self.ids = ids
+
+
+class ActionRefused(Exception):
+    """An action that cannot be rendered for this alert; `reason` says which value is missing or unsafe."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Param:
+    """Where one parameter's value comes from, and the pattern the whole value must match."""
+
+    name: str
+    source: str  # labels.<name> | annotations.<name> | proposal
+    pattern: re.Pattern[str]
+
+
+@dataclass(frozen=True)
+class Action:
+    """One catalog entry; `argv` items may hold `{param}` placeholders, `target` is `labels.<name>` or `host:<name>`."""
+
+    id: str
+    description: str
+    argv: tuple[str, ...]
+    params: Mapping[str, Param]
+    target: str
+    risk: Risk
+    timeout: float
+    output_cap: int
+
+
+@dataclass(frozen=True)
+class RenderedCommand:
+    """An action filled in for one alert: the exact argv, and the target value still to resolve to a host."""
+
+    action_id: str
+    argv: tuple[str, ...]
+    target: str
+    risk: Risk
+    timeout: float
+    output_cap: int
+
+
+class Catalog:
+    """The actions of `actions.yml`, by id."""
+
+    def __init__(self, actions: Mapping[str, Action]) -> None:
+        self._actions = dict(actions)
+
+    @classmethod
+    def empty(cls) -> Catalog:
+        """No actions: what a runbooks folder without `actions.yml` allows."""
+        return cls({})
+
+    def get(self, action_id: str) -> Action | None:
+        return self._actions.get(action_id)
+
+    def ids(self) -> list[str]:
+        return sorted(self._actions)
+
+    def __len__(self) -> int:
+        return len(self._actions)
+
+
+# --- loading ---------------------------------------------------------------------------------------------
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _ParamModel(_Strict):
+    source: str = Field(alias="from")
+    pattern: str
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, value: str) -> str:
+        if not _SOURCE.fullmatch(value):
+            raise ValueError(f"{value!r} must be labels.<name>, annotations.<name> or proposal")
+        return value
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as error:
+            raise ValueError(f"{value!r} is not a regular expression: {error}") from None
+        return value
+
+
+class _ActionModel(_Strict):
+    description: Annotated[str, Field(min_length=1)]
+    argv: Annotated[list[str], Field(min_length=1)]
+    params: dict[str, _ParamModel] = Field(default_factory=dict)
+    target: str
+    risk: Risk
+    timeout: Annotated[Seconds, Field(gt=0)]
+    output_cap: Annotated[Bytes, Field(gt=0)] = DEFAULT_OUTPUT_CAP
+
+    @field_validator("target")
+    @classmethod
+    def _target(cls, value: str) -> str:
+        if not _TARGET.fullmatch(value):
+            raise ValueError(f"{value!r} must be labels.<name> (such as labels.instance) or host:<host name>")
+        return value
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """Refuses a repeated action id: YAML would silently keep the last one, not the one a reviewer read first."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _value in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, Hashable):
+                break  # the base class reports an unhashable key
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"{key!r} is defined twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_catalog(path: Path) -> Catalog:
+    """Read and validate the catalog at `path`; raises `CatalogError` listing every problem.
+
+    A missing file is an error too: whether no catalog means "no actions" (`Catalog.empty()`) is the caller's call.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise CatalogError([f"{path.name}: cannot be read ({error.strerror or error})"]) from None
+    except UnicodeDecodeError as error:
+        raise CatalogError([f"{path.name}: is not UTF-8 text (byte {error.start})"]) from None
+    return parse_catalog(text, path.name)
+
+
+def parse_catalog(text: str, name: str = "actions.yml") -> Catalog:
+    """Validate catalog YAML; problems are prefixed with `name`. Raises `CatalogError`."""
+    try:
+        loaded = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no Python objects
+    except yaml.YAMLError as error:
+        raise CatalogError([f"{name}: {_yaml_problem(error)}"]) from None
+    if loaded is None:
+        return Catalog.empty()
+    if not isinstance(loaded, dict):
+        raise CatalogError([f"{name}: must be a mapping of action id to action, not {type(loaded).__name__}"])
+    actions: dict[str, Action] = {}
+    problems: list[str] = []
+    for key, value in loaded.items():
+        action, found = _action(key, value)
+        problems += [f"{name}: {problem}" for problem in found]
+        if action is not None:
+            actions[action.id] = action
+    if problems:
+        raise CatalogError(problems, frozenset(str(key) for key in loaded))
+    return Catalog(actions)
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    mark = getattr(error, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    return f"is not valid YAML{where}: {getattr(error, 'problem', None) or error}"
+
+
+def _action(key: object, value: object) -> tuple[Action | None, list[str]]:
+    """The action under `key`, or None with the problems (each `<id>.<field>: reason`)."""
+    action_id = str(key)
+    if not isinstance(key, str) or not ACTION_ID.fullmatch(key):
+        return None, [
+            f"{action_id}: is not an action id: use 1 to 64 of a-z, 0-9 and '-', starting with a-z or 0-9"
+        ]
+    if not isinstance(value, dict):
+        return None, [f"{action_id}: must be a mapping with description, argv, target, risk and timeout"]
+    problems = [f"{action_id}.{problem}" for problem in _placeholder_problems(value)]
+    try:
+        model = _ActionModel.model_validate(value)
+    except ValidationError as error:
+        return None, problems + [f"{action_id}.{_problem(item)}" for item in error.errors(include_url=False)]
+    if problems:
+        return None, problems
+    return _build(action_id, model), []
+
+
+def _problem(item: Any) -> str:
+    path = field_path(tuple(item["loc"]))
+    reason = str(item["msg"]).removeprefix("Value error, ")
+    if item["type"] == "extra_forbidden":
+        reason = "is not a known field"
+    elif item["type"] == "missing":
+        reason = "is required"
+    return f"{path}: {reason}"
+
+
+def _placeholder_problems(raw: dict[Any, Any]) -> list[str]:
+    """Every placeholder declared, every parameter used, and the program itself never a parameter.
+
+    Checked on the raw entry, so these problems are reported together with the field errors."""
+    argv, params = raw.get("argv"), raw.get("params") or {}
+    if not isinstance(argv, list) or not isinstance(params, dict):
+        return []  # the field errors say what is wrong
+    named = {name for name in params if isinstance(name, str) and _PARAM_NAME.fullmatch(name)}
+    problems = [
+        f"params.{name}: is not a parameter name (letters, digits and _, not starting with a digit)"
+        for name in params
+        if name not in named
+    ]
+    used: set[str] = set()
+    for index, item in enumerate(argv):
+        if isinstance(item, str):
+            names, stray = _scan(item)
+            used |= names
+            problems += _item_problems(index, item, names, stray, set(params))
+    problems += [f"params.{name}: is not used in argv" for name in sorted(named - used)]
+    return problems
+
+
+def _item_problems(index: int, item: str, names: set[str], stray: bool, declared: set[str]) -> list[str]:
+    field = f"argv[{index}]"
+    problems = [
+        f"{field}: placeholder {{{name}}} is not declared under params" for name in sorted(names - declared)
+    ]
+    if stray:
+        problems.append(
+            f"{field}: {item!r} has a stray brace; a placeholder is {{name}} and a literal brace is {{{{ or }}}}"
+        )
+    if index == 0 and names:
+        # The program comes from the reviewed catalog, never from an alert.
+        problems.append(f"{field}: the program must be written literally, not taken from a parameter")
+    return problems
+
+
+def _scan(item: str) -> tuple[set[str], bool]:
+    """(placeholder names, whether a brace is neither a placeholder nor escaped) of one argv item."""
+    names: set[str] = set()
+    stray = False
+    for token in _TOKEN.finditer(item):
+        if token["name"] is not None:
+            names.add(token["name"])
+        elif token[0] in ("{", "}"):
+            stray = True
+    return names, stray
+
+
+def _build(action_id: str, model: _ActionModel) -> Action:
+    params = {
+        name: Param(name, param.source, re.compile(param.pattern)) for name, param in model.params.items()
+    }
+    return Action(
+        id=action_id,
+        description=model.description,
+        argv=tuple(model.argv),
+        params=params,
+        target=model.target,
+        risk=model.risk,
+        timeout=model.timeout,
+        output_cap=model.output_cap,
+    )
+
+
+# --- rendering -------------------------------------------------------------------------------------------
+
+
+def render_command(
+    action: Action,
+    labels: Mapping[str, str],
+    annotations: Mapping[str, str],
+    proposal_params: Mapping[str, str] | None = None,
+) -> RenderedCommand:
+    """The argv and target of `action` for one alert; raises `ActionRefused` naming the value at fault.
+
+    `proposal_params` are the values the model proposed, by parameter name; None when there is no proposal
+    (evidence gathering), which refuses any `from: proposal` parameter.
+    """
+    values = {
+        name: _value(action.id, param, labels, annotations, proposal_params)
+        for name, param in action.params.items()
+    }
+    return RenderedCommand(
+        action_id=action.id,
+        argv=tuple(_fill(item, values) for item in action.argv),
+        target=_target(action, labels),
+        risk=action.risk,
+        timeout=action.timeout,
+        output_cap=action.output_cap,
+    )
+
+
+def _value(
+    action_id: str,
+    param: Param,
+    labels: Mapping[str, str],
+    annotations: Mapping[str, str],
+    proposal_params: Mapping[str, str] | None,
+) -> str:
+    kind, _, key = param.source.partition(".")
+    if kind == "proposal":
+        if proposal_params is None:
+            raise ActionRefused(
+                f"{action_id}: parameter {param.name!r} comes from a proposal, and there is none"
+            )
+        value = proposal_params.get(param.name)
+    else:
+        value = (labels if kind == "labels" else annotations).get(key)
+    if value is None:
+        raise ActionRefused(f"{action_id}: parameter {param.name!r} needs {param.source}, which is absent")
+    if not param.pattern.fullmatch(value):
+        raise ActionRefused(
+            f"{action_id}: parameter {param.name!r} from {param.source} is {_shown(value)}, "
+            f"which does not match {param.pattern.pattern!r}"
+        )
+    return value
+
+
+def _fill(item: str, values: Mapping[str, str]) -> str:
+    # A replacement function's result is used as it is: no backslash or group processing, no second pass.
+    def replace(token: re.Match[str]) -> str:
+        if token["name"] is not None:
+            return values[token["name"]]
+        return token[0][0]  # `{{` → `{`, `}}` → `}`
+
+    return _TOKEN.sub(replace, item)
+
+
+def _target(action: Action, labels: Mapping[str, str]) -> str:
+    if action.target.startswith("host:"):
+        return action.target.removeprefix("host:")
+    label = action.target.removeprefix("labels.")
+    value = labels.get(label)
+    if not value:
+        raise ActionRefused(f"{action.id}: target label {label!r} is absent from the alert")
+    return value
+
+
+def _shown(value: str) -> str:
+    shown = repr(value)
+    return shown if len(shown) <= _SHOWN_CHARS else shown[: _SHOWN_CHARS - 1] + "…"
