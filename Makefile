@@ -8,7 +8,7 @@ SYSTEM_DEPS := prometheus:prometheus prometheus-alertmanager:prometheus-alertman
 	initdb:postgresql sshd:openssh-server ssh-keygen:openssh-client
 BENCH_DEPS := wrk:wrk
 
-.PHONY: run test install system-deps lint bench clean
+.PHONY: run test install system-deps lint bench evals clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ test: $(STAMP) system-deps lint
 bench: $(STAMP)
 	@scripts/install-debian-deps $(BENCH_DEPS)
 	$(VENV)/bin/python bench/intake.py
+
+# The evaluation suite; with MINIMAX_API_KEY set it also runs the real model.
+evals: $(STAMP)
+	$(VENV)/bin/python bench/evals.py
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

@@ -10,6 +10,7 @@ import httpx
 
 from aiops.passwords import hash_password
 from tests.conftest import DATA
+from tests.fakes.minimax import FakeMiniMax
 from tests.support.service import AiopsProcess
 
 TOKEN = "tok-Vq83hZ0pL1xY7mN2"
@@ -18,19 +19,28 @@ PROMETHEUS = "prom-Jd82nBv0qXs7Ty11"
 MINIMAX = "sk-api-Zx81mQ2wE4rT6yU8"
 VIEWER = "viewer-Pw47cHs9Lk2Nq6"
 URL_PASSWORD = "url-Hh30vBn8Wq1Zx5"
-SECRETS = (TOKEN, BASIC, PROMETHEUS, MINIMAX, VIEWER, URL_PASSWORD)
+LOKI = "loki-Ut62bNm4Kq8Wz3"
+SECRETS = (TOKEN, BASIC, PROMETHEUS, MINIMAX, VIEWER, URL_PASSWORD, LOKI)
 
 
-def test_secrets_stay_secret(tmp_path: Path) -> None:
+def test_secrets_stay_secret(tmp_path: Path, fake_minimax: FakeMiniMax) -> None:
     config = {
         "server": {"viewers": [{"username": "oncall", "password_hash": hash_password(VIEWER)}]},
         "webhook": {"token": TOKEN, "basic_auth": {"username": "am", "password": BASIC}},
         "database": {"url": f"sqlite:///{tmp_path}/aiops.db"},
         # Nothing listens there: the evidence stage fails and logs why.
         "prometheus": {"url": f"http://reader:{URL_PASSWORD}@127.0.0.1:9", "bearer_token": PROMETHEUS},
+        "loki": {"url": "http://127.0.0.1:9", "bearer_token": LOKI},
+        "runbooks": {"dir": str(tmp_path / "runbooks")},
         "queue": {"poll_interval": "100ms"},
     }
-    service = AiopsProcess(tmp_path, config, env={"MINIMAX_API_KEY": MINIMAX})
+    (tmp_path / "runbooks").mkdir()
+    (tmp_path / "runbooks" / "HostOutOfDiskSpace.md").write_text(
+        "---\nalerts: [HostOutOfDiskSpace]\nevidence:\n  logs:\n    - loki: '{job=\"node\"}'\n---\n# Disk\n"
+    )
+    # The fake endpoint refuses this key, as MiniMax would: the error must not echo it.
+    env = {"MINIMAX_API_KEY": MINIMAX, "MINIMAX_BASE_URL": fake_minimax.base_url}
+    service = AiopsProcess(tmp_path, config, env=env)
     service.start()
     seen: list[str] = []
     try:
@@ -67,6 +77,8 @@ def test_secrets_stay_secret(tmp_path: Path) -> None:
         service.terminate()
     seen += [service.stdout(), service.stderr()]
     assert "evidence source" in service.stderr() or "is unreachable" in json.dumps(seen)
+    assert "MiniMax error 1004" in json.dumps(seen)  # the model was asked, with the key, and refused it
+    assert fake_minimax.headers[0]["authorization"] == f"Bearer {MINIMAX}"
     for text in seen:
         for secret in SECRETS:
             assert secret not in text, f"a secret leaked into: {text[:300]}"

@@ -13,13 +13,15 @@ import logging
 from aiops.actions.catalog import ActionRefused, Catalog, RenderedCommand, render_command
 from aiops.actions.live import LiveCatalog
 from aiops.inventory import HostNotFound, Inventory
-from aiops.logtext import compress
+from aiops.logtext import compress, redact_lines
 from aiops.models import Alert, Correlation, Evidence, RunbookMatch, RunbookQuery
 from aiops.ssh import CommandResult, ExecutionError, Executor, command_line
 
 log = logging.getLogger("aiops.sources.commands")
 
 # What one command's evidence may add to the model's prompt.
+VERBATIM_LINES = 60  # output up to this many lines is shown line by line, not folded
+_LINE_CHARS = 400
 _MAX_CHARS = 8000
 
 
@@ -92,8 +94,12 @@ class CommandSource:
         stderr = [f"stderr: {line}" for line in result.stderr.splitlines()]
         if limit is not None:
             stdout, stderr = stdout[-limit:], stderr[-limit:]
-        summary = compress(stdout + stderr, max_templates=self._max_lines)
-        lines = summary.render(max_chars=_MAX_CHARS).splitlines()
+        if len(stdout) + len(stderr) <= VERBATIM_LINES:
+            # Short output is read as it is: folding would mask the very values (dates, sizes) it shows.
+            lines = [line[:_LINE_CHARS] for line in redact_lines(stdout + stderr) if line.strip()]
+        else:
+            summary = compress(stdout + stderr, max_templates=self._max_lines)
+            lines = summary.render(max_chars=_MAX_CHARS).splitlines()
         if result.truncated:
             lines.append(f"(output cut at {cap} bytes per stream; the command was stopped there)")
         return tuple(lines)

@@ -26,6 +26,7 @@ from aiops.units import HttpUrl, Seconds
 
 _PATH = "/loki/api/v1/query_range"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+VERBATIM_LINES = 40  # up to this many lines are shown one by one, not folded
 _TEMPLATES = 15  # the most frequent templates shown; the prompt shows at most 40 lines of an item
 _RECENT = 5  # the most recent distinct lines shown after the templates
 _LINE_CHARS = 300
@@ -236,6 +237,16 @@ def log_lines(entries: Sequence[LogEntry], streams: int, limit: int) -> tuple[st
     if not entries:
         return ()
     redacted = list(redact_lines(entry.line for entry in entries))
+    if len(entries) <= VERBATIM_LINES:
+        # A few lines are read as they are: folding would mask the values (dates, ids) they carry.
+        heading = f"{_count(len(entries), 'line')} from {_count(streams, 'stream')}"
+        return (
+            heading,
+            *(
+                f"{entry.at:%H:%M:%SZ}  {_one_line(line)}"
+                for entry, line in zip(entries, redacted, strict=True)
+            ),
+        )
     summary = compress(redacted, max_templates=_TEMPLATES)
     return (
         _heading(summary, len(entries), streams, limit),

@@ -108,7 +108,7 @@ async def test_output_comes_back_folded(sshd: SshServer) -> None:
 
 async def test_a_limit_reads_only_the_last_lines(sshd: SshServer) -> None:
     [evidence] = await source(sshd).gather(correlation(), runbook("worker-log", limit=50))
-    assert evidence.lines[0].startswith("×50  ") and 'e.g. "worker 451 finished' in evidence.lines[0]
+    assert len(evidence.lines) == 50 and evidence.lines[0].startswith("worker 451 finished")
 
 
 async def test_secrets_in_the_output_are_redacted(sshd: SshServer) -> None:
@@ -121,7 +121,7 @@ async def test_secrets_in_the_output_are_redacted(sshd: SshServer) -> None:
 async def test_parameters_come_from_labels(sshd: SshServer) -> None:
     evidence = await gather_one(sshd, "unit-status", service="nginx@web.service")
     assert evidence.query == "printf 'unit %s is failed\\n' nginx@web.service"
-    assert evidence.lines == ("×1  unit nginx@web.service is failed",)
+    assert evidence.lines == ("unit nginx@web.service is failed",)
 
 
 async def test_an_unsafe_label_is_refused_and_nothing_runs(sshd: SshServer, tmp_path: Path) -> None:
@@ -136,13 +136,13 @@ async def test_an_unsafe_label_is_refused_and_nothing_runs(sshd: SshServer, tmp_
 async def test_a_failing_command_keeps_its_output(sshd: SshServer) -> None:
     evidence = await gather_one(sshd, "failing")
     assert evidence.error == "exit status 2"
-    assert evidence.lines == ("×1  disk check: sda1 has errors", "×1  stderr: fsck needed")
+    assert evidence.lines == ("disk check: sda1 has errors", "stderr: fsck needed")
 
 
 async def test_a_slow_command_is_stopped_with_what_it_said(sshd: SshServer) -> None:
     evidence = await gather_one(sshd, "slow")
     assert evidence.error is not None and evidence.error.startswith("stopped at its deadline")
-    assert evidence.lines == ("×1  partial",)
+    assert evidence.lines == ("partial",)
 
 
 async def test_only_read_actions_run(sshd: SshServer, tmp_path: Path) -> None:
