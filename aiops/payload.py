@@ -8,7 +8,7 @@ would drop alerts with a permanent 4xx.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -134,4 +134,12 @@ def _reason(item: object) -> str:
     message = str(details.get("msg", "is invalid"))
     if details.get("type") == "missing":
         return "is required"
+    if details.get("type") == "extra_forbidden":
+        return "is not a known field"
     return message.removeprefix("Value error, ")
+
+
+def problem(item: Any, root: str = "(body)") -> str:
+    """One pydantic error as `field.path: reason`, the way every file and payload problem is reported."""
+    loc = tuple(item["loc"])
+    return f"{field_path(loc) if loc else root}: {_reason(item)}"

@@ -34,7 +34,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from aiops.payload import field_path
+from aiops.payload import problem
 from aiops.units import Bytes, Seconds
 
 Risk = Literal["read", "low", "high"]
@@ -238,24 +238,14 @@ def _action(key: object, value: object) -> tuple[Action | None, list[str]]:
         ]
     if not isinstance(value, dict):
         return None, [f"{action_id}: must be a mapping with description, argv, target, risk and timeout"]
-    problems = [f"{action_id}.{problem}" for problem in _placeholder_problems(value)]
+    problems = [f"{action_id}.{found}" for found in _placeholder_problems(value)]
     try:
         model = _ActionModel.model_validate(value)
     except ValidationError as error:
-        return None, problems + [f"{action_id}.{_problem(item)}" for item in error.errors(include_url=False)]
+        return None, problems + [f"{action_id}.{problem(item)}" for item in error.errors(include_url=False)]
     if problems:
         return None, problems
     return _build(action_id, model), []
-
-
-def _problem(item: Any) -> str:
-    path = field_path(tuple(item["loc"]))
-    reason = str(item["msg"]).removeprefix("Value error, ")
-    if item["type"] == "extra_forbidden":
-        reason = "is not a known field"
-    elif item["type"] == "missing":
-        reason = "is required"
-    return f"{path}: {reason}"
 
 
 def _placeholder_problems(raw: dict[Any, Any]) -> list[str]:

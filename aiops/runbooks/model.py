@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-from aiops.payload import field_path
+from aiops.payload import problem
 from aiops.runbooks.matchers import Matcher, parse_matcher
 from aiops.units import Seconds
 
@@ -170,7 +170,9 @@ def parse_text(relative: Path, text: str) -> Runbook:
     try:
         model = _FrontMatter.model_validate({k: v for k, v in front.items() if k not in SITE_KEYS})
     except ValidationError as error:
-        raise RunbookError(relative, [_problem(item) for item in error.errors(include_url=False)]) from None
+        raise RunbookError(
+            relative, [problem(item, "front matter") for item in error.errors(include_url=False)]
+        ) from None
     return Runbook(
         path=relative,
         title=model.title or _title(body, relative),
@@ -259,17 +261,6 @@ def _relative(root: Path, full: Path) -> Path:
         return full.relative_to(root)
     except ValueError:
         return full
-
-
-def _problem(item: Any) -> str:
-    loc = tuple(item["loc"])
-    path = field_path(loc) if loc else "front matter"
-    reason = str(item["msg"]).removeprefix("Value error, ")
-    if item["type"] == "extra_forbidden":
-        reason = "is not a known field"
-    elif item["type"] == "missing":
-        reason = "is required"
-    return f"{path}: {reason}"
 
 
 def _kind(value: object) -> str:
