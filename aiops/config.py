@@ -26,10 +26,11 @@ from pydantic import (
     model_validator,
 )
 
+from aiops.actions.policy import RemediationConfig
 from aiops.channels.console import ConsoleConfig
 from aiops.inventory import Hosts
 from aiops.llm.client import LlmConfig
-from aiops.passwords import is_well_formed
+from aiops.passwords import Login
 from aiops.payload import field_path
 from aiops.queue import QueueConfig
 from aiops.sources.history import HistoryConfig
@@ -69,24 +70,12 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Viewer(Section):
-    username: str = Field(min_length=1)
-    password_hash: str
-
-    @field_validator("password_hash")
-    @classmethod
-    def _hash(cls, value: str) -> str:
-        if not is_well_formed(value):
-            raise ValueError("is not a hash made by `aiops hash-password`")
-        return value
-
-
 class ServerConfig(Section):
     listen: str = "127.0.0.1:18789"
     public_url: str | None = None
     language: Literal["zh-CN", "en"] = "zh-CN"
     # Who may read the pages and the API when the service listens on a non-loopback address.
-    viewers: list[Viewer] = Field(default_factory=list)
+    viewers: list[Login] = Field(default_factory=list)
 
     @field_validator("listen")
     @classmethod
@@ -167,6 +156,7 @@ class Settings(Section):
     llm: LlmConfig = Field(default_factory=LlmConfig)
     channels: ChannelsConfig = Field(default_factory=ChannelsConfig)
     hosts: Hosts = Field(default_factory=dict)
+    remediation: RemediationConfig = Field(default_factory=RemediationConfig)
 
     @model_validator(mode="after")
     def _exposure(self) -> Settings:

@@ -15,6 +15,8 @@ AlertStatus = Literal["firing", "resolved"]
 IncidentStatus = Literal["open", "resolved"]
 Change = Literal["opened", "updated", "resolved", "unchanged"]
 Trend = Literal["rising", "falling", "flat"]
+Risk = Literal["read", "low", "high"]
+Origin = Literal["model", "runbook"]
 
 
 @dataclass(frozen=True)
@@ -175,13 +177,18 @@ class Diagnosis:
 
 @dataclass(frozen=True)
 class Proposal:
-    """A concrete remediation the runbook allows, rendered and ready to approve."""
+    """A concrete remediation for an incident: the exact argv and host an approval will be bound to, or — when
+    `refusal` is set — why the action asked for cannot be proposed (recorded, never "fixed up")."""
 
     action_id: str
-    host: str
+    host: str | None
     argv: tuple[str, ...]
-    risk: Literal["read", "low", "high"]
+    risk: Risk
     reason: str
+    refusal: str | None = None
+    origin: Origin = "runbook"
+    timeout: float = 60.0
+    output_cap: int = 65536
 
 
 @dataclass(frozen=True)

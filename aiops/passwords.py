@@ -10,6 +10,8 @@ import hashlib
 import hmac
 import os
 
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
 _N, _R, _P = 2**14, 8, 1
 
 
@@ -41,3 +43,19 @@ def is_well_formed(encoded: str) -> bool:
 
 def _b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode()
+
+
+class Login(BaseModel):
+    """A person who may sign in (to read pages, or to approve): a name and a hash from `aiops hash-password`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    username: str = Field(min_length=1)
+    password_hash: str
+
+    @field_validator("password_hash")
+    @classmethod
+    def _hash(cls, value: str) -> str:
+        if not is_well_formed(value):
+            raise ValueError("is not a hash made by `aiops hash-password`")
+        return value

@@ -12,6 +12,8 @@ import httpx
 from jinja2 import Environment
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from aiops.actions.approvals import EXECUTE, Approvals
+from aiops.actions.execute import Executions
 from aiops.actions.live import LiveCatalog
 from aiops.channels import Channel
 from aiops.channels.console import ConsoleChannel
@@ -24,6 +26,7 @@ from aiops.llm.prompt import ActionInfo, PromptBuilder
 from aiops.metrics import Metrics
 from aiops.pipeline.diagnose import OfflineDiagnoser
 from aiops.pipeline.match import RunbookMatcher
+from aiops.pipeline.plan import Planner
 from aiops.pipeline.runner import Pipeline, Stages
 from aiops.queue import WorkerPool
 from aiops.runbooks.lint import CATALOG
@@ -47,6 +50,7 @@ class Services:
     templates: Environment
     http: httpx.AsyncClient
     pipeline: Pipeline
+    approvals: Approvals
     llm: LlmClient | None = None
     pool: WorkerPool | None = None
     refusal_logged_at: float | None = None  # when intake last logged refused credentials
@@ -72,7 +76,12 @@ def build_channels(settings: Settings, templates: Environment) -> list[Channel]:
 
 
 def build_sources(
-    settings: Settings, http: httpx.AsyncClient, engine: AsyncEngine, catalog: LiveCatalog
+    settings: Settings,
+    http: httpx.AsyncClient,
+    engine: AsyncEngine,
+    catalog: LiveCatalog,
+    inventory: Inventory,
+    executor: SshExecutor,
 ) -> list[Source]:
     sources: list[Source] = []
     if settings.prometheus.url:
@@ -80,8 +89,7 @@ def build_sources(
     if settings.loki.url:
         sources.append(LokiSource(settings.loki, http))
     if settings.hosts:
-        inventory = Inventory(settings.hosts)
-        sources.append(CommandSource(catalog, inventory, SshExecutor(inventory)))
+        sources.append(CommandSource(catalog, inventory, executor))
     if settings.history.enabled:
         sources.append(HistorySource(settings.history, engine))
     return sources
@@ -147,8 +155,11 @@ async def start(
     offline = OfflineDiagnoser(templates)
     llm = LlmClient(settings.llm) if settings.llm.enabled else None
     catalog = LiveCatalog(settings.runbooks.dir / CATALOG)
-    sources = build_sources(settings, http, engine, catalog)
+    inventory = Inventory(settings.hosts)
+    executor = SshExecutor(inventory)
+    sources = build_sources(settings, http, engine, catalog, inventory, executor)
     runbooks = RunbookMatcher(settings.runbooks.dir)
+    approvals = Approvals(engine, settings.remediation)
     investigator = build_investigator(settings, sources, runbooks, templates)
     stages = Stages(
         sources=sources,
@@ -158,12 +169,25 @@ async def start(
         offline=offline,
         channels=build_channels(settings, templates),
         runbooks=runbooks,
+        planner=Planner(catalog, inventory, settings.remediation),
+        approvals=approvals,
         notify_within=settings.llm.notify_within,
         offline_reason=None if llm else "no model is configured (set MINIMAX_API_KEY)",
     )
     pipeline = Pipeline(engine, stages, metrics, settings.server.base_url)
-    services = Services(settings, engine, metrics, templates, http, pipeline, llm)
+    services = Services(settings, engine, metrics, templates, http, pipeline, approvals, llm)
+    executions = Executions(
+        engine,
+        executor,
+        settings.remediation,
+        http,
+        settings.alertmanager.url,
+        settings.server.base_url,
+        pipeline.report_action,
+    )
     if workers:
-        services.pool = WorkerPool(engine, settings.queue, {TRIAGE: pipeline.handle})
+        handlers = {TRIAGE: pipeline.handle, EXECUTE: executions.handle}
+        services.pool = WorkerPool(engine, settings.queue, handlers)
+        approvals.wake = services.pool.wake
         services.pool.start()
     return services

@@ -379,6 +379,8 @@ def _fill(item: str, values: Mapping[str, str]) -> str:
 
 
 def _target(action: Action, labels: Mapping[str, str]) -> str:
+    if action.target.startswith("builtin:"):
+        return action.target  # aiops's own actions (aiops/actions/builtin.py) act on a service, not a host
     if action.target.startswith("host:"):
         return action.target.removeprefix("host:")
     label = action.target.removeprefix("labels.")

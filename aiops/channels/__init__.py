@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from aiops.models import Incident, Triage
 
-Purpose = Literal["opened", "updated", "resolved"]
+Purpose = Literal["opened", "updated", "resolved", "action"]
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,8 @@ class Announcement:
     incident: Incident
     triage: Triage | None
     incident_url: str
+    action: Mapping[str, Any] | None = None  # purpose "action": the proposal, its state and its execution
+    proposals: Sequence[Mapping[str, Any]] = ()  # as stored: with ids, states and expiry, for approving
 
 
 class ChannelError(Exception):

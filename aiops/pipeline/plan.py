@@ -1,12 +1,101 @@
-"""Plan actions: concrete remediation proposals from the runbook's allowed actions. The action catalog arrives with
-the remediation issue; until then no action is ever proposed."""
+"""Plan actions: concrete proposals from what the diagnosis proposed (or, without a model, what the runbook lists).
+
+Each proposal is rendered from the reviewed catalog with the alert's labels and resolved to a host of the
+inventory. Anything that cannot be — an action the runbook does not allow, a value failing its pattern, a host not
+in the inventory — becomes a refused proposal carrying the reason, never a "fixed up" one.
+"""
 
 from __future__ import annotations
 
-from aiops.models import Correlation, Diagnosis, Proposal, RunbookMatch
+from collections.abc import Mapping
+
+from aiops.actions.builtin import BUILTINS, default_params
+from aiops.actions.catalog import Action, ActionRefused, render_command
+from aiops.actions.live import LiveCatalog
+from aiops.actions.policy import RemediationConfig
+from aiops.inventory import HostNotFound, Inventory
+from aiops.models import Alert, Correlation, Diagnosis, Origin, Proposal, RunbookMatch
 
 
-def plan_actions(
-    correlation: Correlation, runbook: RunbookMatch, diagnosis: Diagnosis
-) -> tuple[Proposal, ...]:
-    return ()
+class Planner:
+    def __init__(self, catalog: LiveCatalog, inventory: Inventory, config: RemediationConfig) -> None:
+        self._catalog = catalog
+        self._inventory = inventory
+        self._config = config
+
+    def action(self, action_id: str) -> Action | None:
+        return BUILTINS.get(action_id) or self._catalog.get(action_id)
+
+    def plan(
+        self, correlation: Correlation, runbook: RunbookMatch, diagnosis: Diagnosis
+    ) -> tuple[Proposal, ...]:
+        if self._config.mode == "off" or not (correlation.new_firing or correlation.alerts):
+            return ()
+        alert = (correlation.new_firing or correlation.alerts)[0]
+        asked: list[tuple[str, str, dict[str, str], Origin]]
+        if diagnosis.source == "llm":
+            asked = [(a.action_id, a.reason, dict(a.params), "model") for a in diagnosis.actions]
+            refused = [_refused(text) for text in diagnosis.dropped_actions]
+        else:
+            asked = [(action_id, "listed by the runbook", {}, "runbook") for action_id in runbook.actions]
+            refused = []
+        planned = [self._one(alert, runbook, *item) for item in asked]
+        return tuple(_unique(planned + refused))
+
+    def _one(
+        self,
+        alert: Alert,
+        runbook: RunbookMatch,
+        action_id: str,
+        reason: str,
+        params: Mapping[str, str],
+        source: Origin,
+    ) -> Proposal:
+        action = self.action(action_id)
+        if action_id not in runbook.actions:
+            return Proposal(
+                action_id, None, (), "high", reason, f"the runbook does not allow {action_id}", source
+            )
+        if action is None:
+            return Proposal(
+                action_id, None, (), "high", reason, f"{action_id} is not in the action catalog", source
+            )
+        try:
+            command = render_command(
+                action, alert.labels, alert.annotations, {**default_params(action_id), **params}
+            )
+            host = self._host(command.target)
+        except (ActionRefused, HostNotFound) as error:
+            return Proposal(action_id, None, (), action.risk, reason, str(error), source)
+        return Proposal(
+            action_id,
+            host,
+            command.argv,
+            action.risk,
+            reason,
+            None,
+            source,
+            command.timeout,
+            command.output_cap,
+        )
+
+    def _host(self, target: str) -> str:
+        if target.startswith("builtin:"):
+            return target
+        return self._inventory.resolve(target)[0]
+
+
+def _refused(dropped: str) -> Proposal:
+    action_id, _, why = dropped.partition(": ")
+    return Proposal(action_id, None, (), "high", "proposed by the model", why or dropped, "model")
+
+
+def _unique(proposals: list[Proposal]) -> list[Proposal]:
+    seen: set[tuple[str, tuple[str, ...], str | None]] = set()
+    kept = []
+    for proposal in proposals:
+        key = (proposal.action_id, proposal.argv, proposal.host)
+        if key not in seen:
+            seen.add(key)
+            kept.append(proposal)
+    return kept

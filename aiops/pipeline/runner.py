@@ -8,10 +8,11 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from aiops.actions.approvals import Approvals
 from aiops.channels import Announcement, Channel, Purpose
 from aiops.metrics import Metrics
 from aiops.models import Correlation, Diagnosis, Evidence, Proposal, RunbookMatch, StageError, Triage
@@ -20,9 +21,9 @@ from aiops.pipeline.diagnose import Diagnoser, OfflineDiagnoser
 from aiops.pipeline.evidence import gather
 from aiops.pipeline.match import RunbookMatcher
 from aiops.pipeline.notify import notify
-from aiops.pipeline.plan import plan_actions
+from aiops.pipeline.plan import Planner
 from aiops.sources import Source
-from aiops.store import incidents
+from aiops.store import actions, incidents
 from aiops.store.jobs import Job
 
 log = logging.getLogger("aiops.pipeline")
@@ -38,6 +39,8 @@ class Stages:
     offline: OfflineDiagnoser
     channels: Sequence[Channel]
     runbooks: RunbookMatcher
+    planner: Planner | None = None  # None: nothing is ever proposed
+    approvals: Approvals | None = None
     evidence_deadline: float = 30.0
     # How long the first notification waits for the diagnoser; None waits for it (replay, tests).
     notify_within: float | None = None
@@ -73,6 +76,9 @@ class Pipeline:
         if correlation.change == "unchanged":
             return None
         if correlation.change == "resolved":
+            if self.stages.approvals is not None:
+                async with self._engine.begin() as conn:
+                    await self.stages.approvals.moot(conn, correlation.incident.id)
             await self._notify(correlation, None, delivery_id)
             return None
         prepared = await self.prepare(correlation)
@@ -167,17 +173,40 @@ class Pipeline:
     ) -> Triage:
         errors = [*prepared.errors, *([error] if error else [])]
         nothing: tuple[Proposal, ...] = ()
-        proposals = await self._stage(
-            "plan", errors, nothing, _now(plan_actions, correlation, prepared.runbook, diagnosis)
+        planner = self.stages.planner
+        proposals = (
+            await self._stage(
+                "plan", errors, nothing, _now(planner.plan, correlation, prepared.runbook, diagnosis)
+            )
+            if planner is not None
+            else nothing
         )
         return Triage(correlation, prepared.runbook, prepared.evidence, diagnosis, proposals, tuple(errors))
 
     async def _save(self, triage: Triage, delivery_id: int, events: Sequence[tuple[str, str]]) -> None:
         incident_id = triage.correlation.incident.id
+        approvals = self.stages.approvals
+        queued = 0
         async with self._engine.begin() as conn:
             await incidents.save_triage(conn, delivery_id, triage)
             for kind, message in events:
                 await incidents.add_event(conn, incident_id, kind, message)
+            if approvals is not None:
+                queued = await approvals.record(conn, incident_id, delivery_id, triage.proposals)
+        if queued and approvals is not None:
+            approvals.wake()
+
+    async def report_action(self, incident_id: int, action: dict[str, Any]) -> None:
+        """Announce what became of an approved action (its execution's result, or why it did not run)."""
+        async with self._engine.connect() as conn:
+            incident = await incidents.get(conn, incident_id)
+        if incident is None:
+            return
+        url = f"{self._base_url}/incidents/{incident_id}"
+        announcement = Announcement("action", incident, None, url, action=action)
+        key = f"proposal-{action['id']}-{action['state']}"
+        with self._metrics.stage_duration.labels("notify").time():
+            await notify(self._engine, self.stages.channels, announcement, key, self._metrics)
 
     async def _stage(
         self, name: str, errors: list[StageError], fallback: T, run: Callable[[], Awaitable[T]]
@@ -207,7 +236,9 @@ class Pipeline:
             )
         incident = correlation.incident
         url = f"{self._base_url}/incidents/{incident.id}"
-        announcement = Announcement(purpose, incident, triage, url)
+        async with self._engine.connect() as conn:
+            proposals = await actions.of_delivery(conn, delivery_id) if triage is not None else []
+        announcement = Announcement(purpose, incident, triage, url, proposals=proposals)
         with self._metrics.stage_duration.labels("notify").time():
             await notify(
                 self._engine,

@@ -8,7 +8,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from aiops.service import Services
-from aiops.store import incidents
+from aiops.store import actions, incidents
+from aiops.store.codec import dumps, loads
 from aiops.web.auth import viewer_allowed
 from aiops.web.responses import error
 
@@ -62,7 +63,10 @@ async def _detail(request: Request) -> dict[str, Any] | None:
     services: Services = request.app.state.services
     incident_id = request.path_params["incident_id"]
     async with services.engine.connect() as conn:
-        return await incidents.detail(conn, incident_id)
+        found = await incidents.detail(conn, incident_id)
+        if found is not None:
+            found.update(loads(dumps(await actions.of_incident(conn, incident_id))))
+    return found
 
 
 async def api_list(request: Request) -> Response:

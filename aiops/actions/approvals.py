@@ -1,0 +1,188 @@
+"""Approvals: proposals recorded under the policy, decided once by an allow-listed person, or made moot.
+
+Every channel (CLI, web page, and the chat buttons) ends in `Approvals.decide`, so the rules hold everywhere: the
+approver is allow-listed for that channel, the proposal is still pending and unexpired, the decision is bound to the
+exact argv and host the person saw, and a second decision changes nothing. An approval enqueues the execution; the
+queue runs one execution per host at a time (its serial key is the host).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from aiops.actions.policy import RemediationConfig
+from aiops.models import Proposal
+from aiops.store import actions, jobs
+
+EXECUTE = "execute"
+Outcome = Literal["approved", "rejected", "already", "refused", "expired", "moot", "not_found"]
+_DONE = ("approved", "running", "succeeded", "failed", "unknown", "dry_run")
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who decides, and through which channel: `feishu` open_id, `dingtalk` staff id, `web` user, `cli` user."""
+
+    channel: str
+    identity: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    outcome: Outcome
+    message: str
+    proposal: dict[str, Any] | None = None
+
+    @property
+    def took_effect(self) -> bool:
+        return self.outcome in ("approved", "rejected")
+
+
+class Approvals:
+    def __init__(
+        self, engine: AsyncEngine, config: RemediationConfig, wake: Callable[[], None] = lambda: None
+    ):
+        self._engine = engine
+        self._config = config
+        self.wake = wake
+
+    async def record(
+        self, conn: AsyncConnection, incident_id: int, delivery_id: int, proposals: Sequence[Proposal]
+    ) -> int:
+        """Store a triage's proposals in the state the policy gives them; returns how many executions it queued."""
+        queued = 0
+        for proposal in proposals:
+            state, expires = self._initial(proposal)
+            proposal_id = await actions.record_proposal(
+                conn, incident_id, delivery_id, proposal, state, expires
+            )
+            if proposal_id is None:
+                continue  # this delivery proposed it already (a re-run after a crash)
+            hashed = actions.argv_hash(proposal.host, proposal.argv)
+            detail = proposal.refusal or f"{proposal.action_id} on {proposal.host}: {' '.join(proposal.argv)}"
+            kind = "refused" if state == "refused" else "proposed"
+            await actions.audit(
+                conn,
+                kind,
+                detail,
+                incident_id=incident_id,
+                proposal_id=proposal_id,
+                actor=proposal.origin,
+                channel="pipeline",
+                hashed=hashed,
+            )
+            if state == "approved":
+                await actions.audit(
+                    conn,
+                    "approved",
+                    "remediation.mode auto: low risk runs without approval",
+                    incident_id=incident_id,
+                    proposal_id=proposal_id,
+                    actor="policy",
+                    channel="auto",
+                    hashed=hashed,
+                )
+                await jobs.enqueue(conn, EXECUTE, f"host:{proposal.host}", {"proposal_id": proposal_id})
+                queued += 1
+        return queued
+
+    def _initial(self, proposal: Proposal) -> tuple[str, float | None]:
+        if proposal.refusal is not None:
+            return "refused", None
+        mode = self._config.mode
+        if mode == "suggest":
+            return "suggested", None
+        if mode == "auto" and proposal.risk == "low":
+            return "approved", None
+        return "pending", time.time() + self._config.approval_ttl
+
+    async def decide(
+        self, proposal_id: int, approve: bool, actor: Actor, expected_hash: str | None = None
+    ) -> Decision:
+        """Approve or reject; idempotent, and refused with the reason when it may not take effect."""
+        if not self._config.approvers.allows(actor.channel, actor.identity):
+            return await self._refuse(
+                proposal_id, actor, f"{actor.identity} may not approve via {actor.channel}"
+            )
+        async with self._engine.begin() as conn:
+            item = await actions.proposal(conn, proposal_id, lock=True)
+            if item is None:
+                return Decision("not_found", f"there is no proposal {proposal_id}")
+            decision = await self._apply(conn, item, approve, actor, expected_hash)
+        if decision.outcome == "approved":
+            self.wake()
+        return decision
+
+    async def _apply(
+        self, conn: AsyncConnection, item: dict[str, Any], approve: bool, actor: Actor, expected: str | None
+    ) -> Decision:
+        if expected is not None and expected != item["argv_hash"]:
+            return Decision("refused", "this link was made for another command; nothing was done", item)
+        if item["state"] != "pending":
+            return _settled(item, approve)
+        if item["expires_at"] is not None and item["expires_at"].timestamp() <= time.time():
+            await actions.set_state(conn, item["id"], "expired", expected="pending")
+            await _audit(conn, item, "expired", "not approved in time", actor)
+            return Decision("expired", "the approval window has passed; nothing was done", item)
+        state: Outcome = "approved" if approve else "rejected"
+        await actions.set_state(
+            conn, item["id"], state, expected="pending", actor=actor.identity, channel=actor.channel
+        )
+        await _audit(conn, item, state, f"{state} by {actor.identity} via {actor.channel}", actor)
+        if approve:
+            await jobs.enqueue(conn, EXECUTE, f"host:{item['host']}", {"proposal_id": item["id"]})
+        return Decision(state, f"{item['action_id']} on {item['host']} {state}", {**item, "state": state})
+
+    async def _refuse(self, proposal_id: int, actor: Actor, reason: str) -> Decision:
+        async with self._engine.begin() as conn:
+            item = await actions.proposal(conn, proposal_id)
+            if item is None:
+                return Decision("not_found", f"there is no proposal {proposal_id}")
+            await _audit(conn, item, "approval_refused", reason, actor)
+        return Decision("refused", reason, item)
+
+    async def moot(self, conn: AsyncConnection, incident_id: int) -> None:
+        """The incident resolved: what still waits for an approval will not get one."""
+        for item in await actions.pending(conn, incident_id):
+            if await actions.set_state(conn, item["id"], "moot", expected="pending"):
+                await _audit(conn, item, "moot", "the incident resolved before an approval", None)
+
+    async def expire(self) -> None:
+        async with self._engine.begin() as conn:
+            await actions.expire_due(conn)
+
+
+def _settled(item: dict[str, Any], approve: bool) -> Decision:
+    """The answer to a decision on a proposal that is no longer pending: what happened to it, and by whom."""
+    state, who = item["state"], f"{item['decided_by']} via {item['decided_via']}"
+    if state in _DONE and approve:
+        return Decision("already", f"already approved by {who}; it runs once", item)
+    if state == "rejected" and not approve:
+        return Decision("already", f"already rejected by {who}", item)
+    if state == "rejected":
+        return Decision("refused", f"rejected by {who}; a rejection is final", item)
+    if state == "moot":
+        return Decision("moot", "the incident resolved before an approval; nothing was done", item)
+    if state == "expired":
+        return Decision("expired", "the approval window has passed; nothing was done", item)
+    return Decision("refused", f"this proposal is {actions.STATES.get(state, state)}; nothing was done", item)
+
+
+async def _audit(
+    conn: AsyncConnection, item: dict[str, Any], kind: str, detail: str, actor: Actor | None
+) -> None:
+    await actions.audit(
+        conn,
+        kind,
+        detail,
+        incident_id=item["incident_id"],
+        proposal_id=item["id"],
+        actor=actor.identity if actor else None,
+        channel=actor.channel if actor else None,
+        hashed=item["argv_hash"],
+    )

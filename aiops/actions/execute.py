@@ -1,0 +1,218 @@
+"""Execute an approved proposal, at most once.
+
+The `execute` job records the execution (state `running`) and commits before anything is contacted. Finding such a
+row already there means an earlier attempt was interrupted — aiops crashed, or was stopped — while the action ran:
+its outcome is then `unknown`, reported, and the action is not run again; a person decides what to do next.
+Limits come before the record: at most `remediation.max_per_hour` executions per action and host, and none while
+another one runs on the same host (the job waits and tries again).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from aiops.actions.builtin import ACKNOWLEDGE, SILENCE, seconds
+from aiops.actions.policy import RemediationConfig
+from aiops.actions.silence import SilenceError, create_silence
+from aiops.logtext import redact
+from aiops.ssh import CommandResult, ExecutionError, Executor
+from aiops.store import actions, incidents
+from aiops.store.jobs import Job
+
+log = logging.getLogger("aiops.actions")
+
+Report = Callable[[int, dict[str, Any]], Awaitable[None]]  # (incident id, proposal with its execution)
+
+
+class HostBusy(Exception):
+    """Another execution runs on the host; the job is retried later."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    state: str  # succeeded | failed | dry_run
+    exit_status: int | None = None
+    stdout: str = ""
+    stderr: str = ""
+    truncated: bool = False
+    error: str | None = None
+
+
+class Executions:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        executor: Executor,
+        config: RemediationConfig,
+        http: httpx.AsyncClient,
+        alertmanager_url: str | None,
+        base_url: str,
+        report: Report,
+    ) -> None:
+        self._engine = engine
+        self._executor = executor
+        self._config = config
+        self._http = http
+        self._alertmanager = alertmanager_url
+        self._base_url = base_url
+        self._report = report
+
+    async def handle(self, job: Job) -> None:
+        """The `execute` job."""
+        proposal_id = int(job.payload["proposal_id"])
+        async with self._engine.begin() as conn:
+            item, execution_id = await self._begin(conn, proposal_id)
+        if item is None:
+            return
+        if execution_id is None:
+            await self._report(item["incident_id"], await self._reload(proposal_id))
+            return
+        outcome = await self._run(item)
+        async with self._engine.begin() as conn:
+            await self._finish(conn, item, execution_id, outcome)
+        await self._report(item["incident_id"], await self._reload(proposal_id))
+
+    async def _begin(
+        self, conn: AsyncConnection, proposal_id: int
+    ) -> tuple[dict[str, Any] | None, int | None]:
+        """(proposal, execution id) to run; (proposal, None) when there is only something to report."""
+        item = await actions.proposal(conn, proposal_id, lock=True)
+        if item is None:
+            return None, None
+        earlier = await actions.execution_of(conn, proposal_id)
+        if earlier is not None:
+            return (
+                (await self._interrupted(conn, item, earlier), None)
+                if earlier["state"] == "running"
+                else (None, None)
+            )
+        if item["state"] != "approved":
+            return None, None
+        refusal = await self._limits(conn, item)
+        if refusal is not None:
+            await actions.set_state(conn, proposal_id, "refused", expected="approved", detail=refusal)
+            await _audit(conn, item, "refused", refusal)
+            return item, None
+        execution_id = await actions.start_execution(conn, item)
+        await actions.set_state(conn, proposal_id, "running", expected="approved")
+        await _audit(conn, item, "execution_started", f"{' '.join(item['argv'])} on {item['host']}")
+        return item, execution_id
+
+    async def _interrupted(
+        self, conn: AsyncConnection, item: dict[str, Any], earlier: dict[str, Any]
+    ) -> dict[str, Any]:
+        reason = "aiops stopped while this ran; whether it completed is unknown, and it is not run again"
+        await actions.finish_execution(conn, earlier["id"], "unknown", error=reason)
+        await actions.set_state(conn, item["id"], "unknown", expected="running")
+        await _audit(conn, item, "unknown", reason)
+        await incidents.add_event(
+            conn, item["incident_id"], "execution_unknown", f"{item['action_id']}: {reason}"
+        )
+        log.error("execution of proposal %d was interrupted; outcome unknown, not retried", item["id"])
+        return item
+
+    async def _limits(self, conn: AsyncConnection, item: dict[str, Any]) -> str | None:
+        if await actions.running_on(conn, item["host"], item["id"]):
+            raise HostBusy(f"another action runs on {item['host']}; {item['action_id']} waits for it")
+        done = await actions.recent_runs(conn, item["action_id"], item["host"], time.time() - 3600)
+        if done >= self._config.max_per_hour:
+            return (
+                f"rate limit: {item['action_id']} ran {done} times on {item['host']} in the last hour "
+                f"(remediation.max_per_hour: {self._config.max_per_hour})"
+            )
+        return None
+
+    async def _run(self, item: dict[str, Any]) -> Outcome:
+        if self._config.dry_run:
+            return Outcome("dry_run", stdout="remediation.dry_run: rendered and recorded, not run")
+        if item["action_id"] == SILENCE:
+            return await self._silence(item)
+        if item["action_id"] == ACKNOWLEDGE:
+            return Outcome("succeeded", 0, stdout=f"acknowledged by {item['decided_by']}")
+        try:
+            result = await self._executor.run(
+                item["host"], item["argv"], timeout=item["timeout"], output_cap=item["output_cap"]
+            )
+        except ExecutionError as error:
+            return Outcome("failed", error=str(error))
+        return _outcome(result)
+
+    async def _silence(self, item: dict[str, Any]) -> Outcome:
+        if not self._alertmanager:
+            return Outcome("failed", error="alertmanager.url is not configured (AIOPS_ALERTMANAGER_URL)")
+        async with self._engine.connect() as conn:
+            incident = await incidents.get(conn, item["incident_id"])
+        labels = dict(incident.labels) if incident else {}
+        comment = f"aiops incident #{item['incident_id']}: {self._base_url}/incidents/{item['incident_id']}"
+        try:
+            silence_id = await create_silence(
+                self._http,
+                self._alertmanager,
+                labels,
+                seconds=seconds(item["argv"][1]),
+                created_by=str(item["decided_by"]),
+                comment=comment,
+            )
+        except SilenceError as error:
+            return Outcome("failed", error=str(error))
+        return Outcome("succeeded", 0, stdout=f"silence {silence_id} for {item['argv'][1]}")
+
+    async def _finish(
+        self, conn: AsyncConnection, item: dict[str, Any], execution_id: int, outcome: Outcome
+    ) -> None:
+        await actions.finish_execution(
+            conn,
+            execution_id,
+            outcome.state,
+            exit_status=outcome.exit_status,
+            stdout=outcome.stdout,
+            stderr=outcome.stderr,
+            truncated=outcome.truncated,
+            error=outcome.error,
+        )
+        await actions.set_state(conn, item["id"], outcome.state, expected="running")
+        summary = outcome.error or f"exit status {outcome.exit_status}"
+        kind = "executed" if outcome.state in ("succeeded", "dry_run") else "execution_failed"
+        await _audit(conn, item, kind, summary)
+        await incidents.add_event(
+            conn, item["incident_id"], kind, f"{item['action_id']} on {item['host']}: {summary}"
+        )
+
+    async def _reload(self, proposal_id: int) -> dict[str, Any]:
+        async with self._engine.connect() as conn:
+            item = await actions.proposal(conn, proposal_id)
+            assert item is not None
+            item["execution"] = await actions.execution_of(conn, proposal_id)
+        return item
+
+
+def _outcome(result: CommandResult) -> Outcome:
+    error = None
+    if result.timed_out:
+        error = f"killed at its deadline after {result.duration:.0f}s"
+    elif result.exit_status is None:
+        error = "stopped before it finished (output cap or signal)"
+    state = "succeeded" if result.exit_status == 0 and error is None else "failed"
+    return Outcome(
+        state, result.exit_status, redact(result.stdout), redact(result.stderr), result.truncated, error
+    )
+
+
+async def _audit(conn: AsyncConnection, item: dict[str, Any], kind: str, detail: str) -> None:
+    await actions.audit(
+        conn,
+        kind,
+        detail,
+        incident_id=item["incident_id"],
+        proposal_id=item["id"],
+        actor=item["decided_by"],
+        channel=item["decided_via"],
+        hashed=item["argv_hash"],
+    )

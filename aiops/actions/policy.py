@@ -1,0 +1,45 @@
+"""The `remediation` section: what may run, after whose approval, how often."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from aiops.passwords import Login
+from aiops.units import Seconds
+
+Mode = Literal["off", "suggest", "approve", "auto"]
+Channel = Literal["feishu", "dingtalk", "web", "cli"]
+
+
+class Approvers(BaseModel):
+    """Who may approve, per channel: Feishu open_ids, DingTalk staff ids, web user names, local CLI users."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    feishu: list[str] = Field(default_factory=list)
+    dingtalk: list[str] = Field(default_factory=list)
+    web: list[str] = Field(default_factory=list)
+    cli: list[str] = Field(default_factory=list)
+
+    def allows(self, channel: str, identity: str) -> bool:
+        return identity in getattr(self, channel, [])
+
+
+class RemediationConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # off: nothing proposed; suggest: proposals shown, never run; approve: every action needs an approval;
+    # auto: `low` actions run at once, `high` (and `read`) still need an approval.
+    mode: Mode = "approve"
+    dry_run: bool = False  # render, record and approve, but never connect
+    approval_ttl: Seconds = 1800.0
+    max_per_hour: Annotated[int, Field(ge=1, le=1000)] = 3  # executions per action and host
+    approvers: Approvers = Field(default_factory=Approvers)
+    # Approvers' logins on the web approval page (hashes from `aiops hash-password`) ...
+    web_users: list[Login] = Field(default_factory=list)
+    # ... or the header a trusted, authenticating reverse proxy sets (e.g. X-Forwarded-User).
+    trusted_user_header: str | None = None
+    # Signs approval links; one is generated and kept in the store when unset (all replicas share it).
+    signing_key: SecretStr | None = None
