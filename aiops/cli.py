@@ -1,4 +1,4 @@
-"""The `aiops` command: serve, check, replay, db upgrade, hash-password.
+"""The `aiops` command: serve, check, replay, db upgrade, runbooks, approvals, audit, hash-password.
 
 A user's mistake (bad configuration, unreadable payload) ends with a message naming the key or field and exit
 status 2, never a traceback.
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from aiops import __version__, logs
+from aiops import __version__, cli_actions, logs
 from aiops.config import ConfigError, Settings, load_settings
 from aiops.models import AlertGroup
 from aiops.payload import WebhookPayload, describe_error
@@ -72,9 +72,10 @@ def _parser() -> argparse.ArgumentParser:
     match_parser = books.add_parser("match", help="which runbook each alert of a payload matches, and why")
     match_parser.add_argument("payload", type=Path)
     match_parser.set_defaults(command=runbooks_match)
-    sub.add_parser("hash-password", help="hash a viewer password read from stdin").set_defaults(
+    sub.add_parser("hash-password", help="hash a password (viewer, approver) read from stdin").set_defaults(
         command=hash_password
     )
+    cli_actions.add_commands(sub, _settings)
     return parser
 
 
@@ -135,6 +136,7 @@ def check(args: argparse.Namespace) -> int:
     settings = _settings(args)
     folder = settings.runbooks.dir
     problems = lint(folder, catalog_ids(folder)) if folder.is_dir() else []
+    problems += _unreachable_targets(settings)
     if problems:
         raise ConfigError([f"runbooks.dir: {folder}/{problem}" for problem in problems])
     where = "webhook authenticated" if settings.webhook.has_credentials else "webhook open"
@@ -142,6 +144,25 @@ def check(args: argparse.Namespace) -> int:
         f"configuration OK: listen {settings.server.listen}, {where}, database {settings.database.url.split(':')[0]}"
     )
     return 0
+
+
+def _unreachable_targets(settings: Settings) -> list[str]:
+    """Catalog actions whose fixed `host:` target is not in `hosts:`: they could never run."""
+    from aiops.actions.catalog import CatalogError, load_catalog
+
+    path = settings.runbooks.dir / "actions.yml"
+    try:
+        catalog = load_catalog(path) if path.is_file() else None
+    except CatalogError:
+        return []  # reported by lint
+    problems = []
+    for action_id in catalog.ids() if catalog else []:
+        action = catalog.get(action_id) if catalog else None
+        if action and action.target.startswith("host:") and action.target[5:] not in settings.hosts:
+            problems.append(
+                f"actions.yml: {action_id}.target: {action.target[5:]!r} is not a host under `hosts:`; it can never run"
+            )
+    return problems
 
 
 def replay(args: argparse.Namespace) -> int:

@@ -6,13 +6,14 @@ The tables below are the one place that says which channels and sources exist.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 from jinja2 import Environment
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aiops.actions.approvals import EXECUTE, Approvals
+from aiops.actions.builtin import BUILTINS
 from aiops.actions.execute import Executions
 from aiops.actions.live import LiveCatalog
 from aiops.channels import Channel
@@ -28,7 +29,7 @@ from aiops.pipeline.diagnose import OfflineDiagnoser
 from aiops.pipeline.match import RunbookMatcher
 from aiops.pipeline.plan import Planner
 from aiops.pipeline.runner import Pipeline, Stages
-from aiops.queue import WorkerPool
+from aiops.queue import Handler, WorkerPool
 from aiops.runbooks.lint import CATALOG
 from aiops.sources import Source
 from aiops.sources.commands import CommandSource
@@ -51,6 +52,7 @@ class Services:
     http: httpx.AsyncClient
     pipeline: Pipeline
     approvals: Approvals
+    handlers: dict[str, Handler] = field(default_factory=dict)  # job kind → what works it
     llm: LlmClient | None = None
     pool: WorkerPool | None = None
     refusal_logged_at: float | None = None  # when intake last logged refused credentials
@@ -133,7 +135,7 @@ def action_lookup(catalog: LiveCatalog) -> ActionLookup:
     """Catalog actions as the model is told about them, read when asked so that catalog changes apply at once."""
 
     def lookup(action_id: str) -> ActionInfo | None:
-        action = catalog.current().get(action_id)
+        action = BUILTINS.get(action_id) or catalog.current().get(action_id)
         if action is None:
             return None
         asked = tuple(name for name, param in action.params.items() if param.source == "proposal")
@@ -175,7 +177,7 @@ async def start(
         offline_reason=None if llm else "no model is configured (set MINIMAX_API_KEY)",
     )
     pipeline = Pipeline(engine, stages, metrics, settings.server.base_url)
-    services = Services(settings, engine, metrics, templates, http, pipeline, approvals, llm)
+    services = Services(settings, engine, metrics, templates, http, pipeline, approvals, llm=llm)
     executions = Executions(
         engine,
         executor,
@@ -185,9 +187,9 @@ async def start(
         settings.server.base_url,
         pipeline.report_action,
     )
+    services.handlers = {TRIAGE: pipeline.handle, EXECUTE: executions.handle}
     if workers:
-        handlers = {TRIAGE: pipeline.handle, EXECUTE: executions.handle}
-        services.pool = WorkerPool(engine, settings.queue, handlers)
+        services.pool = WorkerPool(engine, settings.queue, services.handlers)
         approvals.wake = services.pool.wake
         services.pool.start()
     return services

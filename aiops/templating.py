@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from datetime import datetime
 from functools import cache
 from importlib import resources
@@ -31,6 +32,7 @@ def build_environment(language: str) -> Environment:
     environment.globals["language"] = language
     environment.filters["when"] = _when
     environment.filters["number"] = _number
+    environment.filters["shell"] = _shell
     return environment
 
 
@@ -59,3 +61,8 @@ def _number(value: Any) -> str:
     if number == int(number) and abs(number) < 1e15:
         return str(int(number))
     return f"{number:.4g}"
+
+
+def _shell(argv: Any) -> str:
+    """An argv as one line a reader can paste into a shell: each item quoted where needed."""
+    return shlex.join(str(item) for item in argv)

@@ -76,6 +76,9 @@ class Param:
     name: str
     source: str  # labels.<name> | annotations.<name> | proposal
     pattern: re.Pattern[str]
+    # A value starting with "-" is refused unless the action says it may be one: a command would read it as an
+    # option ("--force", "-rf"), whatever its pattern meant to allow.
+    options: bool = False
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,7 @@ class _Strict(BaseModel):
 class _ParamModel(_Strict):
     source: str = Field(alias="from")
     pattern: str
+    options: bool = False
 
     @field_validator("source")
     @classmethod
@@ -300,7 +304,8 @@ def _scan(item: str) -> tuple[set[str], bool]:
 
 def _build(action_id: str, model: _ActionModel) -> Action:
     params = {
-        name: Param(name, param.source, re.compile(param.pattern)) for name, param in model.params.items()
+        name: Param(name, param.source, re.compile(param.pattern), param.options)
+        for name, param in model.params.items()
     }
     return Action(
         id=action_id,
@@ -360,6 +365,11 @@ def _value(
         value = (labels if kind == "labels" else annotations).get(key)
     if value is None:
         raise ActionRefused(f"{action_id}: parameter {param.name!r} needs {param.source}, which is absent")
+    if value.startswith("-") and not param.options:
+        raise ActionRefused(
+            f"{action_id}: parameter {param.name!r} from {param.source} is {_shown(value)}, which starts with '-' "
+            "and would be read as an option (set options: true on the parameter if that is intended)"
+        )
     if not param.pattern.fullmatch(value):
         raise ActionRefused(
             f"{action_id}: parameter {param.name!r} from {param.source} is {_shown(value)}, "

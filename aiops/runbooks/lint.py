@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from aiops.actions.builtin import BUILTINS
 from aiops.actions.catalog import CatalogError, load_catalog
 from aiops.runbooks.library import RunbookLibrary
 from aiops.runbooks.model import Runbook
@@ -27,9 +28,9 @@ def catalog_ids(directory: Path) -> set[str] | None:
     if not path.is_file():
         return None
     try:
-        return set(load_catalog(path).ids())
+        return set(load_catalog(path).ids()) | set(BUILTINS)
     except CatalogError as error:
-        return set(error.ids)
+        return set(error.ids) | set(BUILTINS)
 
 
 def catalog_problems(directory: Path) -> list[str]:
@@ -38,10 +39,14 @@ def catalog_problems(directory: Path) -> list[str]:
     if not path.is_file():
         return []
     try:
-        load_catalog(path)
+        catalog = load_catalog(path)
     except CatalogError as error:
         return error.problems
-    return []
+    return [
+        f"{CATALOG}: {action_id}: is the name of a built-in action; choose another id"
+        for action_id in catalog.ids()
+        if action_id in BUILTINS
+    ]
 
 
 def lint(directory: Path, actions: set[str] | None) -> list[str]:
