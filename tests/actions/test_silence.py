@@ -7,18 +7,25 @@ Status codes Alertmanager cannot be made to answer (503, 429, 401, a body withou
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import socket
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from aiops.actions.approvals import Actor
 from aiops.actions.silence import SilenceError, create_silence, equality_matchers, expire_silence
+from aiops.store import actions
+from tests.actions.test_remediation import work
+from tests.conftest import DATA
 from tests.support import stack as s
+from tests.support.app import AUTH
 from tests.support.binaries import free_port
 
 pytestmark = pytest.mark.timeout(120)
@@ -207,3 +214,41 @@ async def test_no_labels_sends_nothing() -> None:
 def test_empty_values_are_left_out() -> None:
     matchers = equality_matchers({**DISK, "job": ""})
     assert matcher_set(matchers) == {(name, value, False, True) for name, value in DISK.items()}
+
+
+async def test_an_approved_silence_proposal_silences_the_incident(
+    app_for: Any, tmp_path: Path, client: httpx.AsyncClient, url: str
+) -> None:
+    """The built-in action end to end: runbook allows it, an approver approves, the worker creates the silence."""
+    folder = tmp_path / "runbooks"
+    folder.mkdir()
+    (folder / "HostOutOfDiskSpace.md").write_text(
+        "---\nalerts: [HostOutOfDiskSpace]\nactions: [silence]\n---\n"
+    )
+    async with app_for(
+        runbooks={"dir": str(folder)},
+        alertmanager={"url": url},
+        remediation={"approvers": {"web": ["alice"]}},
+    ) as (web, services):
+        answer = await web.post(
+            "/webhook/alertmanager", content=(DATA / "firing.json").read_bytes(), headers=AUTH
+        )
+        await work(services)
+        async with services.engine.connect() as conn:
+            [proposal] = await actions.pending(conn)
+        assert proposal["argv"] == ["silence", "2h"]
+        decision = await services.approvals.decide(proposal["id"], True, Actor("web", "alice"))
+        assert decision.outcome == "approved" and answer.status_code == 200
+        await work(services)
+        async with services.engine.connect() as conn:
+            done = await actions.proposal(conn, proposal["id"])
+            execution = await actions.execution_of(conn, proposal["id"])
+    assert done is not None and done["state"] == "succeeded", execution
+    silences = await get(client, url, "/api/v2/silences")
+    assert execution is not None
+    silence_id = execution["stdout"].split()[1]  # "silence <id> for 2h"
+    [silence] = [item for item in silences if item["id"] == silence_id]
+    assert silence["createdBy"] == "alice" and silence["comment"].endswith("/incidents/1")
+    labels = json.loads((DATA / "firing.json").read_text())["commonLabels"]
+    assert matcher_set(silence["matchers"]) == {(name, value, False, True) for name, value in labels.items()}
+    assert silence["status"]["state"] == "active"
