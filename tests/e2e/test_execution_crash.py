@@ -37,11 +37,15 @@ def eventually(check: Callable[[], Any], what: str, timeout: float = 30) -> Any:
     raise AssertionError(f"not within {timeout}s: {what}")
 
 
-def test_an_execution_interrupted_by_a_crash_is_unknown_and_never_rerun(tmp_path: Path, sshd: SshServer) -> None:
+def test_an_execution_interrupted_by_a_crash_is_unknown_and_never_rerun(
+    tmp_path: Path, sshd: SshServer
+) -> None:
     runs, marker = tmp_path / "runs", tmp_path / "finished"
     folder = tmp_path / "runbooks"
     folder.mkdir()
-    (folder / "HostOutOfDiskSpace.md").write_text("---\nalerts: [HostOutOfDiskSpace]\nactions: [clean-up]\n---\n")
+    (folder / "HostOutOfDiskSpace.md").write_text(
+        "---\nalerts: [HostOutOfDiskSpace]\nactions: [clean-up]\n---\n"
+    )
     (folder / "actions.yml").write_text(
         "clean-up:\n  description: A slow clean-up\n"
         f"  argv: [sh, -c, 'echo run >> {runs}; sleep 4; touch {marker}']\n"
@@ -70,7 +74,9 @@ def test_an_execution_interrupted_by_a_crash_is_unknown_and_never_rerun(tmp_path
             found = answer.json().get("proposals") if answer.status_code == 200 else None
             return found[0] if found else None
 
-        pending = eventually(lambda: (p := proposal()) and p["state"] == "pending" and p, "a pending proposal")
+        pending = eventually(
+            lambda: (p := proposal()) and p["state"] == "pending" and p, "a pending proposal"
+        )
         assert main(["--config", str(aiops.config_path), "approvals", "approve", str(pending["id"])]) == 0
         eventually(lambda: runs.exists(), "the action started on the host")
         aiops.kill()
