@@ -67,6 +67,21 @@ class Metrics:
             buckets=_STAGE_BUCKETS,
             registry=r,
         )
+        self.proposals = Counter(
+            "aiops_proposals",
+            "Remediation proposals by the state they were recorded in",
+            ["state"],
+            registry=r,
+        )
+        self.approvals = Counter(
+            "aiops_approvals", "Approval decisions by outcome and channel", ["outcome", "channel"], registry=r
+        )
+        self.executions = Counter(
+            "aiops_executions",
+            "Executions by outcome (succeeded, failed, unknown, dry_run)",
+            ["outcome"],
+            registry=r,
+        )
         self.diagnoses = Counter(
             "aiops_diagnoses",
             "Diagnoses by source: llm, offline (no model, or it failed), late (the model answered after the first"

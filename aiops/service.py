@@ -6,6 +6,8 @@ The tables below are the one place that says which channels and sources exist.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from dataclasses import dataclass, field
 
 import httpx
@@ -42,6 +44,8 @@ from aiops.store.deliveries import TRIAGE
 from aiops.store.engine import create_engine
 from aiops.templating import build_environment
 
+log = logging.getLogger("aiops.service")
+
 
 @dataclass
 class Services:
@@ -56,12 +60,16 @@ class Services:
     llm: LlmClient | None = None
     pool: WorkerPool | None = None
     refusal_logged_at: float | None = None  # when intake last logged refused credentials
+    sweeper: asyncio.Task[None] | None = None  # expires unanswered approvals
 
     def wake_workers(self) -> None:
         if self.pool is not None:
             self.pool.wake()
 
     async def close(self) -> None:
+        if self.sweeper is not None:
+            self.sweeper.cancel()
+            await asyncio.gather(self.sweeper, return_exceptions=True)
         if self.pool is not None:
             await self.pool.stop()
         if self.llm is not None:
@@ -161,7 +169,7 @@ async def start(
     executor = SshExecutor(inventory)
     sources = build_sources(settings, http, engine, catalog, inventory, executor)
     runbooks = RunbookMatcher(settings.runbooks.dir)
-    approvals = Approvals(engine, settings.remediation)
+    approvals = Approvals(engine, settings.remediation, metrics)
     investigator = build_investigator(settings, sources, runbooks, templates)
     stages = Stages(
         sources=sources,
@@ -186,10 +194,22 @@ async def start(
         settings.alertmanager.url,
         settings.server.base_url,
         pipeline.report_action,
+        metrics,
     )
     services.handlers = {TRIAGE: pipeline.handle, EXECUTE: executions.handle}
     if workers:
         services.pool = WorkerPool(engine, settings.queue, services.handlers)
         approvals.wake = services.pool.wake
         services.pool.start()
+        services.sweeper = asyncio.create_task(_expire_approvals(approvals), name="approval-expiry")
     return services
+
+
+async def _expire_approvals(approvals: Approvals, every: float = 30.0) -> None:
+    """Mark approvals past their window as expired, so the audit trail says so without anyone asking."""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await approvals.expire()
+        except Exception as error:  # the store is down: try again next round
+            log.warning("expiring approvals failed: %s", error)

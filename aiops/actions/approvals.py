@@ -16,6 +16,7 @@ from typing import Any, Literal
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from aiops.actions.policy import RemediationConfig
+from aiops.metrics import Metrics
 from aiops.models import Proposal
 from aiops.store import actions, jobs
 
@@ -45,10 +46,15 @@ class Decision:
 
 class Approvals:
     def __init__(
-        self, engine: AsyncEngine, config: RemediationConfig, wake: Callable[[], None] = lambda: None
-    ):
+        self,
+        engine: AsyncEngine,
+        config: RemediationConfig,
+        metrics: Metrics | None = None,
+        wake: Callable[[], None] = lambda: None,
+    ) -> None:
         self._engine = engine
         self._config = config
+        self._metrics = metrics or Metrics()
         self.wake = wake
 
     async def record(
@@ -63,6 +69,7 @@ class Approvals:
             )
             if proposal_id is None:
                 continue  # this delivery proposed it already (a re-run after a crash)
+            self._metrics.proposals.labels(state).inc()
             hashed = actions.argv_hash(proposal.host, proposal.argv)
             detail = proposal.refusal or f"{proposal.action_id} on {proposal.host}: {' '.join(proposal.argv)}"
             kind = "refused" if state == "refused" else "proposed"
@@ -114,6 +121,7 @@ class Approvals:
             if item is None:
                 return Decision("not_found", f"there is no proposal {proposal_id}")
             decision = await self._apply(conn, item, approve, actor, expected_hash)
+        self._metrics.approvals.labels(decision.outcome, actor.channel).inc()
         if decision.outcome == "approved":
             self.wake()
         return decision

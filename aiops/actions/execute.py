@@ -22,6 +22,7 @@ from aiops.actions.builtin import ACKNOWLEDGE, SILENCE, seconds
 from aiops.actions.policy import RemediationConfig
 from aiops.actions.silence import SilenceError, create_silence
 from aiops.logtext import redact
+from aiops.metrics import Metrics
 from aiops.ssh import CommandResult, ExecutionError, Executor
 from aiops.store import actions, incidents
 from aiops.store.jobs import Job
@@ -55,7 +56,9 @@ class Executions:
         alertmanager_url: str | None,
         base_url: str,
         report: Report,
+        metrics: Metrics,
     ) -> None:
+        self._metrics = metrics
         self._engine = engine
         self._executor = executor
         self._config = config
@@ -77,6 +80,7 @@ class Executions:
         outcome = await self._run(item)
         async with self._engine.begin() as conn:
             await self._finish(conn, item, execution_id, outcome)
+        self._metrics.executions.labels(outcome.state).inc()
         await self._report(item["incident_id"], await self._reload(proposal_id))
 
     async def _begin(
@@ -112,6 +116,7 @@ class Executions:
         await actions.finish_execution(conn, earlier["id"], "unknown", error=reason)
         await actions.set_state(conn, item["id"], "unknown", expected="running")
         await _audit(conn, item, "unknown", reason)
+        self._metrics.executions.labels("unknown").inc()
         await incidents.add_event(
             conn, item["incident_id"], "execution_unknown", f"{item['action_id']}: {reason}"
         )
