@@ -63,3 +63,28 @@ def test_db_upgrade_reports_an_unreachable_database(tmp_path: Path) -> None:
     )
     assert result.returncode == 1 and "database.url cannot be migrated" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_check_names_catalog_problems_and_targets_that_can_never_run(tmp_path: Path) -> None:
+    folder = tmp_path / "runbooks"
+    folder.mkdir()
+    (folder / "actions.yml").write_text(
+        "silence:\n  description: mine\n  argv: [echo]\n  target: labels.instance\n  risk: low\n  timeout: 5s\n"
+        "reboot-db:\n  description: Reboot\n  argv: [reboot]\n  target: host:db-9\n  risk: high\n  timeout: 5s\n"
+        "no-pattern:\n  description: x\n  argv: [echo, '{x}']\n  params: {x: {from: labels.x}}\n"
+        "  target: labels.instance\n  risk: low\n  timeout: 5s\n"
+    )
+    (tmp_path / "aiops.yml").write_text(f"runbooks:\n  dir: {folder}\n")
+    result = aiops("--config", "aiops.yml", "check", cwd=tmp_path)
+    assert result.returncode == 2, result.stdout
+    assert "actions.yml: no-pattern.params.x.pattern: is required" in result.stderr
+    assert "reboot-db.target: 'db-9' is not a host under `hosts:`" not in result.stderr  # reported once fixed
+    assert "Traceback" not in result.stderr
+    (folder / "actions.yml").write_text(
+        "silence:\n  description: mine\n  argv: [echo]\n  target: labels.instance\n  risk: low\n  timeout: 5s\n"
+        "reboot-db:\n  description: Reboot\n  argv: [reboot]\n  target: host:db-9\n  risk: high\n  timeout: 5s\n"
+    )
+    result = aiops("--config", "aiops.yml", "check", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "actions.yml: silence: is the name of a built-in action" in result.stderr
+    assert "actions.yml: reboot-db.target: 'db-9' is not a host under `hosts:`; it can never run" in result.stderr

@@ -331,7 +331,7 @@ def test_a_new_anchor_moves_the_payload_and_every_time() -> None:
         (
             "prometheus.yml",
             [{"match": "x", "series": [{"metric": {}, "rmap": {}}]}],
-            "prometheus.yml: [0].series[0].rmap: Extra inputs are not permitted",
+            "prometheus.yml: [0].series[0].rmap: is not a known field",
         ),
         (
             "prometheus.yml",
