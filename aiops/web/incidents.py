@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
+from aiops.actions.links import approval_url, make_token, signing_key
 from aiops.service import Services
 from aiops.store import actions, incidents
 from aiops.store.codec import dumps, loads
@@ -107,7 +109,21 @@ async def page_detail(request: Request) -> Response:
     if found is None:
         message = f"no incident {request.path_params['incident_id']}"
         return _html(request, "pages/error.html.j2", {"message": message}, 404)
+    await _link_pending(request, found["proposals"])
     return _html(request, "pages/incident.html.j2", {"incident": found})
+
+
+async def _link_pending(request: Request, proposals: list[dict[str, Any]]) -> None:
+    """Give each proposal waiting for an approval the signed link of its approval page."""
+    waiting = [item for item in proposals if item["state"] == "pending" and item["expires_at"]]
+    if not waiting:
+        return
+    services: Services = request.app.state.services
+    key = await signing_key(services.engine, services.settings.remediation)
+    for item in waiting:
+        expires = datetime.fromisoformat(item["expires_at"]).timestamp()
+        token = make_token(key, item["id"], item["argv_hash"], expires)
+        item["approval_url"] = approval_url(services.settings.server.base_url, token)
 
 
 def _html(request: Request, name: str, context: dict[str, Any], status: int = 200) -> HTMLResponse:

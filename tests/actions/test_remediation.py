@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -355,3 +356,15 @@ async def test_the_cli_approves_as_the_local_user(
     events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     assert [event["kind"] for event in events] == ["proposed", "approved"]
     assert events[1]["actor"] == me and events[1]["channel"] == "cli"
+
+
+async def test_the_incident_page_links_each_pending_proposal_to_its_approval_page(
+    app_for: Any, engine: AsyncEngine, tmp_path: Path, sshd: SshServer, marker: Path
+) -> None:
+    async with remediation(app_for, tmp_path, sshd, marker, ["restart-unit"]) as (client, services):
+        await deliver(client, services, payload())
+        page = (await client.get("/incidents/1")).text
+        [link] = re.findall(r'href="http://[^"]+(/approvals/[^"]+)"', page)
+        shown = await client.get(link)
+    assert shown.status_code == 401  # the approval page asks for an approver's login first
+    assert (await proposals(engine))["restart-unit"]["state"] == "pending"
