@@ -87,4 +87,7 @@ def test_check_names_catalog_problems_and_targets_that_can_never_run(tmp_path: P
     result = aiops("--config", "aiops.yml", "check", cwd=tmp_path)
     assert result.returncode == 2
     assert "actions.yml: silence: is the name of a built-in action" in result.stderr
-    assert "actions.yml: reboot-db.target: 'db-9' is not a host under `hosts:`; it can never run" in result.stderr
+    assert (
+        "actions.yml: reboot-db.target: 'db-9' is not a host under `hosts:`; it can never run"
+        in result.stderr
+    )
