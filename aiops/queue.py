@@ -24,6 +24,15 @@ log = logging.getLogger("aiops.queue")
 Handler = Callable[[Job], Awaitable[None]]
 
 
+class Deferred(Exception):
+    """Raised by a handler that must wait (a rate limit, a busy host): the job runs again after `delay` seconds,
+    and the wait does not count as a failed attempt."""
+
+    def __init__(self, delay: float, reason: str = "") -> None:
+        super().__init__(reason or f"deferred for {delay:.1f}s")
+        self.delay = delay
+
+
 class QueueConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -113,6 +122,8 @@ class WorkerPool:
             log.info("job %d handed back to the queue", job.id)
             await self._settle(jobs.release, job)
             raise
+        except Deferred as deferred:
+            await self._settle(jobs.defer, job, deferred.delay)
         except Exception as error:
             await self._failed(job, error)
         else:

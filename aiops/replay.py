@@ -6,10 +6,10 @@ Uses a throw-away in-memory store, so nothing touches the real database and no c
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, TextIO
+from typing import TextIO
 
 from aiops import service
-from aiops.channels import Announcement, Channel
+from aiops.channels import Announcement, Channel, Digest, RateLimit
 from aiops.channels.console import ConsoleChannel, ConsoleConfig
 from aiops.config import Settings
 from aiops.payload import WebhookPayload
@@ -21,6 +21,9 @@ from aiops.store.engine import MEMORY, DatabaseConfig
 class Printed:
     """Wraps a channel: renders as the channel would, prints instead of posting."""
 
+    limits = RateLimit()
+    immediate = True
+
     def __init__(self, channel: Channel, out: TextIO) -> None:
         self.name = channel.name
         self._channel = channel
@@ -29,8 +32,15 @@ class Printed:
     def render(self, announcement: Announcement) -> str:
         return self._channel.render(announcement)
 
-    async def deliver(self, body: str) -> Any:
+    def render_digest(self, digest: Digest) -> str:
+        return self._channel.render_digest(digest)
+
+    async def send(self, body: str) -> str | None:
         self._out.write(f"--- would post to {self.name} ---\n{body.rstrip()}\n")
+        return None
+
+    async def update(self, handle: str, body: str) -> None:
+        await self.send(body)
 
 
 async def replay(settings: Settings, text: str, out: TextIO) -> int:

@@ -29,6 +29,8 @@ from aiops.llm.prompt import ActionInfo, PromptBuilder
 from aiops.metrics import Metrics
 from aiops.pipeline.diagnose import OfflineDiagnoser
 from aiops.pipeline.match import RunbookMatcher
+from aiops.pipeline.notify import DELIVER
+from aiops.pipeline.outbox import Outbox
 from aiops.pipeline.plan import Planner
 from aiops.pipeline.runner import Pipeline, Stages
 from aiops.queue import Handler, WorkerPool
@@ -196,7 +198,10 @@ async def start(
         pipeline.report_action,
         metrics,
     )
-    services.handlers = {TRIAGE: pipeline.handle, EXECUTE: executions.handle}
+    outbox = Outbox(
+        engine, {c.name: c for c in stages.channels if not c.immediate}, metrics, settings.server.base_url
+    )
+    services.handlers = {TRIAGE: pipeline.handle, EXECUTE: executions.handle, DELIVER: outbox.handle}
     if workers:
         services.pool = WorkerPool(engine, settings.queue, services.handlers)
         approvals.wake = services.pool.wake

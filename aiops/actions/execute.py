@@ -23,6 +23,7 @@ from aiops.actions.policy import RemediationConfig
 from aiops.actions.silence import SilenceError, create_silence
 from aiops.logtext import redact
 from aiops.metrics import Metrics
+from aiops.queue import Deferred
 from aiops.ssh import CommandResult, ExecutionError, Executor
 from aiops.store import actions, incidents
 from aiops.store.jobs import Job
@@ -32,8 +33,11 @@ log = logging.getLogger("aiops.actions")
 Report = Callable[[int, dict[str, Any]], Awaitable[None]]  # (incident id, proposal with its execution)
 
 
-class HostBusy(Exception):
-    """Another execution runs on the host; the job is retried later."""
+class HostBusy(Deferred):
+    """Another execution runs on the host; the job runs again a little later (not counted as a failure)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(5.0, reason)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from aiops.models import Incident, Triage
@@ -21,21 +21,65 @@ class Announcement:
     incident_url: str
     action: Mapping[str, Any] | None = None  # purpose "action": the proposal, its state and its execution
     proposals: Sequence[Mapping[str, Any]] = ()  # as stored: with ids, states and expiry, for approving
+    approval_links: Mapping[int, str] = field(default_factory=dict)  # proposal id → signed web approval page
+    mentions: Sequence[str] = ()  # platform user ids to @mention (on-call for this severity)
 
 
 class ChannelError(Exception):
-    """Delivery failed; `retryable` says whether trying again later could succeed."""
+    """Delivery failed; `retryable` says whether trying again later could succeed, `retry_after` when (seconds)."""
 
-    def __init__(self, message: str, *, retryable: bool) -> None:
+    def __init__(self, message: str, *, retryable: bool, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """What the platform allows one robot or app to send; the outbox stays under it."""
+
+    per_minute: int | None = None
+    per_second: int | None = None
+
+
+@dataclass(frozen=True)
+class DigestEntry:
+    incident_id: int
+    title: str
+    severity: str
+    alertname: str
+    url: str
+
+
+@dataclass(frozen=True)
+class Digest:
+    """Incidents folded into one message during a storm, instead of one message each."""
+
+    entries: tuple[DigestEntry, ...]
+    base_url: str
+
+    def counts(self) -> list[tuple[str, str, int]]:
+        """(alert name, severity, incidents), most frequent first."""
+        tally: dict[tuple[str, str], int] = {}
+        for entry in self.entries:
+            key = (entry.alertname, entry.severity)
+            tally[key] = tally.get(key, 0) + 1
+        return sorted(((name, sev, n) for (name, sev), n in tally.items()), key=lambda item: -item[2])
 
 
 class Channel(Protocol):
-    """Renders an announcement to the platform's message body, and delivers a body."""
+    """One configured destination. `render` turns an announcement into the platform's message body (under its size
+    limit), `send` posts it and returns a handle for later edits (None when the platform cannot edit), `update`
+    edits the message behind a handle. Errors are `ChannelError`s saying whether a retry could help."""
 
     name: str
+    limits: RateLimit
+    immediate: bool  # delivered inline by the pipeline (the console), not through the outbox
 
     def render(self, announcement: Announcement) -> str: ...
 
-    async def deliver(self, body: str) -> Any: ...
+    def render_digest(self, digest: Digest) -> str: ...
+
+    async def send(self, body: str) -> str | None: ...
+
+    async def update(self, handle: str, body: str) -> None: ...

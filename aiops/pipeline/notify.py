@@ -1,4 +1,8 @@
-"""Notify: announce the incident on every configured channel, once per delivery and channel."""
+"""Notify: announce the incident on every configured channel, once per delivery and channel.
+
+The console is written to at once; chat channels get their message recorded in the outbox, with a `deliver` job,
+in one transaction — the outbox (aiops/pipeline/outbox.py) sends it within the platform's limits.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aiops.channels import Announcement, Channel, ChannelError
 from aiops.metrics import Metrics
-from aiops.store import incidents, notifications
+from aiops.store import incidents, jobs, notifications
 
 log = logging.getLogger("aiops.pipeline.notify")
 RETRY, ALREADY_SENT = "retry", "already_sent"
+DELIVER = "deliver"
 
 
 class NotifyLater(Exception):
@@ -25,9 +30,12 @@ async def notify(
     """`key` names what is being announced (the delivery): a retried job sends nothing already sent."""
     retry: list[str] = []
     for channel in channels:
-        outcome = await _announce(
-            engine, channel, announcement, f"{key}:{channel.name}:{announcement.purpose}"
-        )
+        dedup_key = f"{key}:{channel.name}:{announcement.purpose}"
+        if not channel.immediate:
+            await _enqueue(engine, channel, announcement, dedup_key)
+            metrics.notifications.labels(channel.name, "queued").inc()
+            continue
+        outcome = await _announce(engine, channel, announcement, dedup_key)
         metrics.notifications.labels(channel.name, outcome).inc()
         if outcome == RETRY:
             retry.append(channel.name)
@@ -45,7 +53,7 @@ async def _announce(engine: AsyncEngine, channel: Channel, announcement: Announc
     if state == notifications.SENT:
         return ALREADY_SENT
     try:
-        await channel.deliver(body)
+        await channel.send(body)
     except ChannelError as error:
         log.warning("notification to %s failed: %s", channel.name, error)
         async with engine.begin() as conn:
@@ -58,3 +66,13 @@ async def _announce(engine: AsyncEngine, channel: Channel, announcement: Announc
             conn, incident_id, "notified", f"{announcement.purpose} sent to {channel.name}"
         )
     return notifications.SENT
+
+
+async def _enqueue(engine: AsyncEngine, channel: Channel, announcement: Announcement, dedup_key: str) -> None:
+    body = channel.render(announcement)
+    async with engine.begin() as conn:
+        notification_id = await notifications.enqueue(
+            conn, announcement.incident.id, dedup_key, channel.name, announcement.purpose, body
+        )
+        if notification_id is not None:
+            await jobs.enqueue(conn, DELIVER, f"channel:{channel.name}", {"notification_id": notification_id})

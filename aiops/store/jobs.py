@@ -96,6 +96,17 @@ async def retry(conn: AsyncConnection, job_id: int, owner: str, error: str, dela
     )
 
 
+async def defer(conn: AsyncConnection, job_id: int, owner: str, delay: float) -> bool:
+    """Run the job again after `delay` without counting an attempt: it waited (a rate limit), it did not fail."""
+    return await _settle(
+        conn,
+        job_id,
+        owner,
+        "state = 'pending', run_after = :run_after, attempts = attempts - 1, lease_owner = NULL",
+        {"run_after": time.time() + delay},
+    )
+
+
 async def fail(conn: AsyncConnection, job_id: int, owner: str, error: str) -> bool:
     return await _settle(
         conn,

@@ -8,7 +8,7 @@ from typing import Literal
 from jinja2 import Environment
 from pydantic import BaseModel, ConfigDict
 
-from aiops.channels import Announcement
+from aiops.channels import Announcement, Digest, RateLimit
 
 
 class ConsoleConfig(BaseModel):
@@ -19,7 +19,11 @@ class ConsoleConfig(BaseModel):
 
 
 class ConsoleChannel:
+    """Prints; it cannot edit what it printed, so an update is printed anew."""
+
     name = "console"
+    limits = RateLimit()
+    immediate = True
 
     def __init__(self, config: ConsoleConfig, templates: Environment) -> None:
         self._stream = sys.stdout if config.stream == "stdout" else sys.stderr
@@ -29,6 +33,13 @@ class ConsoleChannel:
         template = self._templates.get_template(f"console/{announcement.purpose}.txt.j2")
         return template.render(a=announcement, incident=announcement.incident, triage=announcement.triage)
 
-    async def deliver(self, body: str) -> None:
+    def render_digest(self, digest: Digest) -> str:
+        return self._templates.get_template("console/digest.txt.j2").render(digest=digest)
+
+    async def send(self, body: str) -> str | None:
         self._stream.write(body.rstrip("\n") + "\n")
         self._stream.flush()
+        return None
+
+    async def update(self, handle: str, body: str) -> None:
+        await self.send(body)

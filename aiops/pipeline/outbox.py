@@ -1,0 +1,152 @@
+"""The outbox: chat messages delivered within each platform's limits, retried, edited in place, folded in a storm.
+
+Each recorded notification has a `deliver` job whose serial key is the channel, so one channel's messages go out one
+at a time, in order. Before sending, the outbox counts what the channel sent in the last minute and second and waits
+(without counting a failed attempt) rather than be throttled. A later announcement of an incident edits the message
+the first one created, where the platform can edit. When more messages wait than the channel may send in half a
+minute, they are folded into one digest — counts by alert and severity, links to each incident — so that a storm
+reaches people within a minute instead of hours later, and no incident is left out.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from aiops.channels import Channel, ChannelError, Digest, DigestEntry
+from aiops.metrics import Metrics
+from aiops.queue import Deferred
+from aiops.store import incidents, notifications
+from aiops.store.codec import loads
+from aiops.store.jobs import Job
+
+log = logging.getLogger("aiops.pipeline.outbox")
+
+
+class Outbox:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        channels: Mapping[str, Channel],
+        metrics: Metrics,
+        base_url: str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._engine = engine
+        self._channels = channels
+        self._metrics = metrics
+        self._base_url = base_url
+        self._clock = clock
+
+    async def handle(self, job: Job) -> None:
+        """The `deliver` job."""
+        await self.deliver(int(job.payload["notification_id"]))
+
+    async def deliver(self, notification_id: int) -> str:
+        """Send one notification; returns its new state. Raises `Deferred` to wait for the rate limit (or the
+        platform's retry-after), or the retryable `ChannelError` for the queue's backoff."""
+        async with self._engine.connect() as conn:
+            note = await notifications.get(conn, notification_id)
+            if note is None or note.get("state") != notifications.PENDING:
+                return str(note["state"]) if note else "gone"
+            channel = self._channels.get(note["channel"])
+            if channel is None:
+                return await self._settle(note, notifications.FAILED, "the channel is no longer configured")
+            wait = await self._wait(conn, channel)
+            if wait > 0:
+                raise Deferred(wait, f"{channel.name} is at its rate limit")
+            waiting = await notifications.waiting(conn, channel.name)
+            handle = await notifications.handle_of(conn, note["incident_id"], channel.name)
+        if self._storm(channel, waiting):
+            return await self._digest(channel, note, waiting)
+        return await self._send(channel, note, handle)
+
+    async def _wait(self, conn: AsyncConnection, channel: Channel) -> float:
+        """Seconds until the channel may send again without passing its limits."""
+        now = self._clock()
+        limits, wait = channel.limits, 0.0
+        for window, allowed in ((60.0, limits.per_minute), (1.0, limits.per_second)):
+            if allowed is None:
+                continue
+            sent = await notifications.sent_since(conn, channel.name, now - window)
+            if len(sent) >= allowed:
+                wait = max(wait, sent[len(sent) - allowed] + window - now)
+        return wait
+
+    def _storm(self, channel: Channel, waiting: list[dict[str, Any]]) -> bool:
+        per_minute = channel.limits.per_minute
+        return per_minute is not None and len(waiting) > max(2, per_minute // 2)
+
+    async def _send(self, channel: Channel, note: dict[str, Any], handle: str | None) -> str:
+        try:
+            if handle is not None and note["purpose"] != "opened":
+                await channel.update(handle, note["body"])
+            else:
+                new_handle = await channel.send(note["body"])
+                if new_handle is not None:
+                    async with self._engine.begin() as conn:
+                        await notifications.keep_handle(conn, note["incident_id"], channel.name, new_handle)
+        except ChannelError as error:
+            return await self._failed(channel, note, error)
+        return await self._settle(note, notifications.SENT)
+
+    async def _failed(self, channel: Channel, note: dict[str, Any], error: ChannelError) -> str:
+        log.warning("notification %d to %s failed: %s", note["id"], channel.name, error)
+        if not error.retryable:
+            return await self._settle(note, notifications.FAILED, str(error))
+        self._metrics.notifications.labels(channel.name, "retry").inc()
+        if error.retry_after is not None:
+            raise Deferred(error.retry_after, str(error))
+        raise error  # the queue retries with backoff
+
+    async def _digest(self, channel: Channel, note: dict[str, Any], waiting: list[dict[str, Any]]) -> str:
+        """Fold everything waiting for the channel into one message, sent as this notification."""
+        entries = tuple(_entry(item, self._base_url) for item in waiting)
+        body = channel.render_digest(Digest(entries, self._base_url))
+        try:
+            await channel.send(body)
+        except ChannelError as error:
+            return await self._failed(channel, note, error)
+        now = self._clock()
+        async with self._engine.begin() as conn:
+            for item in waiting:
+                state = notifications.SENT if item["id"] == note["id"] else notifications.DIGESTED
+                await notifications.mark(conn, item["id"], state, now)
+                await incidents.add_event(
+                    conn,
+                    item["incident_id"],
+                    "notified",
+                    f"{item['purpose']} folded into a digest on {channel.name}",
+                )
+        self._metrics.notifications.labels(channel.name, "digest").inc()
+        log.info("%d notifications to %s folded into one digest", len(waiting), channel.name)
+        return notifications.SENT
+
+    async def _settle(self, note: dict[str, Any], state: str, error: str | None = None) -> str:
+        async with self._engine.begin() as conn:
+            await notifications.mark(conn, note["id"], state, self._clock(), error)
+            message = f"{note['purpose']} {'sent to' if state == notifications.SENT else 'failed on'} {note['channel']}"
+            await incidents.add_event(
+                conn,
+                note["incident_id"],
+                "notified" if state == notifications.SENT else "notify_failed",
+                message + (f": {error}" if error else ""),
+            )
+        self._metrics.notifications.labels(note["channel"], state).inc()
+        return state
+
+
+def _entry(item: dict[str, Any], base_url: str) -> DigestEntry:
+    raw = item["labels"]
+    labels = (loads(raw) if isinstance(raw, str) else raw) or {}
+    return DigestEntry(
+        incident_id=item["incident_id"],
+        title=item["title"] or "",
+        severity=item["severity"] or "none",
+        alertname=str(labels.get("alertname", "")),
+        url=f"{base_url}/incidents/{item['incident_id']}",
+    )
