@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from aiops.actions.links import approval_url, make_token, signing_key
 from aiops.actions.policy import RemediationConfig
 from aiops.metrics import Metrics
 from aiops.models import Proposal
@@ -153,6 +154,22 @@ class Approvals:
                 return Decision("not_found", f"there is no proposal {proposal_id}")
             await _audit(conn, item, "approval_refused", reason, actor)
         return Decision("refused", reason, item)
+
+    async def links(self, base_url: str, proposals: Sequence[dict[str, Any]]) -> dict[int, str]:
+        """The signed web approval page of each proposal waiting for an approval (for channels whose buttons can
+        only be links)."""
+        waiting = [
+            item for item in proposals if item["state"] == "pending" and item["expires_at"] is not None
+        ]
+        if not waiting:
+            return {}
+        key = await signing_key(self._engine, self._config)
+        return {
+            item["id"]: approval_url(
+                base_url, make_token(key, item["id"], item["argv_hash"], item["expires_at"].timestamp())
+            )
+            for item in waiting
+        }
 
     async def moot(self, conn: AsyncConnection, incident_id: int) -> None:
         """The incident resolved: what still waits for an approval will not get one."""

@@ -6,12 +6,14 @@ in one transaction — the outbox (aiops/pipeline/outbox.py) sends it within the
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aiops.channels import Announcement, Channel, ChannelError
+from aiops.channels.routing import Routing
 from aiops.metrics import Metrics
 from aiops.store import incidents, jobs, notifications
 
@@ -31,6 +33,13 @@ async def notify(
     retry: list[str] = []
     for channel in channels:
         dedup_key = f"{key}:{channel.name}:{announcement.purpose}"
+        routing = getattr(channel, "routing", None)
+        if isinstance(routing, Routing):
+            if not routing.applies(announcement.incident.labels):
+                continue
+            announcement = dataclasses.replace(
+                announcement, mentions=routing.mentions_for(announcement.incident.severity)
+            )
         if not channel.immediate:
             await _enqueue(engine, channel, announcement, dedup_key)
             metrics.notifications.labels(channel.name, "queued").inc()

@@ -238,7 +238,8 @@ class Pipeline:
         url = f"{self._base_url}/incidents/{incident.id}"
         async with self._engine.connect() as conn:
             proposals = await actions.of_delivery(conn, delivery_id) if triage is not None else []
-        announcement = Announcement(purpose, incident, triage, url, proposals=proposals)
+        links = await self.stages.approvals.links(self._base_url, proposals) if self.stages.approvals else {}
+        announcement = Announcement(purpose, incident, triage, url, proposals=proposals, approval_links=links)
         with self._metrics.stage_duration.labels("notify").time():
             await notify(
                 self._engine,

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
-from aiops.actions.links import approval_url, make_token, signing_key
 from aiops.service import Services
 from aiops.store import actions, incidents
 from aiops.store.codec import dumps, loads
@@ -61,13 +59,20 @@ async def _page(request: Request) -> dict[str, Any]:
     return {"incidents": items, "status": status, "next": following}
 
 
-async def _detail(request: Request) -> dict[str, Any] | None:
+async def _detail(request: Request, links: bool = False) -> dict[str, Any] | None:
+    """The incident with its proposals and audit trail; with `links`, each pending proposal's approval page."""
     services: Services = request.app.state.services
     incident_id = request.path_params["incident_id"]
     async with services.engine.connect() as conn:
         found = await incidents.detail(conn, incident_id)
-        if found is not None:
-            found.update(loads(dumps(await actions.of_incident(conn, incident_id))))
+        remediation = await actions.of_incident(conn, incident_id) if found is not None else None
+    if found is None or remediation is None:
+        return None
+    found.update(loads(dumps(remediation)))
+    if links:
+        urls = await services.approvals.links(services.settings.server.base_url, remediation["proposals"])
+        for item in found["proposals"]:
+            item["approval_url"] = urls.get(item["id"])
     return found
 
 
@@ -105,25 +110,11 @@ async def page_list(request: Request) -> Response:
 async def page_detail(request: Request) -> Response:
     if (denied := _guard(request)) is not None:
         return denied
-    found = await _detail(request)
+    found = await _detail(request, links=True)
     if found is None:
         message = f"no incident {request.path_params['incident_id']}"
         return _html(request, "pages/error.html.j2", {"message": message}, 404)
-    await _link_pending(request, found["proposals"])
     return _html(request, "pages/incident.html.j2", {"incident": found})
-
-
-async def _link_pending(request: Request, proposals: list[dict[str, Any]]) -> None:
-    """Give each proposal waiting for an approval the signed link of its approval page."""
-    waiting = [item for item in proposals if item["state"] == "pending" and item["expires_at"]]
-    if not waiting:
-        return
-    services: Services = request.app.state.services
-    key = await signing_key(services.engine, services.settings.remediation)
-    for item in waiting:
-        expires = datetime.fromisoformat(item["expires_at"]).timestamp()
-        token = make_token(key, item["id"], item["argv_hash"], expires)
-        item["approval_url"] = approval_url(services.settings.server.base_url, token)
 
 
 def _html(request: Request, name: str, context: dict[str, Any], status: int = 200) -> HTMLResponse:
