@@ -141,6 +141,15 @@ class RunbooksConfig(Section):
 
 class ChannelsConfig(Section):
     console: ConsoleConfig = Field(default_factory=ConsoleConfig)
+    # A folder of template overrides: a file at the same relative path as one under aiops/templates replaces it.
+    templates: Path | None = None
+
+    @field_validator("templates")
+    @classmethod
+    def _templates(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_dir():
+            raise ValueError(f"{value} is not a folder")
+        return value
 
 
 class Settings(Section):

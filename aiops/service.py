@@ -162,7 +162,7 @@ async def start(
     if not migrated:
         await migrate.upgrade(engine)
     metrics = Metrics()
-    templates = build_environment(settings.server.language)
+    templates = build_environment(settings.server.language, settings.channels.templates)
     http = httpx.AsyncClient(follow_redirects=False)
     offline = OfflineDiagnoser(templates)
     llm = LlmClient(settings.llm) if settings.llm.enabled else None

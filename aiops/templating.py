@@ -5,18 +5,28 @@ from __future__ import annotations
 import shlex
 from datetime import datetime
 from functools import cache
+from pathlib import Path
 from importlib import resources
 from typing import Any
 
 import yaml
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from jinja2 import (
+    ChoiceLoader,
+    Environment,
+    FileSystemLoader,
+    PackageLoader,
+    StrictUndefined,
+    select_autoescape,
+)
 
 LANGUAGES = ("zh-CN", "en")
 
 
-def build_environment(language: str) -> Environment:
+def build_environment(language: str, overrides: Path | None = None) -> Environment:
+    """Templates of the package; a file of the same path under `overrides` (channels.templates) wins."""
+    package = PackageLoader("aiops", "templates")
     environment = Environment(
-        loader=PackageLoader("aiops", "templates"),
+        loader=ChoiceLoader([FileSystemLoader(overrides), package]) if overrides else package,
         autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),
         undefined=StrictUndefined,
         trim_blocks=True,

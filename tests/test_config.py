@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from aiops.config import ConfigError, load_settings
+from aiops.templating import build_environment
 
 TOKEN = "s3cr3t-token-0123456789"
 
@@ -189,3 +190,17 @@ def test_passwords_in_urls_are_secrets() -> None:
         },
     )
     assert {"p@ss-word", "p%40ss-word", "prom-pass"} <= set(settings.secrets())
+
+
+def test_a_template_override_folder_replaces_a_message(tmp_path: Path) -> None:
+    (tmp_path / "console").mkdir()
+    (tmp_path / "console" / "digest.txt.j2").write_text("our own digest: {{ digest }}")
+    environment = build_environment("en", tmp_path)
+    assert environment.get_template("console/digest.txt.j2").render(digest="x") == "our own digest: x"
+    opened = environment.get_template("console/opened.txt.j2").filename or ""
+    assert opened.endswith("aiops/templates/console/opened.txt.j2")  # the others stay the package's
+    missing = tmp_path / "nope"
+    config = tmp_path / "aiops.yml"
+    config.write_text(f"channels:\n  templates: {missing}\n")
+    with pytest.raises(ConfigError, match="channels.templates"):
+        load_settings(config, {})
