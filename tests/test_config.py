@@ -202,5 +202,5 @@ def test_a_template_override_folder_replaces_a_message(tmp_path: Path) -> None:
     missing = tmp_path / "nope"
     config = tmp_path / "aiops.yml"
     config.write_text(f"channels:\n  templates: {missing}\n")
-    with pytest.raises(ConfigError, match="channels.templates"):
+    with pytest.raises(ConfigError, match=r"channels\.templates"):
         load_settings(config, {})
