@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,13 +118,21 @@ def recorder() -> Recorder:
     return Recorder()
 
 
+@asynccontextmanager
+async def chat(
+    app_for: Any, engine: AsyncEngine, recorder: Recorder, clock: Clock
+) -> AsyncIterator[tuple[Any, Services, Outbox]]:
+    """The app announcing on `recorder` only, and an outbox on the simulated clock."""
+    async with app_for() as (client, services):
+        services.pipeline.stages = dataclasses.replace(services.pipeline.stages, channels=[recorder])
+        yield client, services, Outbox(engine, {"chat": recorder}, Metrics(), "http://aiops", clock)
+
+
 async def test_a_resolved_incident_edits_the_message_it_was_announced_on(
     app_for: Any, engine: AsyncEngine, recorder: Recorder
 ) -> None:
     clock = Clock()
-    async with app_for() as (client, services):
-        services.pipeline.stages = dataclasses.replace(services.pipeline.stages, channels=[recorder])
-        outbox = Outbox(engine, {"chat": recorder}, Metrics(), "http://aiops", clock)
+    async with chat(app_for, engine, recorder, clock) as (client, services, outbox):
         await post(client, 1)
         await drain(services, outbox, clock)
         await post(client, 1, "resolved")
@@ -135,9 +145,7 @@ async def test_a_storm_stays_under_the_limit_and_every_incident_is_announced(
     app_for: Any, engine: AsyncEngine, recorder: Recorder
 ) -> None:
     clock = Clock()
-    async with app_for() as (client, services):
-        services.pipeline.stages = dataclasses.replace(services.pipeline.stages, channels=[recorder])
-        outbox = Outbox(engine, {"chat": recorder}, Metrics(), "http://aiops", clock)
+    async with chat(app_for, engine, recorder, clock) as (client, services, outbox):
         for number in range(1, 101):
             await post(client, number)
         await drain(services, outbox, clock)
@@ -151,9 +159,7 @@ async def test_a_storm_stays_under_the_limit_and_every_incident_is_announced(
 async def test_the_rate_limit_is_kept_on_the_clock(app_for: Any, engine: AsyncEngine) -> None:
     clock = Clock()
     recorder = Recorder(limits=RateLimit(per_minute=3), clock=clock)  # a digest needs > 2 waiting
-    async with app_for() as (client, services):
-        services.pipeline.stages = dataclasses.replace(services.pipeline.stages, channels=[recorder])
-        outbox = Outbox(engine, {"chat": recorder}, Metrics(), "http://aiops", clock)
+    async with chat(app_for, engine, recorder, clock) as (client, services, outbox):
         for number in range(1, 3):
             await post(client, number)
             await drain(services, outbox, clock)
@@ -170,9 +176,7 @@ async def test_an_outage_delays_delivery_and_each_message_goes_out_once(
 ) -> None:
     clock = Clock()
     recorder.failures = [ChannelError("HTTP 503", retryable=True) for _ in range(10)]
-    async with app_for() as (client, services):
-        services.pipeline.stages = dataclasses.replace(services.pipeline.stages, channels=[recorder])
-        outbox = Outbox(engine, {"chat": recorder}, Metrics(), "http://aiops", clock)
+    async with chat(app_for, engine, recorder, clock) as (client, services, outbox):
         await post(client, 1)
         await drain(services, outbox, clock, step=30)
     assert recorder.failures == []
@@ -185,9 +189,7 @@ async def test_a_permanent_error_is_recorded_with_the_platforms_words(
 ) -> None:
     clock = Clock()
     recorder.failures = [ChannelError("errcode 460101: message too large", retryable=False)]
-    async with app_for() as (client, services):
-        services.pipeline.stages = dataclasses.replace(services.pipeline.stages, channels=[recorder])
-        outbox = Outbox(engine, {"chat": recorder}, Metrics(), "http://aiops", clock)
+    async with chat(app_for, engine, recorder, clock) as (client, services, outbox):
         await post(client, 1)
         await drain(services, outbox, clock)
         async with engine.connect() as conn:

@@ -1,0 +1,96 @@
+"""The Feishu (Lark) app bot: each incident is one interactive card (card JSON 2.0) in a group chat, edited in place
+as the incident changes, with Approve / Reject buttons for the actions waiting for an approval.
+
+Cards are sent and edited through the Open API with lark-oapi (`openapi.py`); clicks come back to
+`POST /callbacks/feishu` (aiops/web/callbacks.py, verified by `callback.py`). lark-oapi takes over a second to
+import, so it is imported when a Feishu channel is built, not when the configuration is read.
+
+```yaml
+channels:
+  feishu:
+    app_id: cli_a1b2c3
+    app_secret: ${FEISHU_APP_SECRET}
+    chat_id: oc_0123456789abcdef
+    encrypt_key: ${FEISHU_ENCRYPT_KEY}      # for POST /callbacks/feishu
+```
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+
+from jinja2 import Environment
+from pydantic import ConfigDict, Field, SecretStr, field_validator
+
+from aiops.channels import Announcement, Digest, RateLimit
+from aiops.channels.feishu.card import Cards
+from aiops.channels.routing import Routing
+from aiops.units import Seconds
+
+FEISHU_DOMAIN = "https://open.feishu.cn"
+LARK_DOMAIN = "https://open.larksuite.com"
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+class FeishuConfig(Routing):
+    """One app bot posting to one group chat; `match` and `mentions` (from `Routing`) choose what it announces."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(default="feishu", min_length=1)
+    app_id: str = Field(min_length=1)
+    app_secret: SecretStr
+    chat_id: str = Field(min_length=1)  # the group's chat_id (oc_…), which the app's bot must have joined
+    domain: str = FEISHU_DOMAIN  # https://open.larksuite.com for Lark
+    # How Feishu's requests to /callbacks/feishu are authenticated: with an encrypt key, by signature and
+    # encryption; without one, by the verification token alone. Both are in the app's "Events & callbacks" page.
+    verification_token: SecretStr | None = None
+    encrypt_key: SecretStr | None = None
+    timeout: Seconds = 10.0
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, value: str) -> str:
+        """The rule lark-oapi applies when the client is built, checked when the configuration is read."""
+        parts = urllib.parse.urlsplit(value)
+        loopback = parts.scheme == "http" and (parts.hostname or "") in _LOOPBACK
+        if not (parts.scheme == "https" or loopback) or not parts.hostname:
+            raise ValueError(
+                f"{value!r} must be https://host[:port] ({FEISHU_DOMAIN}, or {LARK_DOMAIN} for Lark); "
+                "http:// is accepted only for 127.0.0.1, localhost and ::1"
+            )
+        if parts.username or parts.password or parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ValueError(f"{value!r} must be an origin only, without a path, query or credentials")
+        return value.rstrip("/")
+
+    @property
+    def accepts_callbacks(self) -> bool:
+        return self.encrypt_key is not None or self.verification_token is not None
+
+
+class FeishuChannel:
+    """The `Channel` for one Feishu app bot and group chat."""
+
+    limits = RateLimit(per_minute=100, per_second=5)
+    immediate = False
+
+    def __init__(self, config: FeishuConfig, templates: Environment) -> None:
+        # Imported here, not at the top: lark-oapi is heavy, and only a configured Feishu channel needs it.
+        from aiops.channels.feishu.openapi import OpenApi
+
+        self.name = config.name
+        self.routing: Routing = config
+        self._cards = Cards(templates)
+        self._api = OpenApi(config)
+
+    def render(self, announcement: Announcement) -> str:
+        return self._cards.announcement(announcement)
+
+    def render_digest(self, digest: Digest) -> str:
+        return self._cards.digest(digest)
+
+    async def send(self, body: str) -> str | None:
+        return await self._api.create(body)
+
+    async def update(self, handle: str, body: str) -> None:
+        await self._api.patch(handle, body)
