@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import yaml
 from pydantic import (
@@ -28,6 +28,10 @@ from pydantic import (
 
 from aiops.actions.policy import RemediationConfig
 from aiops.channels.console import ConsoleConfig
+from aiops.channels.dingtalk.config import DingTalkConfig
+from aiops.channels.dingtalk_webhook import DingTalkWebhookConfig
+from aiops.channels.feishu import FeishuConfig
+from aiops.channels.feishu_webhook import FeishuWebhookConfig
 from aiops.inventory import Hosts
 from aiops.llm.client import LlmConfig
 from aiops.passwords import Login
@@ -141,6 +145,10 @@ class RunbooksConfig(Section):
 
 class ChannelsConfig(Section):
     console: ConsoleConfig = Field(default_factory=ConsoleConfig)
+    feishu: FeishuConfig | None = None
+    dingtalk: DingTalkConfig | None = None
+    feishu_webhook: list[FeishuWebhookConfig] = Field(default_factory=list)
+    dingtalk_webhook: list[DingTalkWebhookConfig] = Field(default_factory=list)
     # A folder of template overrides: a file at the same relative path as one under aiops/templates replaces it.
     templates: Path | None = None
 
@@ -150,6 +158,18 @@ class ChannelsConfig(Section):
         if value is not None and not value.is_dir():
             raise ValueError(f"{value} is not a folder")
         return value
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> ChannelsConfig:
+        # The outbox and the message handles key on the channel's name.
+        chats = [self.feishu, self.dingtalk, *self.feishu_webhook, *self.dingtalk_webhook]
+        names = ["console", *(chat.name for chat in chats if chat is not None)]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(
+                f"channel names must be unique; {', '.join(twice)} is used twice: give each a name"
+            )
+        return self
 
 
 class Settings(Section):
@@ -289,21 +309,33 @@ def _problem(item: Any, sources: dict[tuple[str, ...], str]) -> str:
     return f"{path}{origin}: {reason}" if loc else reason
 
 
-def _secret_values(model: BaseModel) -> Iterator[str]:
-    for name in type(model).model_fields:
-        value = getattr(model, name)
-        if isinstance(value, SecretStr):
-            yield value.get_secret_value()
-        elif isinstance(value, BaseModel):
-            yield from _secret_values(value)
-        elif isinstance(value, str) and "://" in value:
-            yield from _url_password(value)
+def _secret_values(model: object) -> Iterator[str]:
+    if isinstance(model, BaseModel):
+        for name in type(model).model_fields:
+            yield from _secret_values(getattr(model, name))
+    elif isinstance(model, SecretStr):
+        yield model.get_secret_value()
+    elif isinstance(model, list | tuple):
+        for item in model:
+            yield from _secret_values(item)
+    elif isinstance(model, dict):
+        for item in model.values():
+            yield from _secret_values(item)
+    elif isinstance(model, str) and "://" in model:
+        yield from _url_secrets(model)
 
 
-def _url_password(url: str) -> Iterator[str]:
-    """The password in `scheme://user:password@host` URLs (database, Prometheus behind basic auth)."""
+_SECRET_QUERY = {"access_token", "token", "key", "secret", "sign"}
+
+
+def _url_secrets(url: str) -> Iterator[str]:
+    """The password in `scheme://user:password@host` URLs (database, Prometheus behind basic auth), and tokens in
+    the query (a DingTalk robot's `access_token`)."""
     with contextlib.suppress(ValueError):
-        password = urlsplit(url).password
-        if password:
-            yield password
-            yield unquote(password)
+        parts = urlsplit(url)
+        if parts.password:
+            yield parts.password
+            yield unquote(parts.password)
+        for name, values in parse_qs(parts.query).items():
+            if name.lower() in _SECRET_QUERY:
+                yield from values

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import httpx
@@ -20,6 +21,11 @@ from aiops.actions.execute import Executions
 from aiops.actions.live import LiveCatalog
 from aiops.channels import Channel
 from aiops.channels.console import ConsoleChannel
+from aiops.channels.dingtalk import DingTalkChannel
+from aiops.channels.dingtalk.stream import DingTalkCallbacks
+from aiops.channels.dingtalk_webhook import DingTalkWebhookChannel
+from aiops.channels.feishu import FeishuChannel
+from aiops.channels.feishu_webhook import FeishuWebhookChannel
 from aiops.config import Settings
 from aiops.inventory import Inventory
 from aiops.llm.client import LlmClient
@@ -63,12 +69,15 @@ class Services:
     pool: WorkerPool | None = None
     refusal_logged_at: float | None = None  # when intake last logged refused credentials
     sweeper: asyncio.Task[None] | None = None  # expires unanswered approvals
+    streams: list[DingTalkCallbacks] = field(default_factory=list)  # DingTalk card clicks over Stream
 
     def wake_workers(self) -> None:
         if self.pool is not None:
             self.pool.wake()
 
     async def close(self) -> None:
+        for stream in self.streams:
+            await stream.stop()
         if self.sweeper is not None:
             self.sweeper.cancel()
             await asyncio.gather(self.sweeper, return_exceptions=True)
@@ -80,10 +89,18 @@ class Services:
         await self.engine.dispose()
 
 
-def build_channels(settings: Settings, templates: Environment) -> list[Channel]:
+def build_channels(settings: Settings, templates: Environment, http: httpx.AsyncClient) -> list[Channel]:
+    """The one table of channels: the console, the app bots and the group robots the configuration names."""
+    config = settings.channels
     channels: list[Channel] = []
-    if settings.channels.console.enabled:
-        channels.append(ConsoleChannel(settings.channels.console, templates))
+    if config.console.enabled:
+        channels.append(ConsoleChannel(config.console, templates))
+    if config.feishu is not None:
+        channels.append(FeishuChannel(config.feishu, templates))
+    if config.dingtalk is not None:
+        channels.append(DingTalkChannel(config.dingtalk, templates, http))
+    channels.extend(FeishuWebhookChannel(robot, templates, http) for robot in config.feishu_webhook)
+    channels.extend(DingTalkWebhookChannel(robot, templates, http) for robot in config.dingtalk_webhook)
     return channels
 
 
@@ -179,7 +196,7 @@ async def start(
         if llm
         else offline,
         offline=offline,
-        channels=build_channels(settings, templates),
+        channels=build_channels(settings, templates, http),
         runbooks=runbooks,
         planner=Planner(catalog, inventory, settings.remediation),
         approvals=approvals,
@@ -207,6 +224,7 @@ async def start(
         approvals.wake = services.pool.wake
         services.pool.start()
         services.sweeper = asyncio.create_task(_expire_approvals(approvals), name="approval-expiry")
+        services.streams = _start_streams(stages.channels, approvals, engine)
     return services
 
 
@@ -218,3 +236,16 @@ async def _expire_approvals(approvals: Approvals, every: float = 30.0) -> None:
             await approvals.expire()
         except Exception as error:  # the store is down: try again next round
             log.warning("expiring approvals failed: %s", error)
+
+
+def _start_streams(
+    channels: Sequence[Channel], approvals: Approvals, engine: AsyncEngine
+) -> list[DingTalkCallbacks]:
+    """DingTalk delivers card clicks over its Stream connection; one per DingTalk channel that takes callbacks."""
+    streams = []
+    for channel in channels:
+        if isinstance(channel, DingTalkChannel) and channel.config.callbacks:
+            stream = DingTalkCallbacks(channel, approvals, engine)
+            stream.start()
+            streams.append(stream)
+    return streams

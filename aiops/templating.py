@@ -5,8 +5,8 @@ from __future__ import annotations
 import shlex
 from datetime import datetime
 from functools import cache
-from pathlib import Path
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import yaml

@@ -34,17 +34,18 @@ async def notify(
     for channel in channels:
         dedup_key = f"{key}:{channel.name}:{announcement.purpose}"
         routing = getattr(channel, "routing", None)
+        addressed = announcement
         if isinstance(routing, Routing):
             if not routing.applies(announcement.incident.labels):
                 continue
-            announcement = dataclasses.replace(
+            addressed = dataclasses.replace(
                 announcement, mentions=routing.mentions_for(announcement.incident.severity)
             )
         if not channel.immediate:
-            await _enqueue(engine, channel, announcement, dedup_key)
+            await _enqueue(engine, channel, addressed, dedup_key)
             metrics.notifications.labels(channel.name, "queued").inc()
             continue
-        outcome = await _announce(engine, channel, announcement, dedup_key)
+        outcome = await _announce(engine, channel, addressed, dedup_key)
         metrics.notifications.labels(channel.name, outcome).inc()
         if outcome == RETRY:
             retry.append(channel.name)

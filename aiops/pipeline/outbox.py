@@ -83,7 +83,8 @@ class Outbox:
 
     async def _send(self, channel: Channel, note: dict[str, Any], handle: str | None) -> str:
         try:
-            if handle is not None and note["purpose"] != "opened":
+            # The incident's card is edited as it changes; an action's result is a message of its own under it.
+            if handle is not None and note["purpose"] in ("updated", "resolved"):
                 await channel.update(handle, note["body"])
             else:
                 new_handle = await channel.send(note["body"])

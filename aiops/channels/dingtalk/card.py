@@ -1,0 +1,241 @@
+"""The card data of a DingTalk card: the template's variables (`cardParamMap`, strings only) from one announcement.
+
+An announcement that edits a card carries only the keys it changes — the card is updated by key — so a resolution
+keeps the evidence on the card, and an action's result leaves the diagnosis in place. A message body is the JSON
+`{"cardData": {"cardParamMap": {…}}, "atUserIds": {…}}`; the Open API call adds the rest (openapi.py).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from jinja2 import Environment
+
+from aiops.channels import Announcement, Digest
+
+# Bytes of a message body. DingTalk does not document a limit for card data; the service keeps every chat message
+# under 20 KB (DESIGN.md, "Channels"), which DingTalk's robots also impose.
+MAX_BODY = 20_000
+HASH_PREFIX = 16  # hex digits of a proposal's argv hash carried by its buttons
+_LINK_KEYS = frozenset({"incident_url"})
+_SHORTENED_LENGTHS = (1000, 300, 100)
+# CommonMark's backslash escapes, for text that must show as text in the card's markdown blocks.
+_ESCAPES = str.maketrans({char: "\\" + char for char in "\\`*_[]<>#|~"})
+_TRUE, _FALSE = "true", "false"
+
+
+@dataclass(frozen=True)
+class Detail:
+    """How much a card shows. The first is what a reader needs at a glance; the later ones drop evidence, then
+    next steps, then alerts, until the card data fits. `None` shows everything."""
+
+    alerts: int | None = 10
+    evidence: int = 5
+    lines: int = 3  # lines or series shown per evidence item
+    steps: int | None = None
+    text: int | None = None  # characters of each free text (the diagnosis's summary, cause, impact)
+    output: int = 15  # last lines of an execution's stdout and stderr
+    shortened: bool = False
+
+
+DETAILS = (
+    Detail(),
+    Detail(evidence=3, lines=1, output=5, text=4000, shortened=True),
+    Detail(evidence=0, lines=0, output=0, steps=3, text=2000, shortened=True),
+    Detail(alerts=3, evidence=0, lines=0, output=0, steps=0, text=1000, shortened=True),
+    Detail(alerts=1, evidence=0, lines=0, output=0, steps=0, text=500, shortened=True),
+)
+TITLE = 200  # characters of the card's title, on one line
+
+
+def md(value: object) -> str:
+    """A value shown as text on one line of card markdown: no formatting, link or line break of its own."""
+    return " ".join(str(value).split()).translate(_ESCAPES)
+
+
+def mdtext(value: object) -> str:
+    """Multi-line text shown as text in card markdown; its line breaks are kept."""
+    return "\n".join(" ".join(part.split()).translate(_ESCAPES) for part in str(value).splitlines())
+
+
+def clip(value: object, limit: int | None) -> str:
+    """`value` as text of at most `limit` characters (all of it for None), marked when cut."""
+    text = str(value)
+    return text if limit is None or len(text) <= limit else text[: max(limit - 1, 0)] + "…"
+
+
+def line(value: str, limit: int) -> str:
+    """`value` on one line of at most `limit` characters: a title."""
+    return clip(" ".join(value.split()), limit)
+
+
+class Cards:
+    """Renders announcements, digests and decisions into card data from the templates under `dingtalk/`."""
+
+    def __init__(self, templates: Environment) -> None:
+        self._templates = templates
+        self._t = cast(Callable[..., str], templates.globals["t"])
+        self._shell: Callable[[Any], str] = templates.filters["shell"]
+        self._when: Callable[[Any], str] = templates.filters["when"]
+
+    def announcement(self, announcement: Announcement) -> str:
+        mentions = {staff: staff for staff in announcement.mentions}
+        return _fit(lambda detail: self._params(announcement, detail), mentions)
+
+    def digest(self, digest: Digest) -> str:
+        def params(detail: Detail) -> dict[str, str]:
+            return {
+                "title": self._t("dingtalk_digest_title", count=len(digest.entries)),
+                "severity": _worst(entry.severity for entry in digest.entries),
+                "status": "firing",
+                "status_text": self._t("dingtalk_status_firing"),
+                "summary": self._text("digest.md.j2", digest=digest, detail=detail),
+                "evidence": "",
+                "runbook": "",
+                "incident_url": f"{digest.base_url}/",
+                "incident_link_text": self._t("robot_all_incidents"),
+                "proposals": "[]",
+                "actions_open": _FALSE,
+                "last_action": "",
+            }
+
+        return _fit(params, {})
+
+    def decision(
+        self, outcome: str, proposal: Mapping[str, Any], proposals: Sequence[Mapping[str, Any]], who: str
+    ) -> str:
+        """The keys a decision changes: every proposal's state (the buttons go with the pending state) and, when
+        the decision took effect, who decided what."""
+        params = self._proposals(proposals)
+        if outcome in ("approved", "rejected"):
+            params["last_action"] = self._text("decision.md.j2", outcome=outcome, p=proposal, who=who)
+        return _body(params, {})
+
+    def notice(self, outcome: str, who: str, reason: str) -> str:
+        return self._t(f"dingtalk_notice_{outcome}", who=who, reason=reason)
+
+    def _params(self, announcement: Announcement, detail: Detail) -> dict[str, str]:
+        context = {
+            "a": announcement,
+            "incident": announcement.incident,
+            "triage": announcement.triage,
+            "detail": detail,
+        }
+        link = {
+            "incident_id": str(announcement.incident.id),
+            "incident_url": announcement.incident_url,
+            "incident_link_text": self._t("dingtalk_open_incident"),
+        }
+        if announcement.purpose == "action":
+            return {**link, "last_action": self._text("action.md.j2", **context, p=announcement.action)}
+        header = {
+            **link,
+            "title": line(self._text("title.txt.j2", **context), TITLE),
+            "severity": announcement.incident.severity,
+        }
+        if announcement.purpose == "resolved" or announcement.triage is None:
+            return {**header, **self._resolution(context)}
+        return {**header, **self._triage(announcement, context)}
+
+    def _resolution(self, context: Mapping[str, Any]) -> dict[str, str]:
+        return {
+            "status": "resolved",
+            "status_text": self._t("dingtalk_status_resolved"),
+            "summary": self._text("resolved.md.j2", **context),
+            "actions_open": _FALSE,  # what still waited for an approval is moot now
+        }
+
+    def _triage(self, announcement: Announcement, context: Mapping[str, Any]) -> dict[str, str]:
+        params = {
+            "status": "firing",
+            "status_text": self._t("dingtalk_status_firing"),
+            "summary": self._text("summary.md.j2", **context),
+            "evidence": self._text("evidence.md.j2", **context),
+            "runbook": self._text("runbook.md.j2", **context),
+            **self._proposals(announcement.proposals),
+        }
+        if announcement.purpose == "opened":
+            params["last_action"] = ""
+        return params
+
+    def _proposals(self, proposals: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+        items = [self._proposal(item) for item in proposals]
+        pending = any(item["pending"] == _TRUE for item in items)
+        return {"proposals": _dumps(items), "actions_open": _TRUE if pending else _FALSE}
+
+    def _proposal(self, p: Mapping[str, Any]) -> dict[str, str]:
+        """One proposal as the template's loop sees it; `proposal_id` and `hash` are what its buttons send: the
+        hash binds a click to the command the card showed."""
+        pending = p["state"] == "pending"
+        return {
+            "id": str(p["id"]),
+            "proposal_id": str(p["id"]),
+            "hash": str(p["argv_hash"])[:HASH_PREFIX],
+            "action": str(p["action_id"]),
+            "host": str(p["host"] or ""),
+            "command": self._shell(p["argv"]),
+            "risk": str(p["risk"]),
+            "state": str(p["state"]),
+            "state_text": self._t(f"approval_state_{p['state']}"),
+            "expires": self._t("dingtalk_expires", until=self._when(p["expires_at"])) if pending else "",
+            "pending": _TRUE if pending else _FALSE,
+            "text": self._text("proposal.md.j2", p=p),
+        }
+
+    def _text(self, template: str, **context: Any) -> str:
+        found = self._templates.get_template(f"dingtalk/{template}")
+        return found.render(md=md, mdtext=mdtext, clip=clip, **context).strip()
+
+
+def _fit(build: Callable[[Detail], dict[str, str]], mentions: Mapping[str, str]) -> str:
+    """The fullest rendering whose body is at most MAX_BODY bytes. Never fails: past the last detail level, long
+    values are shortened (links excepted)."""
+    for detail in DETAILS:
+        body = _body(build(detail), mentions)
+        if _size(body) <= MAX_BODY:
+            return body
+    params = build(DETAILS[-1])
+    for length in _SHORTENED_LENGTHS:
+        body = _body(_shorten(params, length), mentions)
+        if _size(body) <= MAX_BODY:
+            return body
+    return body
+
+
+def _body(params: Mapping[str, str], mentions: Mapping[str, str]) -> str:
+    message: dict[str, Any] = {"cardData": {"cardParamMap": dict(params)}}
+    if mentions:
+        message["atUserIds"] = dict(mentions)
+    return _dumps(message)
+
+
+def _shorten(params: Mapping[str, str], length: int) -> dict[str, str]:
+    """Each value cut to `length` characters, except links; the proposals (JSON) lose their markdown text."""
+    shortened: dict[str, str] = {}
+    for key, value in params.items():
+        if key == "proposals":
+            items = [{**item, "text": ""} for item in json.loads(value)]
+            shortened[key] = _dumps(items)
+        elif key in _LINK_KEYS or len(value) <= length:
+            shortened[key] = value
+        else:
+            shortened[key] = value[: length - 1] + "…"
+    return shortened
+
+
+def _worst(severities: Any) -> str:
+    order = ("critical", "error", "warning", "info")
+    found = [s for s in severities if s in order]
+    return min(found, key=order.index) if found else "none"
+
+
+def _dumps(value: Any) -> str:
+    """Compact, and UTF-8 rather than \\u escapes, which would triple Chinese text."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _size(body: str) -> int:
+    return len(body.encode("utf-8"))

@@ -1,0 +1,259 @@
+"""Button clicks on DingTalk cards, received over the Stream connection by dingtalk-stream's own client.
+
+The SDK's loop never returns and makes blocking HTTP calls (protocols.md §3.1 and trap 10), so it runs in a thread
+of its own, with its own event loop; each click is handed to the service's loop, where `Approvals.decide` runs and
+the card is edited. The SDK reads its gateway from DINGTALK_OPENAPI_ENDPOINT once, when it is imported, and opens
+the connection without a timeout; `_StreamClient` opens it at `channels.dingtalk.gateway` with one. Everything after
+that — the WebSocket, its frames, acks and reconnects — is the SDK's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import threading
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import dingtalk_stream  # type: ignore[import-untyped]  # dingtalk-stream ships no type hints
+import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from aiops.actions.approvals import Actor, Approvals, Decision
+from aiops.channels import ChannelError
+from aiops.channels.dingtalk import DingTalkChannel
+from aiops.channels.dingtalk.card import HASH_PREFIX
+from aiops.channels.dingtalk.config import DingTalkConfig
+from aiops.store import actions
+
+log = logging.getLogger("aiops.channels.dingtalk")
+OPEN_CONNECTION = "/v1.0/gateway/connections/open"
+CARD_CALLBACK = "/v1.0/card/instances/callback"  # dingtalk_stream.Card_Callback_Router_Topic
+_DECISIONS = {"approve": True, "reject": False}
+# Outcomes after which the card shows the proposals' new states; a refusal or an unknown proposal changes nothing.
+_EDITS = frozenset({"approved", "rejected", "already", "expired", "moot"})
+# Seconds a click may take on the service's loop before the callback is answered without a notice (the decision
+# still completes). DingTalk's own deadline for the answer is not documented (protocols.md §3.5: not verified).
+_ANSWER_WITHIN = 5.0
+
+ClickHandler = Callable[[Mapping[str, Any]], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Click:
+    """A press of Approve or Reject: on which card, by whom (staff id), on which proposal, bound to which argv (the
+    start of its hash, as the card showed it)."""
+
+    out_track_id: str
+    user: str
+    proposal_id: int
+    approve: bool
+    hash_prefix: str
+
+
+def parse_click(data: Mapping[str, Any]) -> Click | None:
+    """The card callback's data (protocols.md §3.5), or None when it is not a click on one of our buttons."""
+    private = _object(_object(data.get("content")).get("cardPrivateData"))
+    params = _object(private.get("params"))
+    action_ids = private.get("actionIds")
+    decision = params.get("decision") or (
+        action_ids[0] if isinstance(action_ids, list) and action_ids else None
+    )
+    user, card, hashed = data.get("userId"), data.get("outTrackId"), params.get("hash")
+    try:
+        proposal_id = int(params["proposal_id"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if decision not in _DECISIONS or not all(isinstance(v, str) and v for v in (user, card, hashed)):
+        return None
+    if len(str(hashed)) < HASH_PREFIX:
+        return None
+    return Click(str(card), str(user), proposal_id, _DECISIONS[decision], str(hashed))
+
+
+def _object(value: object) -> dict[str, Any]:
+    """A JSON object, whether given as one or as its text; anything else is an empty one."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return {}
+    return value if isinstance(value, dict) else {}
+
+
+class DingTalkCallbacks:
+    """The Stream connection of one DingTalk channel: `start()` from the service's loop, `await stop()` on
+    shutdown. A click from an approver allow-listed in `remediation.approvers.dingtalk` decides the proposal."""
+
+    def __init__(self, channel: DingTalkChannel, approvals: Approvals, engine: AsyncEngine) -> None:
+        self._channel = channel
+        self._config = channel.config
+        self._approvals = approvals
+        self._engine = engine
+        self._service_loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._started = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+        # The SDK logs the gateway's answer, ticket included, at INFO and every ping from the gateway as a warning
+        # ("unknown message topic"); only its errors are kept.
+        self._sdk_log = logging.getLogger(f"aiops.channels.dingtalk.sdk.{self._config.name}")
+        self._sdk_log.setLevel(logging.ERROR)
+
+    def start(self) -> None:
+        """Connect in a thread of its own; clicks are handled on the loop this is called from."""
+        self._service_loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._run, name=f"dingtalk-{self._config.name}", daemon=True)
+        self._thread.start()
+
+    async def stop(self) -> None:
+        thread = self._thread
+        if thread is None:
+            return
+        self._thread = None
+        await asyncio.to_thread(self._started.wait, 5.0)
+        self._sdk_log.setLevel(logging.CRITICAL)  # the SDK logs the cancellation as a network error
+        if self._loop is not None and self._stopping is not None:
+            with contextlib.suppress(RuntimeError):  # its loop has ended already
+                self._loop.call_soon_threadsafe(self._stopping.set)
+        await asyncio.to_thread(thread.join, self._config.timeout + 5.0)
+        if thread.is_alive():
+            log.warning("dingtalk %s: the Stream connection did not stop in time", self._config.name)
+
+    async def handle(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """One card callback, on the service's loop: decide, edit the card, and say what became of the click
+        (the callback's response: a notice in the clicker's private card data)."""
+        click = parse_click(data)
+        if click is None:
+            log.warning("dingtalk %s: a card callback that is not a click on a proposal", self._config.name)
+            return self._answer(data.get("userId"), "bad_click")
+        hashed = await self._argv_hash(click)
+        if hashed is None or not hashed.startswith(click.hash_prefix):
+            return self._answer(click.user, "not_found" if hashed is None else "changed")
+        actor = Actor("dingtalk", click.user)
+        decision = await self._approvals.decide(click.proposal_id, click.approve, actor, expected_hash=hashed)
+        name, proposal_id = self._config.name, click.proposal_id
+        log.info(
+            "dingtalk %s: proposal %d clicked by %s: %s", name, proposal_id, click.user, decision.message
+        )
+        if decision.proposal is not None and decision.outcome in _EDITS:
+            await self._edit(click, decision, decision.proposal)
+        return self._answer(click.user, decision.outcome, decision.message)
+
+    async def _argv_hash(self, click: Click) -> str | None:
+        """The whole argv hash of the proposal clicked (None when there is no such proposal): the decision is
+        bound to it once the card's prefix of it matches."""
+        async with self._engine.connect() as conn:
+            item = await actions.proposal(conn, click.proposal_id)
+        return None if item is None else str(item["argv_hash"])
+
+    async def _edit(self, click: Click, decision: Decision, proposal: Mapping[str, Any]) -> None:
+        """Show the decision on the card it was taken on, with every proposal of that announcement."""
+        async with self._engine.connect() as conn:
+            shown = await actions.of_delivery(conn, int(proposal["delivery_id"]))
+        body = self._channel.render_decision(decision.outcome, proposal, shown, click.user)
+        try:
+            await self._channel.update(click.out_track_id, body)
+        except ChannelError as error:
+            log.warning("dingtalk %s: the card could not show the decision: %s", self._config.name, error)
+
+    def _answer(self, user: object, outcome: str, reason: str = "") -> dict[str, Any]:
+        if not isinstance(user, str) or not user:
+            return {}
+        notice = self._channel.notice(outcome, user, reason)
+        return {"privateData": {user: {"cardParamMap": {"notice": notice}}}}
+
+    def _run(self) -> None:
+        """The thread: the SDK's loop until `stop`."""
+        try:
+            asyncio.run(self._serve())
+        except Exception:
+            log.exception("dingtalk %s: the Stream connection ended", self._config.name)
+        finally:
+            self._started.set()
+
+    async def _serve(self) -> None:
+        self._loop, self._stopping = asyncio.get_running_loop(), asyncio.Event()
+        self._started.set()
+        client = _StreamClient(self._config, self._sdk_log)
+        client.register_callback_handler(CARD_CALLBACK, _CardHandler(self._hand_over, self._sdk_log))
+        connection = asyncio.create_task(client.start(), name="dingtalk-stream")
+        await self._stopping.wait()
+        await _cancel(connection)
+
+    async def _hand_over(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """On the SDK's loop: run `handle` on the service's loop and wait for its answer, without blocking."""
+        if self._service_loop is None:
+            return {}
+        try:
+            future = asyncio.run_coroutine_threadsafe(self.handle(data), self._service_loop)
+        except RuntimeError:  # the service's loop is closed: shutting down
+            return {}
+        try:
+            return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), _ANSWER_WITHIN)
+        except TimeoutError:
+            name = self._config.name
+            log.warning(
+                "dingtalk %s: a click took over %.0fs; answered without a notice", name, _ANSWER_WITHIN
+            )
+        except Exception:
+            log.exception("dingtalk %s: a click failed", self._config.name)
+        return {}
+
+
+class _CardHandler(dingtalk_stream.CallbackHandler):  # type: ignore[misc]  # an untyped SDK base class
+    """The SDK's handler for the card-callback topic; the SDK acks with `{"response": <what this returns>}`."""
+
+    def __init__(self, on_click: ClickHandler, logger: logging.Logger) -> None:
+        super().__init__()
+        self.logger = logger
+        self._on_click = on_click
+
+    async def process(self, message: Any) -> tuple[int, dict[str, Any]]:
+        data = message.data if isinstance(message.data, dict) else {}
+        return dingtalk_stream.AckMessage.STATUS_OK, await self._on_click(data)
+
+
+class _StreamClient(dingtalk_stream.DingTalkStreamClient):  # type: ignore[misc]  # an untyped SDK base class
+    """The SDK's client, opening its connection at the configured gateway and with a timeout."""
+
+    def __init__(self, config: DingTalkConfig, logger: logging.Logger) -> None:
+        secret = config.client_secret.get_secret_value()
+        super().__init__(dingtalk_stream.Credential(config.client_id, secret), logger=logger)
+        self._open_url = config.gateway_endpoint + OPEN_CONNECTION
+        self._timeout = config.timeout
+
+    def open_connection(self) -> dict[str, Any] | None:
+        """What the SDK's `open_connection` sends and returns; it runs on this thread's loop, which has nothing
+        else to do meanwhile."""
+        subscriptions = [{"type": "CALLBACK", "topic": topic} for topic in self.callback_handler_map]
+        body = {
+            "clientId": self.credential.client_id,
+            "clientSecret": self.credential.client_secret,
+            "subscriptions": subscriptions,
+            "ua": f"dingtalk-sdk-python/v{dingtalk_stream.version.VERSION_STRING}-union",
+            "localIp": self.get_host_ip(),
+        }
+        try:
+            response = httpx.post(self._open_url, json=body, timeout=self._timeout)
+            response.raise_for_status()
+            answer = response.json()
+        except (httpx.HTTPError, ValueError) as error:
+            log.warning(
+                "dingtalk: the Stream connection could not be opened at %s: %s", self._open_url, error
+            )
+            return None
+        if not isinstance(answer, dict) or not answer.get("endpoint") or not answer.get("ticket"):
+            log.warning("dingtalk: %s answered without an endpoint and ticket", self._open_url)
+            return None
+        return answer
+
+
+async def _cancel(task: asyncio.Task[Any]) -> None:
+    """The SDK's loop catches one cancellation (to reconnect after it), so it is cancelled until it ends."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.1)
