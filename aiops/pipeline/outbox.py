@@ -4,8 +4,9 @@ Each recorded notification has a `deliver` job whose serial key is the channel, 
 at a time, in order. Before sending, the outbox counts what the channel sent in the last minute and second and waits
 (without counting a failed attempt) rather than be throttled. A later announcement of an incident edits the message
 the first one created, where the platform can edit. When more messages wait than the channel may send in half a
-minute, they are folded into one digest — counts by alert and severity, links to each incident — so that a storm
-reaches people within a minute instead of hours later, and no incident is left out.
+minute — or half the minute's budget is spent and several wait — they are folded into one digest (counts by alert
+and severity, links to the incidents), so that a storm reaches people within a minute instead of hours later, and no
+incident is left out.
 """
 
 from __future__ import annotations
@@ -60,8 +61,9 @@ class Outbox:
             if wait > 0:
                 raise Deferred(wait, f"{channel.name} is at its rate limit")
             waiting = await notifications.waiting(conn, channel.name)
+            recent = await notifications.sent_since(conn, channel.name, self._clock() - 60)
             handle = await notifications.handle_of(conn, note["incident_id"], channel.name)
-        if self._storm(channel, waiting):
+        if self._storm(channel, waiting, len(recent)):
             return await self._digest(channel, note, waiting)
         return await self._send(channel, note, handle)
 
@@ -77,9 +79,14 @@ class Outbox:
                 wait = max(wait, sent[len(sent) - allowed] + window - now)
         return wait
 
-    def _storm(self, channel: Channel, waiting: list[dict[str, Any]]) -> bool:
+    def _storm(self, channel: Channel, waiting: list[dict[str, Any]], sent_last_minute: int) -> bool:
+        """Fold when more wait than half a minute's budget, or when half the minute's budget is spent already
+        and more than one waits: the rest of the minute is kept for what comes next."""
         per_minute = channel.limits.per_minute
-        return per_minute is not None and len(waiting) > max(2, per_minute // 2)
+        if per_minute is None:
+            return False
+        half = max(2, per_minute // 2)
+        return len(waiting) > half or (sent_last_minute >= half and len(waiting) > 1)
 
     async def _send(self, channel: Channel, note: dict[str, Any], handle: str | None) -> str:
         try:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
 import httpx
 import pytest
 from pydantic import SecretStr
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aiops.channels.dingtalk_webhook import DingTalkWebhookChannel, DingTalkWebhookConfig
@@ -15,8 +17,10 @@ from aiops.metrics import Metrics
 from aiops.pipeline.outbox import Outbox
 from aiops.templating import build_environment
 from tests.channels.conftest import SECRET
+from tests.conftest import DATA
 from tests.fakes.robots import FakeDingTalkRobot
 from tests.pipeline.test_outbox import Clock, drain, post
+from tests.support.app import AUTH
 
 
 @pytest.fixture
@@ -48,3 +52,75 @@ async def test_a_storm_reaches_the_group_as_messages_and_a_digest_without_thrott
     assert any(text.startswith("### Alert storm") for text in texts)
     assert texts[0].startswith("### 🟠 \\[warning\\] Host out of disk space (instance web-1:9100)")
     assert len(texts) < 40  # the storm was folded, not posted one message per incident
+
+
+def payload(group: int, alerts: int = 5) -> dict[str, Any]:
+    """firing.json as a group of `alerts` alerts (one per mount point), distinct per group."""
+    body = json.loads((DATA / "firing.json").read_text())
+    template = body["alerts"][0]
+    body["groupKey"] += f"-storm-{group}"
+    body["alerts"] = [
+        {
+            **template,
+            "labels": {**template["labels"], "mountpoint": f"/data{n}"},
+            "fingerprint": f"{group:08x}{n:08x}",
+        }
+        for n in range(alerts)
+    ]
+    return body
+
+
+async def test_a_storm_of_500_alerts_in_100_groups_within_a_minute(
+    app_for: Any,
+    engine: AsyncEngine,
+    dingtalk_robot: FakeDingTalkRobot,
+    clock: Clock,
+    http: httpx.AsyncClient,
+) -> None:
+    config = DingTalkWebhookConfig(name="chat", url=dingtalk_robot.url, secret=SecretStr(SECRET))
+    channel = DingTalkWebhookChannel(config, build_environment("en"), http, clock=clock)
+    start = clock.now
+    async with app_for(server={"language": "en"}) as (client, services):
+        services.pipeline.stages = dataclasses.replace(services.pipeline.stages, channels=[channel])
+        outbox = Outbox(engine, {"chat": channel}, Metrics(), "http://aiops", clock)
+        for group in range(100):
+            answer = await client.post(
+                "/webhook/alertmanager", content=json.dumps(payload(group)), headers=AUTH
+            )
+            assert answer.status_code == 200
+            if group % 10 == 9:  # Alertmanager keeps posting while aiops delivers
+                await drain(services, outbox, clock)
+            clock.now = max(clock.now, start + 0.55 * (group + 1))
+        await drain(services, outbox, clock)
+        async with engine.connect() as conn:
+            rows = (await conn.execute(text("SELECT incident_id, state FROM notifications"))).all()
+            incidents = (await conn.execute(text("SELECT count(*) FROM incidents"))).scalar_one()
+    arrivals = dingtalk_robot.arrivals
+    assert all(answer["errcode"] == 0 for answer in dingtalk_robot.answers)  # never throttled
+    assert max(sum(1 for t in arrivals if first <= t < first + 60) for first in arrivals) <= 20
+    assert incidents == 100
+    assert {state for _, state in rows} <= {"sent", "digested"}  # the outbox drained, nothing failed
+    assert {incident for incident, _ in rows} == set(range(1, 101))  # every incident in a message or a digest
+    assert len(arrivals) < 30
+
+
+async def test_an_outage_of_five_minutes_delays_each_message_and_delivers_it_once(
+    app_for: Any,
+    engine: AsyncEngine,
+    dingtalk_robot: FakeDingTalkRobot,
+    clock: Clock,
+    http: httpx.AsyncClient,
+) -> None:
+    config = DingTalkWebhookConfig(name="chat", url=dingtalk_robot.url, secret=SecretStr(SECRET))
+    channel = DingTalkWebhookChannel(config, build_environment("en"), http, clock=clock)
+    dingtalk_robot.outage_until = clock.now + 300
+    async with app_for(server={"language": "en"}) as (client, services):
+        services.pipeline.stages = dataclasses.replace(services.pipeline.stages, channels=[channel])
+        outbox = Outbox(engine, {"chat": channel}, Metrics(), "http://aiops", clock)
+        for number in range(1, 4):
+            await post(client, number)
+        await drain(services, outbox, clock, step=20)
+    assert clock.now >= dingtalk_robot.outage_until
+    texts = [json.dumps(message) for message in dingtalk_robot.messages]
+    assert len(texts) == 3  # each once, none lost, none twice
+    assert [sum(f"/incidents/{n}" in text for text in texts) for n in (1, 2, 3)] == [1, 1, 1]

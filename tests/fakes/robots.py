@@ -49,6 +49,7 @@ class _Robot:
         self.secret = secret
         self.clock = clock
         self.outage = False
+        self.outage_until = 0.0  # on the fake's clock: answers 5xx until then
         self.messages: list[dict[str, Any]] = []
         self.answers: list[dict[str, Any]] = []
         self._sent: deque[float] = deque()  # when each accepted message arrived, for the rate limits
@@ -82,13 +83,18 @@ class _Robot:
         self._sent.append(self.clock())
         self.messages.append(message)
 
+    @property
+    def arrivals(self) -> list[float]:
+        """When each accepted message arrived, on the fake's clock."""
+        return list(self._sent)
+
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # the name http.server calls
                 raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                if fake.outage:
+                if fake.outage or fake.clock() < fake.outage_until:
                     self._reply(
                         503, b"<html><body>503 Service Temporarily Unavailable</body></html>", "text/html"
                     )
