@@ -1,4 +1,4 @@
-"""The configuration: one YAML file, `${VAR}` interpolation, and the environment overrides of DESIGN.md.
+"""The configuration: one YAML file, `${VAR}` interpolation, and the environment overrides listed in the README.
 
 Each part of the service owns its section's model (next to its code); `Settings` only composes them. Every
 problem is reported as `key.path: reason` so an operator can find and fix it without reading a traceback.

@@ -53,7 +53,7 @@ def content(message: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_signature_test_vectors() -> None:
-    vector = "aZLLrriXgn05YbwaGR7knYsLeJADjr9NwLaNNKpxh4g%3D"  # protocols.md §3.6
+    vector = "aZLLrriXgn05YbwaGR7knYsLeJADjr9NwLaNNKpxh4g%3D"  # computed once with the documented algorithm
     assert expected_sign("1700000000000", "SECtest") == vector
     assert sign(1700000000000, "SECtest") == vector
     assert sign(1764000000123, SECRET) == expected_sign("1764000000123", SECRET)

@@ -62,7 +62,7 @@ def elements(body: str) -> list[dict[str, Any]]:
 def test_signature_test_vectors() -> None:
     assert (
         expected_sign("1700000000", "SECtest") == "G7XpBpG8NgG02fJOAhX6FRAObIljmFoxVReo8I62pEk="
-    )  # protocols.md
+    )  # computed once with the documented algorithm
     assert sign(1700000000, "SECtest") == "G7XpBpG8NgG02fJOAhX6FRAObIljmFoxVReo8I62pEk="
     assert sign(1764000000, SECRET) == expected_sign("1764000000", SECRET)
     # The DingTalk scheme on the same inputs gives something else: the two must not be confused.

@@ -1,13 +1,13 @@
 """A fake DingTalk on loopback: the Open API calls the DingTalk channel makes, and the Stream gateway.
 
-Open API (reference/protocols.md §3.2 and §3.4): `POST /v1.0/oauth2/accessToken` issues tokens that expire;
+Open API: `POST /v1.0/oauth2/accessToken` issues tokens that expire;
 `POST /v1.0/card/instances/createAndDeliver` and `PUT /v1.0/card/instances` want a live token in
 `x-acs-dingtalk-access-token` and check what the real ones require (template, outTrackId, string-only
 `cardParamMap`, `callbackType: STREAM`, the group's openSpaceId and robotCode). `fail()` makes the next card calls
 answer an error instead. Cards are kept in `cards`, their data updated by key as DingTalk does with
 `updateCardDataByKey`.
 
-Stream (§3.1, and what dingtalk-stream 0.24.3's `stream.py` sends and expects): `POST /v1.0/gateway/connections/open`
+Stream (what dingtalk-stream 0.24.3's `stream.py` sends and expects): `POST /v1.0/gateway/connections/open`
 answers a WebSocket endpoint and a one-time ticket; the WebSocket (the `websockets` package, which the SDK uses too)
 accepts `?ticket=`, sends SYSTEM and CALLBACK frames, and keeps the client's acks by messageId. `click()` presses a
 button of a delivered card the way the card platform reports it on the card-callback topic.

@@ -1,6 +1,6 @@
 """A fake Feishu Open API on loopback, and a sender of Feishu's card callbacks.
 
-`FakeFeishu` answers what the app bot channel calls, with Feishu's traits (reference/protocols.md §2.1–2.2):
+`FakeFeishu` answers what the app bot channel calls, with Feishu's traits:
 - `POST /open-apis/auth/v3/tenant_access_token/internal` checks app_id and app_secret (10014 otherwise) and hands out
   a tenant access token that expires in two hours;
 - `POST /open-apis/im/v1/messages?receive_id_type=chat_id` wants that token as a bearer (99991663 otherwise), the

@@ -1,6 +1,6 @@
 """Fake Feishu and DingTalk custom group robots on loopback, refusing what the real ones refuse.
 
-Each checks, as reference/protocols.md §2.4 and §3.6 describe: the webhook token, the signature and its one-hour
+Each checks as the platforms document: the webhook token, the signature and its one-hour
 clock window, the 20,000-byte body limit and the robot's rate limits; the Feishu one also checks the card JSON 2.0
 rules of a custom robot's card (schema "2.0", no `tag: action`, buttons that only open URLs). Accepted messages are
 kept in `messages`, every answer in `answers`. `outage = True` makes a robot answer HTTP 503 as a failing gateway

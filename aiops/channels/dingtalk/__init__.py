@@ -3,7 +3,7 @@ in place as the incident changes, with Approve / Reject buttons that call back o
 
 Cards are created, delivered and edited through the Open API (`openapi.py`, over httpx); the card's data comes from
 the templates under aiops/templates/dingtalk (`card.py`). Clicks arrive over dingtalk-stream's long connection
-(`stream.py`, `DingTalkCallbacks`), so no public URL is needed. Protocol: reference/protocols.md §3.
+(`stream.py`, `DingTalkCallbacks`), so no public URL is needed.
 
 ```yaml
 channels:
@@ -54,7 +54,7 @@ class DingTalkChannel:
     """The `Channel` for one DingTalk app robot and group. A message's body is the JSON of its card data."""
 
     # The app's per-API limit on a standard-edition organisation is 20 calls a second (DingTalk's "调用频次与限流"
-    # page; not in protocols.md). No per-minute limit is documented for app robots (the 20/min is webhooks').
+    # page). No per-minute limit is documented for app robots (the 20/min is webhooks').
     limits = RateLimit(per_second=20)
     immediate = False
 

@@ -17,7 +17,7 @@ from jinja2 import Environment
 from aiops.channels import Announcement, Digest
 
 # Bytes of a message body. DingTalk does not document a limit for card data; the service keeps every chat message
-# under 20 KB (DESIGN.md, "Channels"), which DingTalk's robots also impose.
+# under 20 KB, which DingTalk's robots also impose.
 MAX_BODY = 20_000
 HASH_PREFIX = 16  # hex digits of a proposal's argv hash carried by its buttons
 _LINK_KEYS = frozenset({"incident_url"})

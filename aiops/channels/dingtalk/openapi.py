@@ -1,11 +1,11 @@
 """Creating, delivering and editing cards through DingTalk's Open API, and what its answers mean for a retry.
 
 Every call carries the app's access token in `x-acs-dingtalk-access-token`. The token is fetched once and kept until
-five minutes before it expires (protocols.md §3.2): DingTalk throttles apps that fetch one per call. The SDK's own
+five minutes before it expires: DingTalk throttles apps that fetch one per call. The SDK's own
 helpers (`CardReplier`) use blocking `requests` without a timeout, so they are not used; httpx is.
 
 Errors (DingTalk's "调用频次与限流" page, https://open.dingtalk.com/document/development/
-how-to-process-api-throttling-on-the-dingtalk-server; not in protocols.md): the per-app and global per-second limits
+how-to-process-api-throttling-on-the-dingtalk-server): the per-app and global per-second limits
 answer `Forbidden.AccessDenied.QpsLimitForAppkeyAndApi` / `…QpsLimitForApi` and clear within a second; a standard
 edition organisation's monthly quota answers `Forbidden.AccessDenied.ApiCountLimitForOrg`; an IP over 10,000 calls
 in 20 s is refused for five minutes with `{"status": 1111, "wait": 5, "punish": "deny", …}` instead of a code.

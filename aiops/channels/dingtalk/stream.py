@@ -1,6 +1,6 @@
 """Button clicks on DingTalk cards, received over the Stream connection by dingtalk-stream's own client.
 
-The SDK's loop never returns and makes blocking HTTP calls (protocols.md §3.1 and trap 10), so it runs in a thread
+The SDK's loop never returns and makes blocking HTTP calls, so it runs in a thread
 of its own, with its own event loop; each click is handed to the service's loop, where `Approvals.decide` runs and
 the card is edited. The SDK reads its gateway from DINGTALK_OPENAPI_ENDPOINT once, when it is imported, and opens
 the connection without a timeout; `_StreamClient` opens it at `channels.dingtalk.gateway` with one. Everything after
@@ -36,7 +36,7 @@ _DECISIONS = {"approve": True, "reject": False}
 # Outcomes after which the card shows the proposals' new states; a refusal or an unknown proposal changes nothing.
 _EDITS = frozenset({"approved", "rejected", "already", "expired", "moot"})
 # Seconds a click may take on the service's loop before the callback is answered without a notice (the decision
-# still completes). DingTalk's own deadline for the answer is not documented (protocols.md §3.5: not verified).
+# still completes). DingTalk's own deadline for the answer is not documented.
 _ANSWER_WITHIN = 5.0
 
 ClickHandler = Callable[[Mapping[str, Any]], Awaitable[dict[str, Any]]]
@@ -55,7 +55,7 @@ class Click:
 
 
 def parse_click(data: Mapping[str, Any]) -> Click | None:
-    """The card callback's data (protocols.md §3.5), or None when it is not a click on one of our buttons."""
+    """The card callback's data, or None when it is not a click on one of our buttons."""
     private = _object(_object(data.get("content")).get("cardPrivateData"))
     params = _object(private.get("params"))
     action_ids = private.get("actionIds")

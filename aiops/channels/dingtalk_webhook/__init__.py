@@ -2,7 +2,7 @@
 proposals to approve, into one group.
 
 A custom robot cannot receive clicks and cannot edit what it sent, so a proposal's button is a link to the web
-approval page, and an update is a new message. Protocol: reference/protocols.md §3.6.
+approval page, and an update is a new message.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Feishu's HTTP callbacks (reference/protocols.md §2.3): proving a request came from Feishu, decrypting it, and
+"""Feishu's HTTP callbacks: proving a request came from Feishu, decrypting it, and
 reading a button click out of it.
 
 With an encrypt key, Feishu signs each request — `X-Lark-Signature` is the hex SHA-256 of timestamp, nonce, encrypt

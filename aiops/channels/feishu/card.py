@@ -1,4 +1,4 @@
-"""Announcements as Feishu interactive cards, card JSON 2.0 (reference/protocols.md §2.2).
+"""Announcements as Feishu interactive cards, card JSON 2.0.
 
 The texts are the templates in aiops/templates/feishu/; this module only lays them out: a header coloured by
 severity, markdown for the incident and its evidence, and for each action waiting for an approval its exact

@@ -1,7 +1,7 @@
 """The Feishu (Lark) custom group robot: a signed webhook that posts card JSON 2.0 messages into one group.
 
 A custom robot cannot receive clicks and cannot edit what it sent, so a proposal's button is a link to the web
-approval page, and an update is a new card. Protocol: reference/protocols.md §2.2 and §2.4.
+approval page, and an update is a new card.
 """
 
 from __future__ import annotations
