@@ -23,6 +23,8 @@ class Announcement:
     proposals: Sequence[Mapping[str, Any]] = ()  # as stored: with ids, states and expiry, for approving
     approval_links: Mapping[int, str] = field(default_factory=dict)  # proposal id → signed web approval page
     mentions: Sequence[str] = ()  # platform user ids to @mention (on-call for this severity)
+    # An "updated" card re-rendered to show what became of its actions: only edited where a message exists.
+    refresh: bool = False
 
 
 class ChannelError(Exception):

@@ -20,6 +20,7 @@ from aiops.store import incidents, jobs, notifications
 log = logging.getLogger("aiops.pipeline.notify")
 RETRY, ALREADY_SENT = "retry", "already_sent"
 DELIVER = "deliver"
+REFRESH = "refresh"  # the purpose recorded for an edit-only card update
 
 
 class NotifyLater(Exception):
@@ -41,6 +42,8 @@ async def notify(
             addressed = dataclasses.replace(
                 announcement, mentions=routing.mentions_for(announcement.incident.severity)
             )
+        if announcement.refresh and channel.immediate:
+            continue  # the console cannot edit; the action's own message said what happened
         if not channel.immediate:
             await _enqueue(engine, channel, addressed, dedup_key)
             metrics.notifications.labels(channel.name, "queued").inc()
@@ -81,8 +84,9 @@ async def _announce(engine: AsyncEngine, channel: Channel, announcement: Announc
 async def _enqueue(engine: AsyncEngine, channel: Channel, announcement: Announcement, dedup_key: str) -> None:
     body = channel.render(announcement)
     async with engine.begin() as conn:
+        purpose = REFRESH if announcement.refresh else announcement.purpose
         notification_id = await notifications.enqueue(
-            conn, announcement.incident.id, dedup_key, channel.name, announcement.purpose, body
+            conn, announcement.incident.id, dedup_key, channel.name, purpose, body
         )
         if notification_id is not None:
             await jobs.enqueue(conn, DELIVER, f"channel:{channel.name}", {"notification_id": notification_id})

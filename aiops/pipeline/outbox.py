@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from aiops.channels import Channel, ChannelError, Digest, DigestEntry
 from aiops.metrics import Metrics
+from aiops.pipeline.notify import REFRESH
 from aiops.queue import Deferred
 from aiops.store import incidents, notifications
 from aiops.store.codec import loads
@@ -63,6 +64,8 @@ class Outbox:
             waiting = await notifications.waiting(conn, channel.name)
             recent = await notifications.sent_since(conn, channel.name, self._clock() - 60)
             handle = await notifications.handle_of(conn, note["incident_id"], channel.name)
+        if note["purpose"] == REFRESH and handle is None:
+            return await self._settle(note, notifications.SKIPPED, "nothing to edit on this channel")
         if self._storm(channel, waiting, len(recent)):
             return await self._digest(channel, note, waiting)
         return await self._send(channel, note, handle)
@@ -91,11 +94,12 @@ class Outbox:
     async def _send(self, channel: Channel, note: dict[str, Any], handle: str | None) -> str:
         try:
             # The incident's card is edited as it changes; an action's result is a message of its own under it.
-            if handle is not None and note["purpose"] in ("updated", "resolved"):
+            if handle is not None and note["purpose"] in ("updated", "resolved", REFRESH):
                 await channel.update(handle, note["body"])
             else:
                 new_handle = await channel.send(note["body"])
-                if new_handle is not None:
+                # The incident's card is the message it was announced on; an action's message is not.
+                if new_handle is not None and note["purpose"] != "action":
                     async with self._engine.begin() as conn:
                         await notifications.keep_handle(conn, note["incident_id"], channel.name, new_handle)
         except ChannelError as error:

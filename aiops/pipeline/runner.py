@@ -15,7 +15,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from aiops.actions.approvals import Approvals
 from aiops.channels import Announcement, Channel, Purpose
 from aiops.metrics import Metrics
-from aiops.models import Correlation, Diagnosis, Evidence, Proposal, RunbookMatch, StageError, Triage
+from aiops.models import (
+    Correlation,
+    Diagnosis,
+    Evidence,
+    Incident,
+    Proposal,
+    RunbookMatch,
+    StageError,
+    Triage,
+)
 from aiops.pipeline.correlate import correlate
 from aiops.pipeline.diagnose import Diagnoser, OfflineDiagnoser
 from aiops.pipeline.evidence import gather
@@ -207,6 +216,21 @@ class Pipeline:
         key = f"proposal-{action['id']}-{action['state']}"
         with self._metrics.stage_duration.labels("notify").time():
             await notify(self._engine, self.stages.channels, announcement, key, self._metrics)
+            await self._refresh_card(incident, action, key)
+
+    async def _refresh_card(self, incident: Incident, action: dict[str, Any], key: str) -> None:
+        """Edit the incident's card so that it shows the action's outcome next to the diagnosis."""
+        async with self._engine.connect() as conn:
+            triage = await incidents.latest_triage(conn, incident.id)
+            proposals = [p for p in await actions.of_delivery(conn, action["delivery_id"])]
+        if triage is None:
+            return
+        url = f"{self._base_url}/incidents/{incident.id}"
+        links = await self.stages.approvals.links(self._base_url, proposals) if self.stages.approvals else {}
+        card = Announcement(
+            "updated", incident, triage, url, proposals=proposals, approval_links=links, refresh=True
+        )
+        await notify(self._engine, self.stages.channels, card, f"{key}-card", self._metrics)
 
     async def _stage(
         self, name: str, errors: list[StageError], fallback: T, run: Callable[[], Awaitable[T]]

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from functools import cache
 from typing import Any
 
+from pydantic import TypeAdapter
 from sqlalchemy import RowMapping, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from aiops.models import Alert, Incident, Triage
+from aiops.models import Alert, Correlation, Diagnosis, Evidence, Incident, RunbookMatch, StageError, Triage
 from aiops.store.codec import dumps, from_epoch, loads, to_epoch
 
 
@@ -283,3 +286,39 @@ async def past(conn: AsyncConnection, name: str, exclude: int, scan: int = 200) 
         }
         for row in rows
     ]
+
+
+async def latest_triage(conn: AsyncConnection, incident_id: int) -> Triage | None:
+    """The incident's newest triage as models, to render it again (a card edited after a click or an action)."""
+    incident = await get(conn, incident_id)
+    found = await detail(conn, incident_id)
+    if incident is None or found is None or not found["triages"]:
+        return None
+    return stored_triage(found["triages"][0], incident, found["alerts"])
+
+
+def stored_triage(
+    document: Mapping[str, Any], incident: Incident, alerts: Sequence[Mapping[str, Any]]
+) -> Triage:
+    """A triage as `save_triage` stored it, read back into the models."""
+    evidence = [
+        dict(item, series=[_finite(s) for s in item.get("series", [])]) for item in document["evidence"]
+    ]
+    correlation = Correlation(incident, "updated", _adapter(tuple[Alert, ...]).validate_python(alerts))
+    return Triage(
+        correlation,
+        _adapter(RunbookMatch).validate_python(document["runbook"]),
+        _adapter(tuple[Evidence, ...]).validate_python(evidence),
+        _adapter(Diagnosis).validate_python(document["diagnosis"]),
+        errors=_adapter(tuple[StageError, ...]).validate_python(document.get("errors") or []),
+    )
+
+
+def _finite(series: Mapping[str, Any]) -> dict[str, Any]:
+    """The store writes a NaN (a series with no finite sample) as null; the model holds it as NaN."""
+    return {**series, **{k: math.nan for k in ("min", "max", "mean", "last") if series.get(k) is None}}
+
+
+@cache
+def _adapter(kind: Any) -> TypeAdapter[Any]:
+    return TypeAdapter(kind)

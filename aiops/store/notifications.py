@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-PENDING, SENT, FAILED, DIGESTED = "pending", "sent", "failed", "digested"
+PENDING, SENT, FAILED, DIGESTED, SKIPPED = "pending", "sent", "failed", "digested", "skipped"
 
 
 async def record(

@@ -12,12 +12,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
-from collections.abc import Callable, Mapping, Sequence
-from functools import cache
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from pydantic import TypeAdapter
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -27,7 +24,6 @@ from aiops.channels import Announcement
 from aiops.channels.feishu import FeishuConfig
 from aiops.channels.feishu import callback as feishu_callback
 from aiops.channels.feishu.card import HASH_PREFIX, Cards
-from aiops.models import Alert, Correlation, Diagnosis, Evidence, Incident, RunbookMatch, StageError, Triage
 from aiops.service import Services
 from aiops.store import actions, incidents
 from aiops.web.responses import error
@@ -140,49 +136,21 @@ async def current_card(services: Services, item: Mapping[str, Any]) -> str | Non
     incident_id = item["incident_id"]
     async with services.engine.connect() as conn:
         incident = await incidents.get(conn, incident_id)
-        detail = await incidents.detail(conn, incident_id)
+        triage = await incidents.latest_triage(conn, incident_id)
         proposals = (await actions.of_incident(conn, incident_id))["proposals"]
-    if incident is None or detail is None or not detail["triages"]:
+    if incident is None or triage is None:
         return None
     shown = [p for p in proposals if p["delivery_id"] == item["delivery_id"]]
     base_url = services.settings.server.base_url
     announcement = Announcement(
-        "opened" if len(detail["triages"]) == 1 else "updated",
+        "updated",
         incident,
-        stored_triage(detail["triages"][0], incident, detail["alerts"]),
+        triage,
         f"{base_url}/incidents/{incident_id}",
         proposals=shown,
         approval_links=await services.approvals.links(base_url, shown),
     )
     return Cards(services.templates).announcement(announcement)
-
-
-def stored_triage(
-    document: Mapping[str, Any], incident: Incident, alerts: Sequence[Mapping[str, Any]]
-) -> Triage:
-    """A triage as `incidents.save_triage` stored it, read back into the models. (A store concern: belongs in
-    aiops/store/incidents.py next to `save_triage` once that module can take it.)"""
-    evidence = [
-        dict(item, series=[_finite(s) for s in item.get("series", [])]) for item in document["evidence"]
-    ]
-    correlation = Correlation(incident, "updated", _adapter(tuple[Alert, ...]).validate_python(alerts))
-    return Triage(
-        correlation,
-        _adapter(RunbookMatch).validate_python(document["runbook"]),
-        _adapter(tuple[Evidence, ...]).validate_python(evidence),
-        _adapter(Diagnosis).validate_python(document["diagnosis"]),
-        errors=_adapter(tuple[StageError, ...]).validate_python(document.get("errors") or []),
-    )
-
-
-def _finite(series: Mapping[str, Any]) -> dict[str, Any]:
-    """The store writes a NaN (a series with no finite sample) as null; the model holds it as NaN."""
-    return {**series, **{k: math.nan for k in ("min", "max", "mean", "last") if series.get(k) is None}}
-
-
-@cache
-def _adapter(kind: Any) -> TypeAdapter[Any]:
-    return TypeAdapter(kind)
 
 
 async def _body(request: Request) -> bytes | None:

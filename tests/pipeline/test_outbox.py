@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from aiops.actions.approvals import Actor
 from aiops.channels import Announcement, ChannelError, Digest, RateLimit
 from aiops.metrics import Metrics
 from aiops.pipeline.outbox import Outbox
@@ -196,3 +197,30 @@ async def test_a_permanent_error_is_recorded_with_the_platforms_words(
             error = (await conn.execute(text("SELECT error FROM notifications"))).scalar_one()
     assert error == "errcode 460101: message too large"
     assert await states(engine) == {"failed": 1}
+
+
+async def test_an_actions_result_edits_the_card_and_follows_as_a_message(
+    app_for: Any, engine: AsyncEngine, recorder: Recorder, tmp_path: Any
+) -> None:
+    folder = tmp_path / "runbooks"
+    folder.mkdir()
+    (folder / "HostOutOfDiskSpace.md").write_text(
+        "---\nalerts: [HostOutOfDiskSpace]\nactions: [acknowledge]\n---\n"
+    )
+    clock = Clock()
+    async with app_for(runbooks={"dir": str(folder)}, remediation={"approvers": {"cli": ["oncall"]}}) as (
+        client,
+        services,
+    ):
+        services.pipeline.stages = dataclasses.replace(services.pipeline.stages, channels=[recorder])
+        outbox = Outbox(engine, {"chat": recorder}, Metrics(), "http://aiops", clock)
+        await post(client, 1)
+        await drain(services, outbox, clock)
+        decision = await services.approvals.decide(1, True, Actor("cli", "oncall"))
+        await drain(services, outbox, clock)
+    assert decision.outcome == "approved"
+    assert recorder.sent == [
+        "opened #1 Host out of disk space (instance web-1:9100)",
+        "action #1 Host out of disk space (instance web-1:9100)",
+    ]
+    assert recorder.edits == [("m-1", "updated #1 Host out of disk space (instance web-1:9100)")]
