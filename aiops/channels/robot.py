@@ -4,13 +4,16 @@ the platform's size limit, and posting it with transport failures mapped to retr
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar, cast
 
 import httpx
+from jinja2 import Environment
 
 from aiops.channels import ChannelError
+from aiops.channels.routing import Routing
 
 # Keys whose values are links: shortening them would leave a button or link that leads nowhere.
 _LINK_KEYS = frozenset({"default_url", "actionURL", "url"})
@@ -120,3 +123,31 @@ def retry_after(response: httpx.Response) -> float | None:
         return max(0.0, float(response.headers["retry-after"]))
     except (KeyError, ValueError):
         return None
+
+
+ConfigT = TypeVar("ConfigT", bound=Routing)
+
+
+class Robot(Generic[ConfigT]):
+    """What the two robot channels hold: their configuration (with its routing), templates, HTTP client, clock."""
+
+    immediate = False
+
+    def __init__(
+        self,
+        config: ConfigT,
+        templates: Environment,
+        http: httpx.AsyncClient,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.name = config.name
+        self.routing: Routing = config
+        self._config = config
+        self._templates = templates
+        self._t = cast(Callable[..., str], templates.globals["t"])  # the catalog lookup of aiops.templating
+        self._http = http
+        self._clock = clock
+
+    async def update(self, handle: str, body: str) -> None:
+        raise ChannelError(f"{self.name}: a group robot cannot edit a message it sent", retryable=False)

@@ -30,8 +30,11 @@ def _matcher(value: object) -> Matcher:
 
 
 class Routing(BaseModel):
+    """The base of every chat channel's configuration: its name, and which incidents it takes."""
+
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
+    name: str = Field(min_length=1)
     match: list[Annotated[Matcher, BeforeValidator(_matcher)]] = Field(default_factory=list)
     mentions: dict[str, list[str]] = Field(default_factory=dict)
 

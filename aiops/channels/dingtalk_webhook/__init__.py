@@ -11,17 +11,14 @@ import base64
 import hashlib
 import hmac
 import re
-import time
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, cast
+from collections.abc import Mapping, Sequence
+from typing import Any
 from urllib.parse import parse_qs, quote_plus, urlsplit
 
-import httpx
-from jinja2 import Environment
 from pydantic import ConfigDict, Field, SecretStr, field_validator
 
 from aiops.channels import Announcement, ChannelError, Digest, RateLimit
-from aiops.channels.robot import Cut, fit, line, post
+from aiops.channels.robot import Cut, Robot, fit, line, post
 from aiops.channels.routing import Routing
 from aiops.units import HttpUrl, Seconds
 
@@ -78,27 +75,10 @@ def markdown_text(value: object) -> str:
     return "\n\n".join(" ".join(part.split()).translate(_ESCAPES) for part in str(value).splitlines())
 
 
-class DingTalkWebhookChannel:
+class DingTalkWebhookChannel(Robot[DingTalkWebhookConfig]):
     """Posts messages to one DingTalk group through its custom robot."""
 
     limits = RateLimit(per_minute=20)
-    immediate = False
-
-    def __init__(
-        self,
-        config: DingTalkWebhookConfig,
-        templates: Environment,
-        http: httpx.AsyncClient,
-        *,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.name = config.name
-        self.routing: Routing = config
-        self._config = config
-        self._templates = templates
-        self._t = cast(Callable[..., str], templates.globals["t"])  # the catalog lookup of aiops.templating
-        self._http = http
-        self._clock = clock
 
     def render(self, announcement: Announcement) -> str:
         return fit(lambda cut: self._message(announcement, cut), MAX_BODY)
@@ -119,12 +99,6 @@ class DingTalkWebhookChannel:
         answer = await post(self._http, url, body, robot=robot, time_limit=self._config.timeout)
         _check(answer, robot, self.name)
         return None  # a custom robot's message has no handle: it cannot be edited
-
-    async def update(self, handle: str, body: str) -> None:
-        raise ChannelError(
-            f"DingTalk robot {self.name} cannot edit a message it sent (send returns no handle)",
-            retryable=False,
-        )
 
     def _message(self, announcement: Announcement, cut: Cut) -> dict[str, Any]:
         """An actionCard when a proposal waits for approval (its buttons link to the approval pages), else

@@ -11,16 +11,13 @@ import hashlib
 import hmac
 import json
 import re
-import time
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, cast
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-import httpx
-from jinja2 import Environment
 from pydantic import ConfigDict, Field, SecretStr
 
 from aiops.channels import Announcement, ChannelError, Digest, RateLimit
-from aiops.channels.robot import Cut, dumps, fit, line, post
+from aiops.channels.robot import Cut, Robot, dumps, fit, line, post
 from aiops.channels.routing import Routing
 from aiops.units import HttpUrl, Seconds
 
@@ -73,27 +70,10 @@ def markdown_text(value: object) -> str:
     return "\n".join(" ".join(part.split()).translate(_ESCAPES) for part in str(value).splitlines())
 
 
-class FeishuWebhookChannel:
+class FeishuWebhookChannel(Robot[FeishuWebhookConfig]):
     """Posts cards to one Feishu group through its custom robot."""
 
     limits = RateLimit(per_minute=100, per_second=5)
-    immediate = False
-
-    def __init__(
-        self,
-        config: FeishuWebhookConfig,
-        templates: Environment,
-        http: httpx.AsyncClient,
-        *,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.name = config.name
-        self.routing: Routing = config
-        self._config = config
-        self._templates = templates
-        self._t = cast(Callable[..., str], templates.globals["t"])  # the catalog lookup of aiops.templating
-        self._http = http
-        self._clock = clock
 
     def render(self, announcement: Announcement) -> str:
         return fit(lambda cut: _message(self._card(announcement, cut)), MAX_BODY - _SIGNATURE_ROOM)
@@ -121,12 +101,6 @@ class FeishuWebhookChannel:
         )
         _check(answer, robot, self.name)
         return None  # a custom robot's message has no handle: it cannot be edited
-
-    async def update(self, handle: str, body: str) -> None:
-        raise ChannelError(
-            f"Feishu robot {self.name} cannot edit a message it sent (send returns no handle)",
-            retryable=False,
-        )
 
     def _card(self, announcement: Announcement, cut: Cut) -> dict[str, Any]:
         context = {
