@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -15,12 +17,25 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from aiops.channels.dingtalk_webhook import DingTalkWebhookChannel, DingTalkWebhookConfig
 from aiops.metrics import Metrics
 from aiops.pipeline.outbox import Outbox
+from aiops.service import Services
 from aiops.templating import build_environment
 from tests.channels.conftest import SECRET
 from tests.conftest import DATA
 from tests.fakes.robots import FakeDingTalkRobot
 from tests.pipeline.test_outbox import Clock, drain, post
 from tests.support.app import AUTH
+
+
+@asynccontextmanager
+async def robot_app(
+    app_for: Any, engine: AsyncEngine, robot: FakeDingTalkRobot, clock: Clock, http: httpx.AsyncClient
+) -> AsyncIterator[tuple[Any, Services, Outbox]]:
+    """The app announcing on one DingTalk robot (the fake), with an outbox on the simulated clock."""
+    config = DingTalkWebhookConfig(name="chat", url=robot.url, secret=SecretStr(SECRET))
+    channel = DingTalkWebhookChannel(config, build_environment("en"), http, clock=clock)
+    async with app_for(server={"language": "en"}) as (client, services):
+        services.pipeline.stages = dataclasses.replace(services.pipeline.stages, channels=[channel])
+        yield client, services, Outbox(engine, {"chat": channel}, Metrics(), "http://aiops", clock)
 
 
 @pytest.fixture
@@ -36,11 +51,7 @@ async def test_a_storm_reaches_the_group_as_messages_and_a_digest_without_thrott
     clock: Clock,
     http: httpx.AsyncClient,
 ) -> None:
-    config = DingTalkWebhookConfig(name="chat", url=dingtalk_robot.url, secret=SecretStr(SECRET))
-    channel = DingTalkWebhookChannel(config, build_environment("en"), http, clock=clock)
-    async with app_for(server={"language": "en"}) as (client, services):
-        services.pipeline.stages = dataclasses.replace(services.pipeline.stages, channels=[channel])
-        outbox = Outbox(engine, {"chat": channel}, Metrics(), "http://aiops", clock)
+    async with robot_app(app_for, engine, dingtalk_robot, clock, http) as (client, services, outbox):
         for number in range(1, 6):
             await post(client, number)
         await drain(services, outbox, clock)
@@ -77,12 +88,8 @@ async def test_a_storm_of_500_alerts_in_100_groups_within_a_minute(
     clock: Clock,
     http: httpx.AsyncClient,
 ) -> None:
-    config = DingTalkWebhookConfig(name="chat", url=dingtalk_robot.url, secret=SecretStr(SECRET))
-    channel = DingTalkWebhookChannel(config, build_environment("en"), http, clock=clock)
     start = clock.now
-    async with app_for(server={"language": "en"}) as (client, services):
-        services.pipeline.stages = dataclasses.replace(services.pipeline.stages, channels=[channel])
-        outbox = Outbox(engine, {"chat": channel}, Metrics(), "http://aiops", clock)
+    async with robot_app(app_for, engine, dingtalk_robot, clock, http) as (client, services, outbox):
         for group in range(100):
             answer = await client.post(
                 "/webhook/alertmanager", content=json.dumps(payload(group)), headers=AUTH
@@ -111,12 +118,8 @@ async def test_an_outage_of_five_minutes_delays_each_message_and_delivers_it_onc
     clock: Clock,
     http: httpx.AsyncClient,
 ) -> None:
-    config = DingTalkWebhookConfig(name="chat", url=dingtalk_robot.url, secret=SecretStr(SECRET))
-    channel = DingTalkWebhookChannel(config, build_environment("en"), http, clock=clock)
     dingtalk_robot.outage_until = clock.now + 300
-    async with app_for(server={"language": "en"}) as (client, services):
-        services.pipeline.stages = dataclasses.replace(services.pipeline.stages, channels=[channel])
-        outbox = Outbox(engine, {"chat": channel}, Metrics(), "http://aiops", clock)
+    async with robot_app(app_for, engine, dingtalk_robot, clock, http) as (client, services, outbox):
         for number in range(1, 4):
             await post(client, number)
         await drain(services, outbox, clock, step=20)
