@@ -93,8 +93,12 @@ class Outbox:
 
     async def _send(self, channel: Channel, note: dict[str, Any], handle: str | None) -> str:
         try:
-            # The incident's card is edited as it changes; an action's result is a message of its own under it.
-            if handle is not None and note["purpose"] in ("updated", "resolved", REFRESH):
+            # The incident's card is edited as it changes; an action's result is a message of its own under it,
+            # unless the channel shows results on the card itself (a DingTalk card's `last_action`).
+            edits = ("updated", "resolved", REFRESH) + (
+                ("action",) if getattr(channel, "results_on_card", False) else ()
+            )
+            if handle is not None and note["purpose"] in edits:
                 await channel.update(handle, note["body"])
             else:
                 new_handle = await channel.send(note["body"])

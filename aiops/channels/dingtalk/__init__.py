@@ -56,6 +56,8 @@ class DingTalkChannel:
     # The app's per-API limit on a standard-edition organisation is 20 calls a second (DingTalk's "调用频次与限流"
     # page). No per-minute limit is documented for app robots (the 20/min is webhooks').
     limits = RateLimit(per_second=20)
+    # An action's result is written into the incident's card (`last_action`), not sent as a card of its own.
+    results_on_card = True
     immediate = False
 
     def __init__(self, config: DingTalkConfig, templates: Environment, http: httpx.AsyncClient) -> None:
