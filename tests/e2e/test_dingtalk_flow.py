@@ -17,16 +17,14 @@ from typing import Any
 
 import pytest
 
-from tests.e2e import test_alertmanager
-from tests.e2e.test_alertmanager import ALERT, DEADLINE, TOKEN, Stack
 from tests.fakes.dingtalk import SECRET, FakeDingTalk
 from tests.support import stack as s
+from tests.support.e2e import ALERT, DEADLINE, TOKEN, Stack
 from tests.support.sshd import SshServer, running_sshd
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 # The fixture that starts exporter, aiops, Alertmanager and Prometheus, shared with the Alertmanager e2e tests.
-start_stack = test_alertmanager.start_stack
 
 TEMPLATE = "e2e-template-0000.schema"
 APPROVER, STRANGER = "staff-alice", "staff-mallory"

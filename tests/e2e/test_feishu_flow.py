@@ -19,16 +19,14 @@ import httpx
 import pytest
 
 from aiops.channels.feishu.card import md
-from tests.e2e import test_alertmanager
-from tests.e2e.test_alertmanager import ALERT, DEADLINE, TOKEN, Stack
 from tests.fakes.feishu import SECRET, FakeFeishu, FeishuCallbacks, card_problems
 from tests.support import stack as s
+from tests.support.e2e import ALERT, DEADLINE, TOKEN, Stack
 from tests.support.sshd import SshServer, running_sshd
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 # The fixture that starts exporter, aiops, Alertmanager and Prometheus, shared with the Alertmanager e2e tests.
-start_stack = test_alertmanager.start_stack
 
 ENCRYPT_KEY = "e2e-encrypt-key-0123456789abcdef"
 VERIFICATION_TOKEN = "e2e-verification-token-0123456789"

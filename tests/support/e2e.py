@@ -1,0 +1,164 @@
+"""The real stack for end-to-end tests: an exporter, `aiops serve`, Alertmanager and Prometheus, started in order.
+
+`start_stack` (the fixture in tests/e2e/conftest.py) returns a function taking the token Alertmanager sends and
+extra configuration sections for aiops.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiops.config import ENV_OVERRIDES
+from tests.support import stack as s
+from tests.support.binaries import free_port, require
+from tests.support.service import AiopsProcess
+
+GAUGE = "aiops_e2e_toggle"
+ALERT = "AiopsE2EToggle"
+EXPRESSION = f"{GAUGE} > 0"
+DEADLINE = 60.0
+TOKEN = "e2e-" + secrets.token_hex(16)  # what aiops expects; at least 16 characters
+
+
+@dataclass
+class Stack:
+    workdir: Path
+    exporter: s.Exporter
+    aiops: AiopsProcess
+    alertmanager: s.ManagedProcess
+    prometheus: s.ManagedProcess
+
+    def api(self, path: str) -> Any:
+        response = s.http().get(self.aiops.url + path)
+        assert response.status_code == 200, f"GET {path}: HTTP {response.status_code} {response.text}"
+        return response.json()
+
+    def incidents(self) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = self.api("/api/v1/incidents")["incidents"]
+        return items
+
+    def incident(self, incident_id: int) -> dict[str, Any]:
+        found: dict[str, Any] = self.api(f"/api/v1/incidents/{incident_id}")
+        return found
+
+    def aiops_metric(self, name: str, **labels: str) -> float:
+        return s.metric(s.http().get(f"{self.aiops.url}/metrics").text, name, **labels)
+
+    def alertmanager_metric(self, name: str, **labels: str) -> float:
+        url = self.alertmanager.ready_url.replace("/-/ready", "/metrics")
+        return s.metric(s.http().get(url).text, name, **labels)
+
+    def logs(self) -> str:
+        """Everything a reader needs to see why a step failed."""
+
+        def safe(read: Callable[[], str]) -> str:
+            try:
+                text = read()
+            except OSError as error:
+                return f"(unreadable: {error})"
+            return text if len(text) <= s.LOG_TAIL else "…" + text[-s.LOG_TAIL :]
+
+        return s.report(
+            [
+                (
+                    f"exporter {self.exporter.target}",
+                    f"value {self.exporter.value:g}, {self.exporter.scrapes} scrapes",
+                ),
+                ("aiops stderr", safe(self.aiops.stderr)),
+                ("aiops stdout", safe(self.aiops.stdout)),
+                ("alertmanager.yml", safe((self.workdir / "alertmanager" / "alertmanager.yml").read_text)),
+                ("alertmanager log", self.alertmanager.log()),
+                ("prometheus log", self.prometheus.log()),
+            ]
+        )
+
+
+def stack_starter(tmp_path: Path) -> Iterator[Callable[..., Stack]]:
+    """Starts exporter, aiops, Alertmanager and Prometheus (in that order); stops them all afterwards."""
+    for binary in ("prometheus", "prometheus-alertmanager"):
+        require(binary)  # fails in CI, skips loudly elsewhere, before anything is started
+
+    with ExitStack() as cleanup:
+
+        def start(alertmanager_token: str, **sections: dict[str, Any]) -> Stack:
+            exporter = s.Exporter(GAUGE, 1).start()
+            cleanup.callback(exporter.stop)
+            (tmp_path / "aiops").mkdir()
+            prometheus_port = free_port()
+            config = {
+                "webhook": {"token": TOKEN},
+                "database": {"url": f"sqlite:///{tmp_path / 'aiops' / 'aiops.db'}"},
+                "prometheus": {"url": f"http://127.0.0.1:{prometheus_port}", "before": "5m", "after": "1m"},
+                "queue": {"poll_interval": "200ms"},
+                **sections,
+            }
+            # The environment overrides would win over the file; the test's configuration is the file.
+            env = dict.fromkeys(ENV_OVERRIDES, "")
+            aiops = AiopsProcess(tmp_path / "aiops", config, env=env)
+            while aiops.port == prometheus_port:  # AiopsProcess picks its own port; it must differ
+                aiops = AiopsProcess(tmp_path / "aiops", config, env=env)
+            cleanup.callback(aiops.stop)
+            alertmanager_port = _port_other_than(aiops.port, prometheus_port)
+            aiops.start()
+
+            alertmanager = s.alertmanager(
+                tmp_path / "alertmanager",
+                port=alertmanager_port,
+                route={
+                    "receiver": "aiops",
+                    "group_by": ["alertname"],
+                    "group_wait": "1s",
+                    "group_interval": "2s",
+                    "repeat_interval": "1h",
+                },
+                receivers=[
+                    {
+                        "name": "aiops",
+                        "webhook_configs": [
+                            {
+                                "url": f"{aiops.url}/webhook/alertmanager",
+                                "send_resolved": True,
+                                "http_config": {
+                                    "authorization": {"type": "Bearer", "credentials": alertmanager_token}
+                                },
+                            }
+                        ],
+                    }
+                ],
+            )
+            cleanup.callback(alertmanager.stop)
+            alertmanager.start()
+
+            prometheus = s.prometheus(
+                tmp_path / "prometheus",
+                port=prometheus_port,
+                scrape=exporter.target,
+                alertmanager=f"127.0.0.1:{alertmanager_port}",
+                rules=[
+                    {
+                        "alert": ALERT,
+                        "expr": EXPRESSION,
+                        "for": "0s",
+                        "labels": {"severity": "warning"},
+                        "annotations": {"summary": "the e2e toggle is on"},
+                    }
+                ],
+            )
+            cleanup.callback(prometheus.stop)
+            prometheus.start()
+            return Stack(tmp_path, exporter, aiops, alertmanager, prometheus)
+
+        yield start
+
+
+def _port_other_than(*taken: int) -> int:
+    for _ in range(20):
+        port = free_port()
+        if port not in taken:
+            return port
+    raise RuntimeError(f"no free port other than {taken}")
