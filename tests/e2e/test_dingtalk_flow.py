@@ -19,18 +19,13 @@ import pytest
 
 from tests.fakes.dingtalk import SECRET, FakeDingTalk
 from tests.support import stack as s
-from tests.support.e2e import ALERT, DEADLINE, TOKEN, Stack
-from tests.support.sshd import SshServer, running_sshd
+from tests.support.e2e import ACTION, DEADLINE, HOST, QUIET, TOKEN, Stack, marker_runbooks
+from tests.support.sshd import SshServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
-# The fixture that starts exporter, aiops, Alertmanager and Prometheus, shared with the Alertmanager e2e tests.
-
 TEMPLATE = "e2e-template-0000.schema"
 APPROVER, STRANGER = "staff-alice", "staff-mallory"
-ACTION = "mark-fixed"
-HOST = "127.0.0.1"  # the alert's instance is the exporter's 127.0.0.1:PORT; the inventory drops the port
-QUIET = 1.5  # seconds for a refused click to show that it queued nothing: several queue polls (200ms)
 
 
 @pytest.fixture
@@ -40,25 +35,6 @@ def dingtalk() -> Iterator[FakeDingTalk]:
         yield fake
     finally:
         fake.stop()
-
-
-@pytest.fixture
-def sshd(tmp_path: Path) -> Iterator[SshServer]:
-    (tmp_path / "sshd").mkdir()
-    with running_sshd(tmp_path / "sshd") as server:
-        yield server
-
-
-def _runbooks(folder: Path, marker: Path) -> Path:
-    """A runbook for the e2e alert that allows one high-risk action, writing `marker` on the alert's instance."""
-    folder.mkdir()
-    (folder / f"{ALERT}.md").write_text(f"---\nalerts: [{ALERT}]\nactions: [{ACTION}]\n---\n# What to do\n")
-    (folder / "actions.yml").write_text(
-        f"{ACTION}:\n  description: Leave a marker where the alert fired\n"
-        f"  argv: [sh, -c, 'echo fixed > {marker}']\n"
-        "  target: labels.instance\n  risk: high\n  timeout: 20s\n"
-    )
-    return folder
 
 
 def _sections(dingtalk: FakeDingTalk, sshd: SshServer, runbooks: Path) -> dict[str, Any]:
@@ -113,7 +89,7 @@ def test_a_card_click_by_an_approver_over_stream_runs_the_action_over_ssh_and_th
     start_stack: Callable[..., Stack], dingtalk: FakeDingTalk, sshd: SshServer, tmp_path: Path
 ) -> None:
     marker = tmp_path / "marker"
-    stack = start_stack(TOKEN, **_sections(dingtalk, sshd, _runbooks(tmp_path / "runbooks", marker)))
+    stack = start_stack(TOKEN, **_sections(dingtalk, sshd, marker_runbooks(tmp_path / "runbooks", marker)))
     logs = _logs(stack, dingtalk, sshd)
     command = f"sh -c 'echo fixed > {marker}'"
 

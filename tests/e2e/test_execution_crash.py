@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import getpass
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,17 +14,10 @@ import pytest
 
 from aiops.cli import main
 from tests.support.service import AiopsProcess
-from tests.support.sshd import SshServer, running_sshd
+from tests.support.sshd import SshServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 DATA = Path(__file__).resolve().parents[1] / "data"
-
-
-@pytest.fixture
-def sshd(tmp_path: Path) -> Iterator[SshServer]:
-    (tmp_path / "sshd").mkdir()
-    with running_sshd(tmp_path / "sshd") as server:
-        yield server
 
 
 def eventually(check: Callable[[], Any], what: str, timeout: float = 30) -> Any:

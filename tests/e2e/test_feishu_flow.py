@@ -21,19 +21,14 @@ import pytest
 from aiops.channels.feishu.card import md
 from tests.fakes.feishu import SECRET, FakeFeishu, FeishuCallbacks, card_problems
 from tests.support import stack as s
-from tests.support.e2e import ALERT, DEADLINE, TOKEN, Stack
-from tests.support.sshd import SshServer, running_sshd
+from tests.support.e2e import ACTION, DEADLINE, HOST, QUIET, TOKEN, Stack, marker_runbooks
+from tests.support.sshd import SshServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
-
-# The fixture that starts exporter, aiops, Alertmanager and Prometheus, shared with the Alertmanager e2e tests.
 
 ENCRYPT_KEY = "e2e-encrypt-key-0123456789abcdef"
 VERIFICATION_TOKEN = "e2e-verification-token-0123456789"
 APPROVER, STRANGER = "ou_alice", "ou_mallory"
-ACTION = "mark-fixed"
-HOST = "127.0.0.1"  # the alert's instance is the exporter's 127.0.0.1:PORT; the inventory drops the port
-QUIET = 1.5  # seconds for a refused click to show that it queued nothing: several queue polls (200ms)
 
 
 @pytest.fixture
@@ -43,25 +38,6 @@ def feishu() -> Iterator[FakeFeishu]:
         yield fake
     finally:
         fake.stop()
-
-
-@pytest.fixture
-def sshd(tmp_path: Path) -> Iterator[SshServer]:
-    (tmp_path / "sshd").mkdir()
-    with running_sshd(tmp_path / "sshd") as server:
-        yield server
-
-
-def _runbooks(folder: Path, marker: Path) -> Path:
-    """A runbook for the e2e alert that allows one high-risk action, writing `marker` on the alert's instance."""
-    folder.mkdir()
-    (folder / f"{ALERT}.md").write_text(f"---\nalerts: [{ALERT}]\nactions: [{ACTION}]\n---\n# What to do\n")
-    (folder / "actions.yml").write_text(
-        f"{ACTION}:\n  description: Leave a marker where the alert fired\n"
-        f"  argv: [sh, -c, 'echo fixed > {marker}']\n"
-        "  target: labels.instance\n  risk: high\n  timeout: 20s\n"
-    )
-    return folder
 
 
 def _sections(feishu: FakeFeishu, sshd: SshServer, runbooks: Path) -> dict[str, Any]:
@@ -133,7 +109,7 @@ def test_a_card_click_by_an_approver_runs_the_action_over_ssh_and_the_chat_hears
     start_stack: Callable[..., Stack], feishu: FakeFeishu, sshd: SshServer, tmp_path: Path
 ) -> None:
     marker = tmp_path / "marker"
-    stack = start_stack(TOKEN, **_sections(feishu, sshd, _runbooks(tmp_path / "runbooks", marker)))
+    stack = start_stack(TOKEN, **_sections(feishu, sshd, marker_runbooks(tmp_path / "runbooks", marker)))
     logs = _logs(stack, feishu, sshd)
     command = f"sh -c 'echo fixed > {marker}'"
 

@@ -202,7 +202,7 @@ class FakeFeishu:
                     self.end_headers()
                     self.wfile.write(raw)
                 except (BrokenPipeError, ConnectionResetError):
-                    pass
+                    pass  # the client gave up waiting: as a real server, carry on
 
             def log_message(self, *args: object) -> None:
                 return None

@@ -162,3 +162,21 @@ def _port_other_than(*taken: int) -> int:
         if port not in taken:
             return port
     raise RuntimeError(f"no free port other than {taken}")
+
+
+# The remediation flows: one high-risk action, run on the real sshd standing in for the alert's host.
+ACTION = "mark-fixed"
+HOST = "127.0.0.1"  # the alert's instance is the exporter's 127.0.0.1:PORT; the inventory drops the port
+QUIET = 1.5  # seconds for a refused click to show that it queued nothing: several queue polls (200ms)
+
+
+def marker_runbooks(folder: Path, marker: Path) -> Path:
+    """A runbook for the e2e alert that allows one high-risk action, writing `marker` on the alert's instance."""
+    folder.mkdir()
+    (folder / f"{ALERT}.md").write_text(f"---\nalerts: [{ALERT}]\nactions: [{ACTION}]\n---\n# What to do\n")
+    (folder / "actions.yml").write_text(
+        f"{ACTION}:\n  description: Leave a marker where the alert fired\n"
+        f"  argv: [sh, -c, 'echo fixed > {marker}']\n"
+        "  target: labels.instance\n  risk: high\n  timeout: 20s\n"
+    )
+    return folder
