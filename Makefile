@@ -5,7 +5,8 @@ STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 # Debian packages the test suite runs for real (binary:package).
 SYSTEM_DEPS := prometheus:prometheus prometheus-alertmanager:prometheus-alertmanager \
 	promtool:prometheus amtool:prometheus-alertmanager chromium:chromium \
-	initdb:postgresql sshd:openssh-server ssh-keygen:openssh-client
+	initdb:postgresql sshd:openssh-server ssh-keygen:openssh-client \
+	prometheus-node-exporter:prometheus-node-exporter
 BENCH_DEPS := wrk:wrk
 
 .PHONY: run test install system-deps lint bench evals clean

@@ -45,6 +45,14 @@ class Metrics:
         self.queue_oldest_age = Gauge(
             "aiops_queue_oldest_age_seconds", "Age of the oldest unfinished job", registry=r
         )
+        self.approvals_pending = Gauge(
+            "aiops_approvals_pending", "Remediation proposals waiting for an approval", registry=r
+        )
+        self.approvals_oldest_pending_age = Gauge(
+            "aiops_approvals_oldest_pending_age_seconds",
+            "How long the oldest proposal still waiting for an approval has waited",
+            registry=r,
+        )
         self.incidents = Gauge("aiops_incidents", "Incidents by status", ["status"], registry=r)
         self.notifications = Counter(
             "aiops_notifications", "Notifications by channel and outcome", ["channel", "outcome"], registry=r
@@ -90,14 +98,18 @@ class Metrics:
             registry=r,
         )
 
-    def observe_store(self, queue: QueueStats, incidents: dict[str, int]) -> None:
-        """Refresh the gauges that mirror the store, just before a scrape."""
+    def observe_store(
+        self, queue: QueueStats, incidents: dict[str, int], approvals: tuple[int, float] = (0, 0.0)
+    ) -> None:
+        """Refresh the gauges that mirror the store, just before a scrape; `approvals` is (pending, oldest age)."""
         self.queue_jobs.labels("pending").set(queue.pending)
         self.queue_jobs.labels("running").set(queue.running)
         self.queue_jobs.labels("failed").set(queue.failed)
         self.queue_oldest_age.set(queue.oldest_age)
         for status in ("open", "resolved"):
             self.incidents.labels(status).set(incidents.get(status, 0))
+        self.approvals_pending.set(approvals[0])
+        self.approvals_oldest_pending_age.set(approvals[1])
 
     def exposition(self) -> bytes:
         return bytes(generate_latest(self.registry))

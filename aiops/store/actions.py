@@ -160,6 +160,17 @@ async def pending(conn: AsyncConnection, incident_id: int | None = None) -> list
     return [_proposal(row._mapping) for row in rows]
 
 
+async def pending_stats(conn: AsyncConnection, now: float | None = None) -> tuple[int, float]:
+    """How many proposals wait for an approval, and how long the oldest has waited (seconds; 0 when none)."""
+    row = (
+        await conn.execute(text("SELECT COUNT(*), MIN(created_at) FROM proposals WHERE state = 'pending'"))
+    ).one()
+    count, oldest = int(row[0]), row[1]
+    if not count or oldest is None:
+        return 0, 0.0
+    return count, max(0.0, (time.time() if now is None else now) - float(oldest))
+
+
 async def expire_due(conn: AsyncConnection, now: float | None = None) -> list[dict[str, Any]]:
     """Mark pending proposals past their expiry as expired; returns them (for the audit trail)."""
     now = time.time() if now is None else now

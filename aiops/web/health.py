@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from aiops.service import Services
-from aiops.store import incidents, jobs
+from aiops.store import actions, incidents, jobs
 
 
 async def healthz(request: Request) -> Response:
@@ -44,5 +44,9 @@ async def metrics(request: Request) -> Response:
     # A store that does not answer must not break the scrape: its gauges keep their last values.
     with contextlib.suppress(Exception):
         async with services.engine.connect() as conn:
-            services.metrics.observe_store(await jobs.stats(conn), await incidents.count_by_status(conn))
+            services.metrics.observe_store(
+                await jobs.stats(conn),
+                await incidents.count_by_status(conn),
+                await actions.pending_stats(conn),
+            )
     return Response(services.metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -283,3 +283,29 @@ async def test_the_page_speaks_chinese(engine: AsyncEngine, database_url: str) -
         invalid = await client.get("/approvals/AAAA", headers=AS_ALICE)
     assert "是否批准此操作" in page.text and "批准并执行" in page.text and "等待审批" in page.text
     assert "此审批链接无效（链接不完整或已损坏）" in invalid.text
+
+
+def gauge(metrics: str, name: str) -> float:
+    [value] = [float(line.split()[-1]) for line in metrics.splitlines() if line.startswith(name + " ")]
+    return value
+
+
+async def test_metrics_count_the_approvals_still_waiting(engine: AsyncEngine, database_url: str) -> None:
+    async with approval_app(engine, database_url, REMEDIATION) as (client, services):
+        before = (await client.get("/metrics")).text
+        item = await propose(client, services)
+        async with services.engine.begin() as conn:
+            await conn.execute(
+                text("UPDATE proposals SET created_at = :at WHERE id = :id"),
+                {"at": time.time() - 600, "id": item["id"]},
+            )
+        waiting = (await client.get("/metrics")).text
+        token = await link(services, item)
+        proof = proof_on(await client.get(f"/approvals/{token}", headers=AS_ALICE))
+        await client.post(f"/approvals/{token}", data={"decision": "reject", "proof": proof}, headers=AS_ALICE)
+        decided = (await client.get("/metrics")).text
+    assert gauge(before, "aiops_approvals_pending") == 0
+    assert gauge(waiting, "aiops_approvals_pending") == 1
+    assert 600 <= gauge(waiting, "aiops_approvals_oldest_pending_age_seconds") < 700
+    assert gauge(decided, "aiops_approvals_pending") == 0
+    assert gauge(decided, "aiops_approvals_oldest_pending_age_seconds") == 0
