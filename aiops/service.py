@@ -10,6 +10,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import httpx
 from jinja2 import Environment
@@ -25,6 +26,8 @@ from aiops.channels.dingtalk import DingTalkChannel
 from aiops.channels.dingtalk.stream import DingTalkCallbacks
 from aiops.channels.dingtalk_webhook import DingTalkWebhookChannel
 from aiops.channels.feishu import FeishuChannel
+from aiops.channels.feishu.clicks import FeishuClicks
+from aiops.channels.feishu.longconn import LongConnection
 from aiops.channels.feishu_webhook import FeishuWebhookChannel
 from aiops.config import Settings
 from aiops.inventory import Inventory
@@ -55,6 +58,12 @@ from aiops.templating import build_environment
 log = logging.getLogger("aiops.service")
 
 
+class Listener(Protocol):
+    """A connection a chat platform pushes card clicks through (DingTalk Stream, Feishu's long connection)."""
+
+    async def stop(self) -> None: ...
+
+
 @dataclass
 class Services:
     settings: Settings
@@ -69,15 +78,15 @@ class Services:
     pool: WorkerPool | None = None
     refusal_logged_at: float | None = None  # when intake last logged refused credentials
     sweeper: asyncio.Task[None] | None = None  # expires unanswered approvals
-    streams: list[DingTalkCallbacks] = field(default_factory=list)  # DingTalk card clicks over Stream
+    listeners: list[Listener] = field(default_factory=list)  # card clicks pushed by DingTalk and Feishu
 
     def wake_workers(self) -> None:
         if self.pool is not None:
             self.pool.wake()
 
     async def close(self) -> None:
-        for stream in self.streams:
-            await stream.stop()
+        for listener in self.listeners:
+            await listener.stop()
         if self.sweeper is not None:
             self.sweeper.cancel()
             await asyncio.gather(self.sweeper, return_exceptions=True)
@@ -224,7 +233,7 @@ async def start(
         approvals.wake = services.pool.wake
         services.pool.start()
         services.sweeper = asyncio.create_task(_expire_approvals(approvals), name="approval-expiry")
-        services.streams = _start_streams(stages.channels, approvals, engine)
+        services.listeners = _start_listeners(settings, stages.channels, approvals, engine, templates)
     return services
 
 
@@ -238,14 +247,26 @@ async def _expire_approvals(approvals: Approvals, every: float = 30.0) -> None:
             log.warning("expiring approvals failed: %s", error)
 
 
-def _start_streams(
-    channels: Sequence[Channel], approvals: Approvals, engine: AsyncEngine
-) -> list[DingTalkCallbacks]:
-    """DingTalk delivers card clicks over its Stream connection; one per DingTalk channel that takes callbacks."""
-    streams = []
+def _start_listeners(
+    settings: Settings,
+    channels: Sequence[Channel],
+    approvals: Approvals,
+    engine: AsyncEngine,
+    templates: Environment,
+) -> list[Listener]:
+    """The connections card clicks arrive on: DingTalk's Stream, one per DingTalk channel that takes callbacks,
+    and Feishu's long connection when `channels.feishu.callbacks` says so (otherwise clicks come to
+    POST /callbacks/feishu)."""
+    listeners: list[Listener] = []
     for channel in channels:
         if isinstance(channel, DingTalkChannel) and channel.config.callbacks:
             stream = DingTalkCallbacks(channel, approvals, engine)
             stream.start()
-            streams.append(stream)
-    return streams
+            listeners.append(stream)
+    feishu = settings.channels.feishu
+    if feishu is not None and feishu.callbacks == "long_connection":
+        base_url, approvers = settings.server.base_url, settings.remediation.approvers
+        connection = LongConnection(feishu, FeishuClicks(engine, approvals, approvers, templates, base_url))
+        connection.start()
+        listeners.append(connection)
+    return listeners

@@ -28,17 +28,21 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from Crypto.Cipher import AES
 from Crypto.Util.Padding import pad
+
+if TYPE_CHECKING:
+    from tests.fakes.feishu_ws import FakeLongConnection
 
 SECRET = "fake-feishu-app-secret-0123456789"
 CHAT = "oc_fake0123456789abcdef"
 MAX_CARD = 30 * 1024
 TOKEN_PATH = "/open-apis/auth/v3/tenant_access_token/internal"
 MESSAGES_PATH = "/open-apis/im/v1/messages"
+ENDPOINT_PATH = "/callback/ws/endpoint"  # the long connection's URL, answered by tests/fakes/feishu_ws.py
 # What card JSON 2.0 accepts on each element this service uses; anything else is an error in 2.0.
 ALLOWED: dict[str, set[str]] = {
     "markdown": {"tag", "element_id", "content", "text_align", "text_size", "margin", "icon"},
@@ -78,6 +82,7 @@ class FakeFeishu:
         self.failures: deque[Failure] = deque()
         self._uuids: dict[str, str] = {}
         self._lock = threading.Lock()
+        self.gateway: FakeLongConnection | None = None  # set to serve the long connection's endpoint
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
@@ -108,6 +113,8 @@ class FakeFeishu:
         parts = urlsplit(path)
         if method == "POST" and parts.path == TOKEN_PATH:
             return self._token(body)
+        if method == "POST" and parts.path == ENDPOINT_PATH and self.gateway is not None:
+            return self.gateway.endpoint(body)
         if not parts.path.startswith(MESSAGES_PATH):
             return 404, {}, {"code": 404, "msg": f"no route {parts.path}"}
         if self.failures:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,11 +17,17 @@ from aiops.service import Services
 from aiops.web.app import create_app
 
 TOKEN = "webhook-token-0123456789"
+# Unless a test names its own, an empty folder: the bundled runbooks/ must not change what other tests see.
+NO_RUNBOOKS = Path(__file__).resolve().parents[1] / "data" / "no-runbooks"
 AUTH = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
 
 
 def settings_for(database_url: str, **sections: Any) -> Settings:
-    base: dict[str, Any] = {"webhook": {"token": TOKEN}, "database": {"url": database_url}}
+    base: dict[str, Any] = {
+        "webhook": {"token": TOKEN},
+        "database": {"url": database_url},
+        "runbooks": {"dir": str(NO_RUNBOOKS)},
+    }
     for name, values in sections.items():
         base[name] = {**base.get(name, {}), **values}
     return Settings.model_validate(base)

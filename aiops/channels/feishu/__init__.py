@@ -2,8 +2,9 @@
 as the incident changes, with Approve / Reject buttons for the actions waiting for an approval.
 
 Cards are sent and edited through the Open API with lark-oapi (`openapi.py`); clicks come back to
-`POST /callbacks/feishu` (aiops/web/callbacks.py, verified by `callback.py`). lark-oapi takes over a second to
-import, so it is imported when a Feishu channel is built, not when the configuration is read.
+`POST /callbacks/feishu` (aiops/web/callbacks.py, verified by `callback.py`) or, with `callbacks: long_connection`,
+over a WebSocket aiops opens to Feishu (`longconn.py`); either way `clicks.py` decides them. lark-oapi takes over a
+second to import, so it is imported when a Feishu channel is built, not when the configuration is read.
 
 ```yaml
 channels:
@@ -12,12 +13,14 @@ channels:
     app_secret: ${FEISHU_APP_SECRET}
     chat_id: oc_0123456789abcdef
     encrypt_key: ${FEISHU_ENCRYPT_KEY}      # for POST /callbacks/feishu
+    # callbacks: long_connection            # or receive clicks over a connection aiops opens to Feishu
 ```
 """
 
 from __future__ import annotations
 
 import urllib.parse
+from typing import Literal
 
 from jinja2 import Environment
 from pydantic import ConfigDict, Field, SecretStr, field_validator
@@ -46,6 +49,9 @@ class FeishuConfig(Routing):
     # encryption; without one, by the verification token alone. Both are in the app's "Events & callbacks" page.
     verification_token: SecretStr | None = None
     encrypt_key: SecretStr | None = None
+    # Where card clicks arrive: "http" at POST /callbacks/feishu (the app's request URL must reach aiops), or
+    # "long_connection", a WebSocket aiops opens to Feishu (self-built apps only; nothing to expose).
+    callbacks: Literal["http", "long_connection"] = "http"
     timeout: Seconds = 10.0
 
     @field_validator("domain")

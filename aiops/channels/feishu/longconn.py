@@ -1,0 +1,184 @@
+"""Card clicks over Feishu's long connection, for apps that cannot be reached from the internet.
+
+lark-oapi's `ws.Client` asks `{domain}/callback/ws/endpoint` for a WebSocket URL, connects, and receives each
+callback as a protobuf frame; the return value of the registered handler travels back in the frame's answer. Its
+`start()` never returns and runs on an event loop its module captured when it was first imported — in this service,
+the service's own loop, where `run_until_complete` would fail. So the client runs in a thread of its own, with a
+fresh loop put in that module variable first (one Feishu app per service, hence one client per process). It also
+fetches its URL with a blocking `requests.post`, which stalls only that thread.
+
+Each click is handed to the service's loop, where `FeishuClicks` decides it, and answered within Feishu's
+3 seconds; a click still being decided when the time is up gets a toast saying so (the decision completes, and the
+card is edited when the result is announced). There is no signature to check: the connection itself was opened
+with the app secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import json
+import logging
+import threading
+from typing import Any
+
+from aiops.channels.feishu import FeishuConfig
+from aiops.channels.feishu import callback as feishu_callback
+from aiops.channels.feishu.clicks import FeishuClicks
+
+log = logging.getLogger("aiops.channels.feishu")
+ANSWER_WITHIN = 2.5  # seconds on the service's loop; Feishu shows an error to the clicker after 3
+RETRY_REFUSED = 60.0  # seconds before connecting again after Feishu refused the app (bad secret, too many)
+
+
+class LongConnection:
+    """The long connection of the `channels.feishu` app: `start()` from the service's loop, `await stop()`."""
+
+    def __init__(self, config: FeishuConfig, clicks: FeishuClicks) -> None:
+        self._config = config
+        self._clicks = clicks
+        self._service_loop: asyncio.AbstractEventLoop | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._client: Any = None
+        self._thread: threading.Thread | None = None
+        self._started = threading.Event()
+        self._stopping = threading.Event()
+
+    def start(self) -> None:
+        """Connect in a thread of its own; clicks are decided on the loop this is called from."""
+        self._service_loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._run, name=f"feishu-{self._config.name}", daemon=True)
+        self._thread.start()
+
+    async def stop(self) -> None:
+        thread = self._thread
+        if thread is None:
+            return
+        self._thread = None
+        self._stopping.set()
+        await asyncio.to_thread(self._started.wait, 5.0)
+        if self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # its loop has ended already
+                self._loop.call_soon_threadsafe(self._close)
+        await asyncio.to_thread(thread.join, self._config.timeout + 5.0)
+        if thread.is_alive():
+            log.warning("feishu %s: the long connection did not stop in time", self._config.name)
+
+    def on_card(self, event: Any) -> Any:
+        """lark-oapi's handler for `card.action.trigger`, on the connection's thread: the answer to send back."""
+        from lark_oapi.core.json import JSON  # type: ignore[import-untyped]  # lark-oapi ships no type hints
+        from lark_oapi.event.callback.model.p2_card_action_trigger import (  # type: ignore[import-untyped]
+            P2CardActionTriggerResponse,
+        )
+
+        return P2CardActionTriggerResponse(self.answer(json.loads(JSON.marshal(event))))
+
+    def answer(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """The answer to one `card.action.trigger` payload, decided on the service's loop within ANSWER_WITHIN."""
+        try:
+            click = feishu_callback.click(payload)
+        except feishu_callback.Malformed as malformed:
+            log.warning("feishu %s: a click could not be read: %s", self._config.name, malformed)
+            return self._clicks.toast("error", refusal="malformed")
+        if self._service_loop is None or self._stopping.is_set():
+            return self._clicks.toast("info", refusal="slow")
+        future = asyncio.run_coroutine_threadsafe(self._clicks.answer(click), self._service_loop)
+        try:
+            return future.result(timeout=ANSWER_WITHIN)
+        except concurrent.futures.TimeoutError:
+            log.warning(
+                "feishu %s: the click on proposal %d took over %.1fs; answered that it is being decided",
+                self._config.name,
+                click.proposal_id,
+                ANSWER_WITHIN,
+            )
+            return self._clicks.toast("info", refusal="slow")
+        except Exception:
+            log.exception("feishu %s: the click on proposal %d failed", self._config.name, click.proposal_id)
+            return self._clicks.toast("error", outcome="refused")
+
+    def _run(self) -> None:
+        """The thread: lark-oapi's client on a loop of its own, connected again after a refusal, until `stop`."""
+        import lark_oapi as lark  # type: ignore[import-untyped]  # lark-oapi ships no type hints
+        from lark_oapi.ws import client as ws_client  # type: ignore[import-untyped]
+        from lark_oapi.ws.exception import ClientException  # type: ignore[import-untyped]
+
+        _route_sdk_logs()
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        ws_client.loop = loop  # the SDK runs on this module variable, captured at import
+        self._loop = loop
+        self._started.set()
+        handler = (
+            lark.EventDispatcherHandler.builder("", "").register_p2_card_action_trigger(self.on_card).build()
+        )
+        try:
+            while not self._stopping.is_set():
+                self._client = ws_client.Client(
+                    self._config.app_id,
+                    self._config.app_secret.get_secret_value(),
+                    log_level=lark.LogLevel.WARNING,  # at INFO it logs the connection URL, ticket included
+                    event_handler=handler,
+                    domain=self._config.domain,
+                )
+                log.info(
+                    "feishu %s: opening the long connection at %s", self._config.name, self._config.domain
+                )
+                try:
+                    self._client.start()
+                except ClientException as refused:
+                    log.error(
+                        "feishu %s: Feishu refused the long connection (%s); check channels.feishu.app_id and "
+                        "app_secret, and that the app is self-built with callbacks in long-connection mode; "
+                        "trying again in %.0fs",
+                        self._config.name,
+                        refused,
+                        RETRY_REFUSED,
+                    )
+                    self._stopping.wait(RETRY_REFUSED)
+                except Exception:
+                    if self._stopping.is_set():
+                        break  # `stop` stopped the loop under the client
+                    log.exception(
+                        "feishu %s: the long connection failed; trying again in %.0fs",
+                        self._config.name,
+                        RETRY_REFUSED,
+                    )
+                    self._stopping.wait(RETRY_REFUSED)
+        finally:
+            _close_loop(loop)
+
+    def _close(self) -> None:
+        """On the connection's loop: no reconnecting, close the socket, then stop the loop."""
+        client = self._client
+        loop = self._loop
+        if client is None or loop is None:
+            return
+        client._auto_reconnect = False  # the SDK has no public way to stop its client
+
+        async def close() -> None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client._disconnect(), self._config.timeout)
+            loop.stop()
+
+        loop.create_task(close())
+
+
+def _route_sdk_logs() -> None:
+    """lark-oapi logs to stdout through a handler of its own; send its records through the service's logging,
+    where secrets are redacted."""
+    sdk = logging.getLogger("Lark")
+    sdk.handlers[:] = []
+    sdk.propagate = True
+
+
+def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel what the SDK left running (its receive and ping loops) and close the loop."""
+    pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        with contextlib.suppress(Exception):
+            loop.run_until_complete(asyncio.wait(pending, timeout=2.0))
+    loop.close()
