@@ -1,25 +1,14 @@
-"""The configuration files that ship with aiops are valid for the tools that read them."""
+"""aiops.example.yml, the configuration that ships with aiops, says what the defaults are.
+
+The Prometheus and Alertmanager files that ship with it are checked in tests/bundled/."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 from aiops.config import load_settings
-from tests.support.binaries import require
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def test_alertmanager_config_passes_amtool() -> None:
-    result = subprocess.run(
-        [require("amtool"), "check-config", str(ROOT / "prometheus" / "alertmanager.yml")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "webhook" in result.stdout.lower() or "SUCCESS" in result.stdout
 
 
 def test_example_configuration_loads_with_its_defaults() -> None:
