@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from aiops.store.jobs import QueueStats
@@ -57,6 +59,12 @@ class Metrics:
         self.notifications = Counter(
             "aiops_notifications", "Notifications by channel and outcome", ["channel", "outcome"], registry=r
         )
+        self.annotations = Counter(
+            "aiops_annotations",
+            "Grafana annotations by outcome (written, already_written, retry, refused, dropped)",
+            ["outcome"],
+            registry=r,
+        )
         self.llm_calls = Counter(
             "aiops_llm_calls", "Model calls by outcome (ok, error, invalid answer)", ["outcome"], registry=r
         )
@@ -97,6 +105,19 @@ class Metrics:
             ["source"],
             registry=r,
         )
+
+        # A labelled series appears when first incremented, and `increase()` cannot see that first step; the
+        # outcomes alerting rules watch start at zero instead.
+        for outcome in ("ok", "error", "invalid"):
+            self.llm_calls.labels(outcome)
+        for outcome in ("succeeded", "failed", "unknown", "dry_run"):
+            self.executions.labels(outcome)
+
+    def watch_channels(self, names: Iterable[str]) -> None:
+        """Start the outcomes of each configured channel at zero, for the same reason."""
+        for name in names:
+            for outcome in ("sent", "failed"):
+                self.notifications.labels(name, outcome)
 
     def observe_store(
         self, queue: QueueStats, incidents: dict[str, int], approvals: tuple[int, float] = (0, 0.0)

@@ -212,6 +212,7 @@ async def start(
         notify_within=settings.llm.notify_within,
         offline_reason=None if llm else "no model is configured (set MINIMAX_API_KEY)",
     )
+    metrics.watch_channels(channel.name for channel in stages.channels)
     pipeline = Pipeline(engine, stages, metrics, settings.server.base_url)
     services = Services(settings, engine, metrics, templates, http, pipeline, approvals, llm=llm)
     executions = Executions(
