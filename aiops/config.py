@@ -32,6 +32,7 @@ from aiops.channels.dingtalk.config import DingTalkConfig
 from aiops.channels.dingtalk_webhook import DingTalkWebhookConfig
 from aiops.channels.feishu import FeishuConfig
 from aiops.channels.feishu_webhook import FeishuWebhookConfig
+from aiops.grafana import GrafanaConfig
 from aiops.inventory import Hosts
 from aiops.llm.client import LlmConfig
 from aiops.passwords import Login
@@ -52,6 +53,9 @@ ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
     "AIOPS_PROMETHEUS_URL": ("prometheus", "url"),
     "AIOPS_ALERTMANAGER_URL": ("alertmanager", "url"),
     "AIOPS_LOKI_URL": ("loki", "url"),
+    "AIOPS_GRAFANA_URL": ("grafana", "url"),
+    "AIOPS_GRAFANA_TOKEN": ("grafana", "token"),
+    "AIOPS_GRAFANA_PUBLIC_URL": ("grafana", "public_url"),
     "AIOPS_RUNBOOKS_DIR": ("runbooks", "dir"),
     "MINIMAX_API_KEY": ("llm", "api_key"),
     "MINIMAX_BASE_URL": ("llm", "base_url"),
@@ -181,6 +185,7 @@ class Settings(Section):
     history: HistoryConfig = Field(default_factory=HistoryConfig)
     alertmanager: UrlSection = Field(default_factory=UrlSection)
     loki: LokiConfig = Field(default_factory=LokiConfig)
+    grafana: GrafanaConfig = Field(default_factory=GrafanaConfig)
     runbooks: RunbooksConfig = Field(default_factory=RunbooksConfig)
     llm: LlmConfig = Field(default_factory=LlmConfig)
     channels: ChannelsConfig = Field(default_factory=ChannelsConfig)

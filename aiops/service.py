@@ -30,6 +30,7 @@ from aiops.channels.feishu.clicks import FeishuClicks
 from aiops.channels.feishu.longconn import LongConnection
 from aiops.channels.feishu_webhook import FeishuWebhookChannel
 from aiops.config import Settings
+from aiops.grafana.annotations import ANNOTATE, Annotations
 from aiops.inventory import Inventory
 from aiops.llm.client import LlmClient
 from aiops.llm.diagnoser import ActionLookup, LlmDiagnoser
@@ -199,6 +200,7 @@ async def start(
     runbooks = RunbookMatcher(settings.runbooks.dir)
     approvals = Approvals(engine, settings.remediation, metrics)
     investigator = build_investigator(settings, sources, runbooks, templates)
+    annotations = Annotations(settings.grafana, templates, settings.server.base_url, http, metrics)
     stages = Stages(
         sources=sources,
         diagnoser=build_diagnoser(settings, llm, templates, metrics, catalog, investigator)
@@ -211,6 +213,8 @@ async def start(
         approvals=approvals,
         notify_within=settings.llm.notify_within,
         offline_reason=None if llm else "no model is configured (set MINIMAX_API_KEY)",
+        grafana=settings.grafana,
+        annotations=annotations,
     )
     metrics.watch_channels(channel.name for channel in stages.channels)
     pipeline = Pipeline(engine, stages, metrics, settings.server.base_url)
@@ -224,11 +228,17 @@ async def start(
         settings.server.base_url,
         pipeline.report_action,
         metrics,
+        annotations,
     )
     outbox = Outbox(
         engine, {c.name: c for c in stages.channels if not c.immediate}, metrics, settings.server.base_url
     )
-    services.handlers = {TRIAGE: pipeline.handle, EXECUTE: executions.handle, DELIVER: outbox.handle}
+    services.handlers = {
+        TRIAGE: pipeline.handle,
+        EXECUTE: executions.handle,
+        DELIVER: outbox.handle,
+        ANNOTATE: annotations.handle,
+    }
     if workers:
         services.pool = WorkerPool(engine, settings.queue, services.handlers)
         approvals.wake = services.pool.wake
@@ -267,7 +277,8 @@ def _start_listeners(
     feishu = settings.channels.feishu
     if feishu is not None and feishu.callbacks == "long_connection":
         base_url, approvers = settings.server.base_url, settings.remediation.approvers
-        connection = LongConnection(feishu, FeishuClicks(engine, approvals, approvers, templates, base_url))
+        clicks = FeishuClicks(engine, approvals, approvers, templates, base_url, settings.grafana)
+        connection = LongConnection(feishu, clicks)
         connection.start()
         listeners.append(connection)
     return listeners

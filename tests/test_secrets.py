@@ -20,7 +20,8 @@ MINIMAX = "sk-api-Zx81mQ2wE4rT6yU8"
 VIEWER = "viewer-Pw47cHs9Lk2Nq6"
 URL_PASSWORD = "url-Hh30vBn8Wq1Zx5"
 LOKI = "loki-Ut62bNm4Kq8Wz3"
-SECRETS = (TOKEN, BASIC, PROMETHEUS, MINIMAX, VIEWER, URL_PASSWORD, LOKI)
+GRAFANA = "glsa_Gx58rTq2Vn7Lw4Pz"
+SECRETS = (TOKEN, BASIC, PROMETHEUS, MINIMAX, VIEWER, URL_PASSWORD, LOKI, GRAFANA)
 
 
 def test_secrets_stay_secret(tmp_path: Path, fake_minimax: FakeMiniMax) -> None:
@@ -31,6 +32,8 @@ def test_secrets_stay_secret(tmp_path: Path, fake_minimax: FakeMiniMax) -> None:
         # Nothing listens there: the evidence stage fails and logs why.
         "prometheus": {"url": f"http://reader:{URL_PASSWORD}@127.0.0.1:9", "bearer_token": PROMETHEUS},
         "loki": {"url": "http://127.0.0.1:9", "bearer_token": LOKI},
+        # Annotations are tried there and retried: the errors are logged.
+        "grafana": {"url": "http://127.0.0.1:9", "token": GRAFANA},
         "runbooks": {"dir": str(tmp_path / "runbooks")},
         "queue": {"poll_interval": "100ms"},
     }
@@ -78,6 +81,7 @@ def test_secrets_stay_secret(tmp_path: Path, fake_minimax: FakeMiniMax) -> None:
     seen += [service.stdout(), service.stderr()]
     assert "evidence source" in service.stderr() or "is unreachable" in json.dumps(seen)
     assert "MiniMax error 1004" in json.dumps(seen)  # the model was asked, with the key, and refused it
+    assert "grafana at http://127.0.0.1:9 is unreachable" in service.stderr()  # an annotation was tried
     assert fake_minimax.headers[0]["authorization"] == f"Bearer {MINIMAX}"
     for text in seen:
         for secret in SECRETS:

@@ -4,7 +4,8 @@ The `execute` job records the execution (state `running`) and commits before any
 row already there means an earlier attempt was interrupted — aiops crashed, or was stopped — while the action ran:
 its outcome is then `unknown`, reported, and the action is not run again; a person decides what to do next.
 Limits come before the record: at most `remediation.max_per_hour` executions per action and host, and none while
-another one runs on the same host (the job waits and tries again).
+another one runs on the same host (the job waits and tries again). An execution's end is annotated in Grafana
+(when configured) by a job enqueued in the transaction that records it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from aiops.actions.builtin import ACKNOWLEDGE, SILENCE, seconds
 from aiops.actions.policy import RemediationConfig
 from aiops.actions.silence import SilenceError, create_silence
+from aiops.grafana.annotations import Annotations
 from aiops.logtext import redact
 from aiops.metrics import Metrics
 from aiops.queue import Deferred
@@ -61,8 +63,10 @@ class Executions:
         base_url: str,
         report: Report,
         metrics: Metrics,
+        annotations: Annotations | None = None,
     ) -> None:
         self._metrics = metrics
+        self._annotations = annotations
         self._engine = engine
         self._executor = executor
         self._config = config
@@ -193,6 +197,10 @@ class Executions:
         await incidents.add_event(
             conn, item["incident_id"], kind, f"{item['action_id']} on {item['host']}: {summary}"
         )
+        if self._annotations is not None:
+            await self._annotations.record(
+                conn, item["incident_id"], "executed", {**item, "state": outcome.state}
+            )
 
     async def _reload(self, proposal_id: int) -> dict[str, Any]:
         async with self._engine.connect() as conn:

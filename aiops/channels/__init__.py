@@ -19,6 +19,7 @@ class Announcement:
     incident: Incident
     triage: Triage | None
     incident_url: str
+    dashboard_url: str | None = None  # the Grafana dashboard showing the incident, when grafana.url is set
     action: Mapping[str, Any] | None = None  # purpose "action": the proposal, its state and its execution
     proposals: Sequence[Mapping[str, Any]] = ()  # as stored: with ids, states and expiry, for approving
     approval_links: Mapping[int, str] = field(default_factory=dict)  # proposal id → signed web approval page

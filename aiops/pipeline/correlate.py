@@ -1,4 +1,7 @@
-"""Correlate: a delivery joins the open incident of its alert group, or opens one; all alerts resolved → resolved."""
+"""Correlate: a delivery joins the open incident of its alert group, or opens one; all alerts resolved → resolved.
+
+An incident opened or resolved is annotated in Grafana (when configured) by a job enqueued in the same transaction.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ from typing import get_args
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from aiops.grafana.annotations import Annotations
 from aiops.models import Alert, AlertGroup, Change, Correlation
 from aiops.payload import WebhookPayload
 from aiops.store import deliveries, incidents
@@ -23,13 +27,17 @@ _SEVERITY_RANK = {
 }
 
 
-async def correlate(engine: AsyncEngine, delivery_id: int) -> Correlation:
+async def correlate(
+    engine: AsyncEngine, delivery_id: int, annotations: Annotations | None = None
+) -> Correlation:
     """Idempotent: a delivery correlated by an earlier, interrupted attempt is not applied twice."""
     async with engine.begin() as conn:
         payload, incident_id, change = await deliveries.load(conn, delivery_id)
         group = WebhookPayload.model_validate_json(payload).to_group()
         if incident_id is None or change not in CHANGES:
             incident_id, applied, new_firing = await _apply(conn, delivery_id, group)
+            if annotations is not None and applied in ("opened", "resolved"):
+                await annotations.record(conn, incident_id, applied)
         else:
             applied = CHANGES[change]
             new_firing = tuple(alert for alert in group.alerts if alert.status == "firing")

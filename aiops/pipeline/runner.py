@@ -7,13 +7,16 @@ import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aiops.actions.approvals import Approvals
 from aiops.channels import Announcement, Channel, Purpose
+from aiops.grafana import GrafanaConfig
+from aiops.grafana.annotations import Annotations
+from aiops.grafana.dashboards import dashboard_url
 from aiops.metrics import Metrics
 from aiops.models import (
     Correlation,
@@ -55,6 +58,9 @@ class Stages:
     notify_within: float | None = None
     # Why the diagnoser is the offline one, when it is (no model configured).
     offline_reason: str | None = None
+    # Grafana: the dashboard announcements link to, and the annotations of incidents opened and resolved.
+    grafana: GrafanaConfig = field(default_factory=GrafanaConfig)
+    annotations: Annotations | None = None
 
 
 @dataclass(frozen=True)
@@ -81,7 +87,7 @@ class Pipeline:
         """Triage and announce one delivery. A diagnosis slower than `notify_within` does not hold the
         announcement back: it goes out with the evidence, and is updated when the diagnosis arrives."""
         with self._metrics.stage_duration.labels("correlate").time():
-            correlation = await correlate(self._engine, delivery_id)
+            correlation = await correlate(self._engine, delivery_id, self.stages.annotations)
         if correlation.change == "unchanged":
             return None
         if correlation.change == "resolved":
@@ -211,8 +217,7 @@ class Pipeline:
             incident = await incidents.get(conn, incident_id)
         if incident is None:
             return
-        url = f"{self._base_url}/incidents/{incident_id}"
-        announcement = Announcement("action", incident, None, url, action=action)
+        announcement = self._announcement("action", incident, None, action=action)
         key = f"proposal-{action['id']}-{action['state']}"
         with self._metrics.stage_duration.labels("notify").time():
             await notify(self._engine, self.stages.channels, announcement, key, self._metrics)
@@ -225,12 +230,19 @@ class Pipeline:
             proposals = [p for p in await actions.of_delivery(conn, action["delivery_id"])]
         if triage is None:
             return
-        url = f"{self._base_url}/incidents/{incident.id}"
         links = await self.stages.approvals.links(self._base_url, proposals) if self.stages.approvals else {}
-        card = Announcement(
-            "updated", incident, triage, url, proposals=proposals, approval_links=links, refresh=True
+        card = self._announcement(
+            "updated", incident, triage, proposals=proposals, approval_links=links, refresh=True
         )
         await notify(self._engine, self.stages.channels, card, f"{key}-card", self._metrics)
+
+    def _announcement(
+        self, purpose: Purpose, incident: Incident, triage: Triage | None, **details: Any
+    ) -> Announcement:
+        """An announcement of `incident`, with the links every one carries: its page and its dashboard."""
+        url = f"{self._base_url}/incidents/{incident.id}"
+        dashboard = dashboard_url(self.stages.grafana, incident)
+        return Announcement(purpose, incident, triage, url, dashboard, **details)
 
     async def _stage(
         self, name: str, errors: list[StageError], fallback: T, run: Callable[[], Awaitable[T]]
@@ -259,11 +271,12 @@ class Pipeline:
                 "resolved" if triage is None else "opened" if correlation.change == "opened" else "updated"
             )
         incident = correlation.incident
-        url = f"{self._base_url}/incidents/{incident.id}"
         async with self._engine.connect() as conn:
             proposals = await actions.of_delivery(conn, delivery_id) if triage is not None else []
         links = await self.stages.approvals.links(self._base_url, proposals) if self.stages.approvals else {}
-        announcement = Announcement(purpose, incident, triage, url, proposals=proposals, approval_links=links)
+        announcement = self._announcement(
+            purpose, incident, triage, proposals=proposals, approval_links=links
+        )
         with self._metrics.stage_duration.labels("notify").time():
             await notify(
                 self._engine,

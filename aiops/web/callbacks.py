@@ -74,6 +74,7 @@ def feishu_clicks(services: Services) -> FeishuClicks:
         services.settings.remediation.approvers,
         services.templates,
         services.settings.server.base_url,
+        services.settings.grafana,
     )
 
 

@@ -7,6 +7,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
+from aiops.grafana.dashboards import dashboard_url
 from aiops.service import Services
 from aiops.store import actions, incidents
 from aiops.store.codec import dumps, loads
@@ -114,7 +115,18 @@ async def page_detail(request: Request) -> Response:
     if found is None:
         message = f"no incident {request.path_params['incident_id']}"
         return _html(request, "pages/error.html.j2", {"message": message}, 404)
-    return _html(request, "pages/incident.html.j2", {"incident": found})
+    dashboard = await _dashboard_url(request)
+    return _html(request, "pages/incident.html.j2", {"incident": found, "dashboard_url": dashboard})
+
+
+async def _dashboard_url(request: Request) -> str | None:
+    """The Grafana dashboard showing the incident, as announcements link to it."""
+    services: Services = request.app.state.services
+    if services.settings.grafana.url is None:
+        return None
+    async with services.engine.connect() as conn:
+        incident = await incidents.get(conn, request.path_params["incident_id"])
+    return dashboard_url(services.settings.grafana, incident) if incident is not None else None
 
 
 def _html(request: Request, name: str, context: dict[str, Any], status: int = 200) -> HTMLResponse:

@@ -302,7 +302,9 @@ async def test_metrics_count_the_approvals_still_waiting(engine: AsyncEngine, da
         waiting = (await client.get("/metrics")).text
         token = await link(services, item)
         proof = proof_on(await client.get(f"/approvals/{token}", headers=AS_ALICE))
-        await client.post(f"/approvals/{token}", data={"decision": "reject", "proof": proof}, headers=AS_ALICE)
+        await client.post(
+            f"/approvals/{token}", data={"decision": "reject", "proof": proof}, headers=AS_ALICE
+        )
         decided = (await client.get("/metrics")).text
     assert gauge(before, "aiops_approvals_pending") == 0
     assert gauge(waiting, "aiops_approvals_pending") == 1

@@ -212,3 +212,15 @@ async def test_without_callback_keys_every_callback_is_refused(app_for: Callable
             answer = await click(feishu, FeishuCallbacks(TOKEN), "ou_alice", value(item))
         assert (await state(services, item))[:2] == ("pending", 0)
     assert answer.status_code == 401 and "channels.feishu.encrypt_key" in answer.json()["error"]
+
+
+async def test_the_card_answered_after_a_click_keeps_its_dashboard_link(app_for: Callable[..., Any]) -> None:
+    sender = FeishuCallbacks(TOKEN, ENCRYPT_KEY)
+    grafana = {"url": "http://grafana:3000", "public_url": "https://grafana.example.com"}
+    async with app_for(remediation=REMEDIATION, grafana=grafana) as (client, services):
+        item = await propose(client, services)
+        async with callback_client(services, ENCRYPTED) as feishu:
+            answer = (await click(feishu, sender, "ou_alice", value(item))).json()
+    card = json.dumps(answer["card"]["data"])
+    assert "https://grafana.example.com/d/aiops-hosts/hosts?var-instance=web-1%3A9100" in card
+    assert "http://grafana:3000" not in card

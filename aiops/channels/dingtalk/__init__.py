@@ -22,6 +22,8 @@ array for a loop):
 - `title`, `severity`, `status` (firing / resolved), `status_text`: the header.
 - `summary`, `evidence`, `runbook`, `last_action`: markdown blocks.
 - `incident_url` and `incident_link_text`: a link button to the incident page; `incident_id`.
+- `dashboard_url` and `dashboard_link_text`: a link button to the incident's Grafana dashboard; both empty when
+  `grafana.url` is not set, so show the button only when `dashboard_url` is not empty.
 - `actions_open`: "true" while a proposal waits for an approval; show the buttons only then.
 - `proposals`: one object per proposed action: `id`, `action`, `host`, `command`, `risk`, `state`,
   `state_text`, `expires`, `pending` ("true" / "false"), `proposal_id`, `hash`, `text` (markdown).

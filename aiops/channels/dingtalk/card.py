@@ -20,7 +20,7 @@ from aiops.channels import Announcement, Digest
 # under 20 KB, which DingTalk's robots also impose.
 MAX_BODY = 20_000
 HASH_PREFIX = 16  # hex digits of a proposal's argv hash carried by its buttons
-_LINK_KEYS = frozenset({"incident_url"})
+_LINK_KEYS = frozenset({"incident_url", "dashboard_url"})
 _SHORTENED_LENGTHS = (1000, 300, 100)
 # CommonMark's backslash escapes, for text that must show as text in the card's markdown blocks.
 _ESCAPES = str.maketrans({char: "\\" + char for char in "\\`*_[]<>#|~"})
@@ -97,6 +97,8 @@ class Cards:
                 "runbook": "",
                 "incident_url": f"{digest.base_url}/",
                 "incident_link_text": self._t("robot_all_incidents"),
+                "dashboard_url": "",
+                "dashboard_link_text": "",
                 "proposals": "[]",
                 "actions_open": _FALSE,
                 "last_action": "",
@@ -128,6 +130,9 @@ class Cards:
             "incident_id": str(announcement.incident.id),
             "incident_url": announcement.incident_url,
             "incident_link_text": self._t("dingtalk_open_incident"),
+            # Empty without grafana.url: the template shows the button only when there is a link.
+            "dashboard_url": announcement.dashboard_url or "",
+            "dashboard_link_text": self._t("grafana_dashboard") if announcement.dashboard_url else "",
         }
         if announcement.purpose == "action":
             return {**link, "last_action": self._text("action.md.j2", **context, p=announcement.action)}

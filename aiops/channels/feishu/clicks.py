@@ -20,6 +20,8 @@ from aiops.actions.policy import Approvers
 from aiops.channels import Announcement
 from aiops.channels.feishu.callback import Click
 from aiops.channels.feishu.card import HASH_PREFIX, Cards
+from aiops.grafana import GrafanaConfig
+from aiops.grafana.dashboards import dashboard_url
 from aiops.store import actions, incidents
 
 log = logging.getLogger("aiops.channels.feishu")
@@ -38,12 +40,14 @@ class FeishuClicks:
         approvers: Approvers,
         templates: Environment,
         base_url: str,
+        grafana: GrafanaConfig | None = None,
     ) -> None:
         self._engine = engine
         self._approvals = approvals
         self._approvers = approvers
         self._templates = templates
         self._base_url = base_url
+        self._grafana = grafana or GrafanaConfig()
 
     async def answer(self, click: Click) -> dict[str, Any]:
         """Decide what `click` asks and say how it went, in Feishu's callback answer."""
@@ -114,5 +118,6 @@ class FeishuClicks:
             f"{self._base_url}/incidents/{incident_id}",
             proposals=shown,
             approval_links=await self._approvals.links(self._base_url, shown),
+            dashboard_url=dashboard_url(self._grafana, incident),
         )
         return Cards(self._templates).announcement(announcement)
