@@ -31,6 +31,5 @@ def _details(runbook: Runbook, alert: Alert) -> list[str]:
         f"  {query.language} {query.name}: " + (f"refused: {query.error}" if query.error else query.query)
         for query in render_queries(runbook, alert)
     ]
-    lines += [f"  command {log.command}" for log in runbook.logs if log.command is not None]
     lines += [f"  allows action {action}" for action in runbook.actions]
     return lines

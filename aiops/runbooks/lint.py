@@ -2,7 +2,7 @@
 
 Each problem is one line, `relative/path.md: field: reason`: files that do not parse (misspelt fields, bad
 matchers, bad YAML), query templates that do not render against sample labels, action ids missing from the
-catalog, two runbooks claiming the same alert with the same matchers (only the first could ever match), and
+catalog, evidence commands that are not read-only actions, two runbooks claiming the same alert with the same matchers (only the first could ever match), and
 everything wrong with the catalog itself (`actions.yml: <action id>.<field>: reason`).
 """
 
@@ -33,6 +33,21 @@ def catalog_ids(directory: Path) -> set[str] | None:
         return set(error.ids) | set(BUILTINS)
 
 
+def changing_ids(directory: Path) -> set[str]:
+    """The ids of catalog actions (and built-ins) that change something: risk low or high, not read."""
+    path = directory / CATALOG
+    changing = {action_id for action_id, action in BUILTINS.items() if action.risk != "read"}
+    if not path.is_file():
+        return changing
+    try:
+        catalog = load_catalog(path)
+    except CatalogError:
+        return changing
+    return changing | {
+        action_id for action_id in catalog.ids() if (a := catalog.get(action_id)) and a.risk != "read"
+    }
+
+
 def catalog_problems(directory: Path) -> list[str]:
     """Everything wrong with `actions.yml` in the runbooks folder, as `actions.yml: <id>.<field>: reason`."""
     path = directory / CATALOG
@@ -58,8 +73,10 @@ def lint(directory: Path, actions: set[str] | None) -> list[str]:
         f"{error.path.as_posix()}: {problem}" for error in library.problems() for problem in error.problems
     ]
     runbooks = library.runbooks()
+    changing = changing_ids(directory)
     for runbook in runbooks:
         problems.extend(_templates(runbook))
+        problems.extend(_evidence_commands(runbook, changing))
         if actions is not None:
             problems.extend(_actions(runbook, actions))
     problems.extend(_duplicate_claims(runbooks))
@@ -104,6 +121,17 @@ def _actions(runbook: Runbook, actions: set[str]) -> list[str]:
         f"{runbook.path.as_posix()}: {field}: {action!r} is not an action in {CATALOG}"
         for field, action in used
         if action not in actions
+    ]
+
+
+def _evidence_commands(runbook: Runbook, changing: set[str]) -> list[str]:
+    """Evidence is gathered without asking anyone, so an evidence command must be a `risk: read` action."""
+    return [
+        f"{runbook.path.as_posix()}: evidence.logs[{index}].command: {log.command!r} is not risk: read in "
+        f"{CATALOG}; evidence runs without an approval, so only read-only actions may gather it (list it under "
+        "actions: to propose it instead)"
+        for index, log in enumerate(runbook.logs)
+        if log.command is not None and log.command in changing
     ]
 
 

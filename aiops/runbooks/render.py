@@ -109,6 +109,11 @@ def sample_labels() -> dict[str, str]:
         "persistentvolumeclaim": "data-postgres-0",
         "interface": "eth0",
         "reason": "OOMKilled",
+        # labels the bundled rules give their alerts
+        "name": "nginx.service",
+        "direction": "receive",
+        "channel": "feishu",
+        "outcome": "failed",
     }
 
 

@@ -139,3 +139,22 @@ def test_an_unparsable_catalog_allows_nothing(tmp_path: Path) -> None:
         "x.md: actions[0]: 'journal-vacuum' is not an action in actions.yml",
         "x.md: evidence.logs[1].command: 'journal-errors' is not an action in actions.yml",
     ]
+
+
+def test_an_evidence_command_must_be_a_read_only_action(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "HostOutOfDiskSpace.md",
+        GOOD.replace("- command: journal-errors", "- command: journal-vacuum"),
+    )
+    write(
+        tmp_path,
+        "actions.yml",
+        "journal-vacuum:\n  description: Drop old journal files\n"
+        "  argv: [journalctl, --vacuum-size=500M]\n  target: labels.instance\n  risk: low\n  timeout: 30s\n",
+    )
+    assert lint(tmp_path, catalog_ids(tmp_path)) == [
+        "HostOutOfDiskSpace.md: evidence.logs[1].command: 'journal-vacuum' is not risk: read in actions.yml; "
+        "evidence runs without an approval, so only read-only actions may gather it (list it under actions: "
+        "to propose it instead)"
+    ]
