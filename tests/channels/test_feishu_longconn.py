@@ -53,6 +53,20 @@ async def connected(services: Services, config: FeishuConfig) -> AsyncIterator[L
         await connection.stop()
 
 
+@asynccontextmanager
+async def listening(
+    app_for: Callable[..., Any], fake: FakeFeishu
+) -> AsyncIterator[tuple[Services, dict[str, Any], FakeLongConnection]]:
+    """The app with one pending proposal, and its long connection open to the fake gateway."""
+    gateway = fake.gateway
+    assert gateway is not None
+    async with app_for(remediation=REMEDIATION) as (client, services):
+        item = await propose(client, services)
+        async with connected(services, config_for(fake)):
+            await asyncio.to_thread(gateway.wait_connected)
+            yield services, item, gateway
+
+
 async def push(gateway: FakeLongConnection, payload: dict[str, Any], parts: int = 1) -> Any:
     """Send a callback from the gateway's side; the service's loop keeps running meanwhile."""
     return await asyncio.to_thread(gateway.send, payload, parts=parts)
@@ -61,14 +75,9 @@ async def push(gateway: FakeLongConnection, payload: dict[str, Any], parts: int 
 async def test_an_approvers_click_is_decided_and_answered_with_toast_and_card(
     app_for: Callable[..., Any], feishu: FakeFeishu
 ) -> None:
-    gateway = feishu.gateway
-    assert gateway is not None
-    async with app_for(remediation=REMEDIATION) as (client, services):
-        item = await propose(client, services)
-        async with connected(services, config_for(feishu)):
-            await asyncio.to_thread(gateway.wait_connected)
-            answer = await push(gateway, SENDER.card_action("ou_alice", value(item)), parts=2)
-            again = await push(gateway, SENDER.card_action("ou_alice", value(item)))
+    async with listening(app_for, feishu) as (services, item, gateway):
+        answer = await push(gateway, SENDER.card_action("ou_alice", value(item)), parts=2)
+        again = await push(gateway, SENDER.card_action("ou_alice", value(item)))
         after = await state(services, item)
     assert answer.code == 200 and answer.seconds < 3.0
     assert answer.body is not None and answer.body["toast"]["type"] == "success"
@@ -80,15 +89,10 @@ async def test_an_approvers_click_is_decided_and_answered_with_toast_and_card(
 async def test_a_click_from_someone_else_changes_nothing(
     app_for: Callable[..., Any], feishu: FakeFeishu
 ) -> None:
-    gateway = feishu.gateway
-    assert gateway is not None
-    async with app_for(remediation=REMEDIATION) as (client, services):
-        item = await propose(client, services)
+    async with listening(app_for, feishu) as (services, item, gateway):
         before = await state(services, item)
-        async with connected(services, config_for(feishu)):
-            await asyncio.to_thread(gateway.wait_connected)
-            stranger = await push(gateway, SENDER.card_action("ou_mallory", value(item)))
-            malformed = await push(gateway, SENDER.card_action("ou_alice", {"proposal": "x"}))
+        stranger = await push(gateway, SENDER.card_action("ou_mallory", value(item)))
+        malformed = await push(gateway, SENDER.card_action("ou_alice", {"proposal": "x"}))
         after = await state(services, item)
     assert stranger.body is not None and stranger.body["toast"]["type"] == "error"
     assert "ou_mallory" in stranger.body["toast"]["content"] and "card" not in stranger.body
@@ -99,15 +103,10 @@ async def test_a_click_from_someone_else_changes_nothing(
 async def test_the_client_connects_again_after_the_gateway_drops_it(
     app_for: Callable[..., Any], feishu: FakeFeishu
 ) -> None:
-    gateway = feishu.gateway
-    assert gateway is not None
-    async with app_for(remediation=REMEDIATION) as (client, services):
-        item = await propose(client, services)
-        async with connected(services, config_for(feishu)):
-            await asyncio.to_thread(gateway.wait_connected)
-            gateway.drop()
-            await asyncio.to_thread(_wait_for, lambda: gateway.connections >= 2 and gateway.open_connections)
-            answer = await push(gateway, SENDER.card_action("ou_alice", value(item, "reject")))
+    async with listening(app_for, feishu) as (services, item, gateway):
+        gateway.drop()
+        await asyncio.to_thread(_wait_for, lambda: gateway.connections >= 2 and gateway.open_connections)
+        answer = await push(gateway, SENDER.card_action("ou_alice", value(item, "reject")))
         after = await state(services, item)
     assert after[:2] == ("rejected", 0)
     assert answer.body is not None and answer.body["toast"]["type"] == "success"

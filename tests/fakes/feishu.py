@@ -27,12 +27,14 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from Crypto.Cipher import AES
 from Crypto.Util.Padding import pad
+
+from tests.fakes.loopback import LoopbackServer
 
 if TYPE_CHECKING:
     from tests.fakes.feishu_ws import FakeLongConnection
@@ -69,7 +71,7 @@ class Failure:
     reset: int = 3  # x-ogw-ratelimit-reset, seconds
 
 
-class FakeFeishu:
+class FakeFeishu(LoopbackServer):
     def __init__(self, app_secret: str = SECRET, chat_id: str = CHAT) -> None:
         self.app_id = f"cli_fake{secrets.token_hex(6)}"
         self.app_secret = app_secret
@@ -83,21 +85,7 @@ class FakeFeishu:
         self._uuids: dict[str, str] = {}
         self._lock = threading.Lock()
         self.gateway: FakeLongConnection | None = None  # set to serve the long connection's endpoint
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def start(self) -> FakeFeishu:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__()
 
     def fail(self, kind: str, times: int = 1, reset: int = 3) -> None:
         self.failures.extend(Failure(kind, reset) for _ in range(times))

@@ -13,9 +13,11 @@ import json
 import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from http.server import BaseHTTPRequestHandler
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.fakes.loopback import LoopbackServer
 
 TOKEN = "glsa_fakeGrafanaToken0123456789_ab12cd34"
 PATH = "/api/annotations"
@@ -32,7 +34,7 @@ class Request:
     body: Any
 
 
-class FakeGrafana:
+class FakeGrafana(LoopbackServer):
     def __init__(self, token: str = TOKEN) -> None:
         self.token = token
         self.outage = False
@@ -41,22 +43,7 @@ class FakeGrafana:
         self.requests: list[Request] = []
         self.annotations: list[dict[str, Any]] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        # A short poll interval: `stop` waits for the next poll.
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def start(self) -> Self:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__()
 
     def posts(self) -> list[Request]:
         return [request for request in self.requests if request.method == "POST"]

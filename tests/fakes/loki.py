@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
+
+from tests.fakes.loopback import LoopbackServer
 
 PATH = "/loki/api/v1/query_range"
 ResultType = Literal["streams", "matrix"]
@@ -38,29 +39,14 @@ class Answer:
     result: list[dict[str, Any]]
 
 
-class FakeLoki:
+class FakeLoki(LoopbackServer):
     def __init__(self) -> None:
         self.delay = 0.0
         self.requests: list[Request] = []
         # (HTTP status, body): a str is sent as text/plain, as Loki sends query errors; anything else as JSON.
         self.error: tuple[int, Any] | None = None
         self.answers: list[Answer] = []
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        # A short poll interval: `stop` waits for the next poll, and the default half second adds up over a suite.
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def start(self) -> FakeLoki:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__()
 
     def add(self, pattern: str, result: list[dict[str, Any]], result_type: ResultType = "streams") -> None:
         """Answer queries matching `pattern` with `result` (Loki's `data.result`); earlier patterns win."""

@@ -17,8 +17,10 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.fakes.loopback import LoopbackServer
 
 KEY = "sk-api-fake-minimax-key-0123456789"
 
@@ -41,7 +43,7 @@ class Reply:
 Responder = Callable[[dict[str, Any]], Reply]
 
 
-class FakeMiniMax:
+class FakeMiniMax(LoopbackServer):
     def __init__(self, key: str = KEY) -> None:
         self.key = key
         self.rpm: int | None = None
@@ -51,21 +53,11 @@ class FakeMiniMax:
         self.headers: list[dict[str, str]] = []
         self._stamps: deque[float] = deque()
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__()
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
-
-    def start(self) -> FakeMiniMax:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
     def script(self, *replies: Reply) -> None:
         self.replies.extend(replies)

@@ -9,12 +9,14 @@ import json
 import re
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from tests.fakes.loopback import LoopbackServer
 
-class FakePrometheus:
+
+class FakePrometheus(LoopbackServer):
     def __init__(self) -> None:
         self.delay = 0.0
         self.requests: list[dict[str, str]] = []
@@ -26,21 +28,7 @@ class FakePrometheus:
         # When any are set, a query matching none of them has an empty result, as a real query with no data.
         self.recorded: list[tuple[re.Pattern[str], list[dict[str, Any]]]] = []
         self.received = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def start(self) -> FakePrometheus:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__()
 
     def answer(self, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
         if self.error is not None:

@@ -20,9 +20,11 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from http.server import BaseHTTPRequestHandler
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.fakes.loopback import LoopbackServer
 
 MAX_BODY = 20_000
 WINDOW = 3600.0  # how far a signature's timestamp may be from the robot's clock
@@ -42,7 +44,7 @@ class Clock:
         self.now += seconds
 
 
-class _Robot:
+class _Robot(LoopbackServer):
     """What both fakes share: the loopback server, the outage switch and the record of messages and answers."""
 
     def __init__(self, secret: str | None, clock: Callable[[], float]) -> None:
@@ -54,22 +56,11 @@ class _Robot:
         self.answers: list[dict[str, Any]] = []
         self._sent: deque[float] = deque()  # when each accepted message arrived, for the rate limits
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        # A short poll interval: each test stops its robots, and shutdown waits for the next poll.
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
+        super().__init__()
 
     @property
     def address(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def start(self) -> Self:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
     def answer(self, path: str, query: dict[str, str], raw: bytes) -> dict[str, Any]:
         raise NotImplementedError
