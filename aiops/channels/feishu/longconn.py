@@ -106,6 +106,7 @@ class LongConnection:
 
         _route_sdk_logs()
         loop = asyncio.new_event_loop()
+        loop.set_exception_handler(self._loop_exception)
         asyncio.set_event_loop(loop)
         ws_client.loop = loop  # the SDK runs on this module variable, captured at import
         self._loop = loop
@@ -156,6 +157,9 @@ class LongConnection:
         if client is None or loop is None:
             return
         client._auto_reconnect = False  # the SDK has no public way to stop its client
+        logging.getLogger("Lark").setLevel(
+            logging.CRITICAL
+        )  # it reports the close it is told to make as an error
 
         async def close() -> None:
             with contextlib.suppress(Exception):
@@ -163,6 +167,11 @@ class LongConnection:
             loop.stop()
 
         loop.create_task(close())
+
+    def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """The SDK's receive loop ends with the error of the connection `stop` closed; that one is expected."""
+        if not self._stopping.is_set():
+            loop.default_exception_handler(context)
 
 
 def _route_sdk_logs() -> None:
