@@ -20,25 +20,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-from sqlalchemy import text
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from aiops.channels.feishu import FeishuConfig  # noqa: E402
 from aiops.config import DatabaseConfig  # noqa: E402
-from aiops.models import Proposal  # noqa: E402
 from aiops.store import (  # noqa: E402
-    actions,
     migrate,
 )
 from aiops.store.engine import create_engine  # noqa: E402
 from tests.channels.test_feishu_longconn import config_for, connected  # noqa: E402
-from tests.conftest import DATA  # noqa: E402
 from tests.fakes.feishu import SECRET, FakeFeishu, FeishuCallbacks  # noqa: E402
 from tests.fakes.feishu_ws import FakeLongConnection  # noqa: E402
-from tests.support.app import AUTH, running, settings_for  # noqa: E402
+from tests.support.app import proposals, running, settings_for  # noqa: E402
 from tests.web.test_feishu_callbacks import REMEDIATION, callback_client, value  # noqa: E402
 
 ENCRYPT_KEY = "bench-encrypt-key-0123456789abcdef"
@@ -89,25 +83,6 @@ async def long_connection_clicks(services: Any, items: list[dict[str, Any]], fak
     return seconds
 
 
-async def proposals(client: httpx.AsyncClient, services: Any, count: int) -> list[dict[str, Any]]:
-    """One incident (tests/data/firing.json) with `count` pending proposals, each for another unit."""
-    answer = await client.post(
-        "/webhook/alertmanager", content=(DATA / "firing.json").read_bytes(), headers=AUTH
-    )
-    delivery = int(answer.json()["delivery"])
-    await services.pipeline.run(delivery)
-    wanted = [
-        Proposal("restart-service", "web-1", ("systemctl", "restart", f"unit-{n}"), "high", "bench")
-        for n in range(count)
-    ]
-    async with services.engine.begin() as conn:
-        found = await conn.execute(
-            text("SELECT incident_id FROM deliveries WHERE id = :id"), {"id": delivery}
-        )
-        await services.approvals.record(conn, found.scalar_one(), delivery, wanted)
-        return [p for p in await actions.pending(conn) if p["action_id"] == "restart-service"]
-
-
 async def main(clicks: int) -> dict[str, Any]:
     fake = FakeFeishu().start()
     fake.gateway = FakeLongConnection(fake.app_id, SECRET).start()
@@ -119,7 +94,9 @@ async def main(clicks: int) -> dict[str, Any]:
             async with running(
                 settings_for(url, remediation=REMEDIATION, channels={"console": {"enabled": False}}), engine
             ) as (client, services):
-                items = await proposals(client, services, 2 * clicks)
+                items = await proposals(
+                    client, services, [("systemctl", "restart", f"unit-{n}") for n in range(2 * clicks)]
+                )
                 http = await http_clicks(services, items[:clicks])
                 ws = await long_connection_clicks(services, items[clicks:], fake)
         finally:

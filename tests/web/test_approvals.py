@@ -14,14 +14,12 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aiops.actions.links import PATH, form_proof, make_token, signing_key
-from aiops.models import Proposal
 from aiops.passwords import hash_password
 from aiops.service import Services
 from aiops.store import actions
 from aiops.web import approvals
 from aiops.web.app import create_app
-from tests.conftest import DATA
-from tests.support.app import AUTH, settings_for
+from tests.support.app import proposals, settings_for
 
 ALICE = {"username": "alice", "password_hash": hash_password("alice-password")}
 MALLORY = {"username": "mallory", "password_hash": hash_password("mallory-password")}
@@ -56,19 +54,8 @@ async def approval_app(
 async def propose(
     client: httpx.AsyncClient, services: Services, argv: tuple[str, ...] = ARGV
 ) -> dict[str, Any]:
-    """An incident from tests/data/firing.json with one pending proposal; returns the proposal."""
-    answer = await client.post(
-        "/webhook/alertmanager", content=(DATA / "firing.json").read_bytes(), headers=AUTH
-    )
-    delivery = int(answer.json()["delivery"])
-    await services.pipeline.run(delivery)
-    proposal = Proposal("restart-service", "web-1", argv, "high", "nginx stopped answering")
-    async with services.engine.begin() as conn:
-        incident = await conn.execute(
-            text("SELECT incident_id FROM deliveries WHERE id = :id"), {"id": delivery}
-        )
-        await services.approvals.record(conn, incident.scalar_one(), delivery, [proposal])
-        [item] = [p for p in await actions.pending(conn) if p["action_id"] == "restart-service"]
+    """An incident from tests/data/firing.json, triaged, with one pending proposal; returns the proposal."""
+    [item] = await proposals(client, services, [argv])
     return item
 
 

@@ -13,13 +13,11 @@ from sqlalchemy import text
 from starlette.applications import Starlette
 
 from aiops.channels.feishu import FeishuConfig
-from aiops.models import Proposal
 from aiops.service import Services
 from aiops.store import actions
 from aiops.web import callbacks
-from tests.conftest import DATA
 from tests.fakes.feishu import SECRET, FeishuCallbacks, card_problems
-from tests.support.app import AUTH
+from tests.support.app import proposals
 
 ENCRYPT_KEY = "fake-encrypt-key-0123456789abcdef"
 TOKEN = "fake-verification-token-0123456789"
@@ -42,18 +40,7 @@ async def callback_client(services: Services, config: FeishuConfig) -> AsyncIter
 
 async def propose(client: httpx.AsyncClient, services: Services) -> dict[str, Any]:
     """An incident from tests/data/firing.json, triaged, with one pending proposal; returns the proposal."""
-    answer = await client.post(
-        "/webhook/alertmanager", content=(DATA / "firing.json").read_bytes(), headers=AUTH
-    )
-    delivery = int(answer.json()["delivery"])
-    await services.pipeline.run(delivery)
-    proposal = Proposal("restart-service", "web-1", ARGV, "high", "nginx stopped answering")
-    async with services.engine.begin() as conn:
-        incident = await conn.execute(
-            text("SELECT incident_id FROM deliveries WHERE id = :id"), {"id": delivery}
-        )
-        await services.approvals.record(conn, incident.scalar_one(), delivery, [proposal])
-        [item] = [p for p in await actions.pending(conn) if p["action_id"] == "restart-service"]
+    [item] = await proposals(client, services, [ARGV])
     return item
 
 
