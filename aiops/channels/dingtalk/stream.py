@@ -10,10 +10,8 @@ that — the WebSocket, its frames, acks and reconnects — is the SDK's.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-import threading
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +25,7 @@ from aiops.channels import ChannelError
 from aiops.channels.dingtalk import DingTalkChannel
 from aiops.channels.dingtalk.card import HASH_PREFIX
 from aiops.channels.dingtalk.config import DingTalkConfig
+from aiops.channels.listener import ListenerThread
 from aiops.store import actions
 
 log = logging.getLogger("aiops.channels.dingtalk")
@@ -84,44 +83,26 @@ def _object(value: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-class DingTalkCallbacks:
+class DingTalkCallbacks(ListenerThread):
     """The Stream connection of one DingTalk channel: `start()` from the service's loop, `await stop()` on
     shutdown. A click from an approver allow-listed in `remediation.approvers.dingtalk` decides the proposal."""
 
     def __init__(self, channel: DingTalkChannel, approvals: Approvals, engine: AsyncEngine) -> None:
+        super().__init__(f"dingtalk-{channel.config.name}", channel.config.timeout + 5.0)
         self._channel = channel
         self._config = channel.config
         self._approvals = approvals
         self._engine = engine
-        self._service_loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._started = threading.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stopping: asyncio.Event | None = None
+        self._stop_serving: asyncio.Event | None = None
         # The SDK logs the gateway's answer, ticket included, at INFO and every ping from the gateway as a warning
         # ("unknown message topic"); only its errors are kept.
         self._sdk_log = logging.getLogger(f"aiops.channels.dingtalk.sdk.{self._config.name}")
         self._sdk_log.setLevel(logging.ERROR)
 
-    def start(self) -> None:
-        """Connect in a thread of its own; clicks are handled on the loop this is called from."""
-        self._service_loop = asyncio.get_running_loop()
-        self._thread = threading.Thread(target=self._run, name=f"dingtalk-{self._config.name}", daemon=True)
-        self._thread.start()
-
-    async def stop(self) -> None:
-        thread = self._thread
-        if thread is None:
-            return
-        self._thread = None
-        await asyncio.to_thread(self._started.wait, 5.0)
+    def _interrupt(self) -> None:
         self._sdk_log.setLevel(logging.CRITICAL)  # the SDK logs the cancellation as a network error
-        if self._loop is not None and self._stopping is not None:
-            with contextlib.suppress(RuntimeError):  # its loop has ended already
-                self._loop.call_soon_threadsafe(self._stopping.set)
-        await asyncio.to_thread(thread.join, self._config.timeout + 5.0)
-        if thread.is_alive():
-            log.warning("dingtalk %s: the Stream connection did not stop in time", self._config.name)
+        if self._stop_serving is not None:
+            self._stop_serving.set()
 
     async def handle(self, data: Mapping[str, Any]) -> dict[str, Any]:
         """One card callback, on the service's loop: decide, edit the card, and say what became of the click
@@ -176,12 +157,12 @@ class DingTalkCallbacks:
             self._started.set()
 
     async def _serve(self) -> None:
-        self._loop, self._stopping = asyncio.get_running_loop(), asyncio.Event()
+        self._loop, self._stop_serving = asyncio.get_running_loop(), asyncio.Event()
         self._started.set()
         client = _StreamClient(self._config, self._sdk_log)
         client.register_callback_handler(CARD_CALLBACK, _CardHandler(self._hand_over, self._sdk_log))
         connection = asyncio.create_task(client.start(), name="dingtalk-stream")
-        await self._stopping.wait()
+        await self._stop_serving.wait()
         await _cancel(connection)
 
     async def _hand_over(self, data: Mapping[str, Any]) -> dict[str, Any]:

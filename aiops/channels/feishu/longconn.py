@@ -20,50 +20,26 @@ import concurrent.futures
 import contextlib
 import json
 import logging
-import threading
 from typing import Any
 
 from aiops.channels.feishu import FeishuConfig
 from aiops.channels.feishu import callback as feishu_callback
 from aiops.channels.feishu.clicks import FeishuClicks
+from aiops.channels.listener import ListenerThread
 
 log = logging.getLogger("aiops.channels.feishu")
 ANSWER_WITHIN = 2.5  # seconds on the service's loop; Feishu shows an error to the clicker after 3
 RETRY_REFUSED = 60.0  # seconds before connecting again after Feishu refused the app (bad secret, too many)
 
 
-class LongConnection:
+class LongConnection(ListenerThread):
     """The long connection of the `channels.feishu` app: `start()` from the service's loop, `await stop()`."""
 
     def __init__(self, config: FeishuConfig, clicks: FeishuClicks) -> None:
+        super().__init__(f"feishu-{config.name}", config.timeout + 5.0)
         self._config = config
         self._clicks = clicks
-        self._service_loop: asyncio.AbstractEventLoop | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._client: Any = None
-        self._thread: threading.Thread | None = None
-        self._started = threading.Event()
-        self._stopping = threading.Event()
-
-    def start(self) -> None:
-        """Connect in a thread of its own; clicks are decided on the loop this is called from."""
-        self._service_loop = asyncio.get_running_loop()
-        self._thread = threading.Thread(target=self._run, name=f"feishu-{self._config.name}", daemon=True)
-        self._thread.start()
-
-    async def stop(self) -> None:
-        thread = self._thread
-        if thread is None:
-            return
-        self._thread = None
-        self._stopping.set()
-        await asyncio.to_thread(self._started.wait, 5.0)
-        if self._loop is not None:
-            with contextlib.suppress(RuntimeError):  # its loop has ended already
-                self._loop.call_soon_threadsafe(self._close)
-        await asyncio.to_thread(thread.join, self._config.timeout + 5.0)
-        if thread.is_alive():
-            log.warning("feishu %s: the long connection did not stop in time", self._config.name)
 
     def on_card(self, event: Any) -> Any:
         """lark-oapi's handler for `card.action.trigger`, on the connection's thread: the answer to send back."""
@@ -150,7 +126,7 @@ class LongConnection:
         finally:
             _close_loop(loop)
 
-    def _close(self) -> None:
+    def _interrupt(self) -> None:
         """On the connection's loop: no reconnecting, close the socket, then stop the loop."""
         client = self._client
         loop = self._loop
