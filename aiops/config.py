@@ -37,6 +37,7 @@ from aiops.inventory import Hosts
 from aiops.llm.client import LlmConfig
 from aiops.passwords import Login
 from aiops.payload import field_path
+from aiops.pipeline.storm import StormConfig
 from aiops.queue import QueueConfig
 from aiops.sources.history import HistoryConfig
 from aiops.sources.loki import LokiConfig
@@ -191,6 +192,7 @@ class Settings(Section):
     channels: ChannelsConfig = Field(default_factory=ChannelsConfig)
     hosts: Hosts = Field(default_factory=dict)
     remediation: RemediationConfig = Field(default_factory=RemediationConfig)
+    storm: StormConfig = Field(default_factory=StormConfig)
 
     @model_validator(mode="after")
     def _exposure(self) -> Settings:

@@ -83,6 +83,15 @@ class Metrics:
             buckets=_STAGE_BUCKETS,
             registry=r,
         )
+        self.llm_throttled = Histogram(
+            "aiops_llm_throttled_pause_seconds",
+            "Pauses of every model call after the endpoint said too many requests (HTTP 429, MiniMax 1002)",
+            buckets=(0.5, 1, 2, 5, 10, 30, 60),
+            registry=r,
+        )
+        self.storms = Counter(
+            "aiops_storms", "Storm clusters formed: incidents diagnosed once, together", registry=r
+        )
         self.proposals = Counter(
             "aiops_proposals",
             "Remediation proposals by the state they were recorded in",

@@ -173,6 +173,9 @@ class Diagnosis:
     ] = ()  # proposals refused because the runbook does not allow them, with why
     usage: LlmUsage | None = None
     unavailable: str | None = None
+    # A storm's members share one diagnosis: the cluster it was made for and how many incidents it then had.
+    cluster_id: int | None = None
+    cluster_size: int = 0
 
 
 @dataclass(frozen=True)
@@ -209,3 +212,21 @@ class Triage:
     diagnosis: Diagnosis
     proposals: tuple[Proposal, ...] = ()
     errors: tuple[StageError, ...] = field(default=())
+
+
+# Severity names Alertmanager setups use, most urgent first; anything else ranks after them.
+SEVERITY_RANK = {
+    "critical": 0,
+    "page": 0,
+    "error": 1,
+    "high": 1,
+    "warning": 2,
+    "medium": 2,
+    "info": 3,
+    "low": 3,
+}
+
+
+def severity_rank(severity: str) -> int:
+    """0 for the most urgent severity; 9 for one nobody ranked."""
+    return SEVERITY_RANK.get(severity.lower(), 9)

@@ -11,13 +11,14 @@ import logging
 import os
 import random
 import socket
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aiops.store import jobs
-from aiops.store.jobs import Job
+from aiops.store.jobs import Job, Lane
 from aiops.units import Seconds
 
 log = logging.getLogger("aiops.queue")
@@ -46,26 +47,60 @@ class QueueConfig(BaseModel):
     shutdown_grace: Seconds = 20.0
 
 
-class WorkerPool:
-    """`workers` loops claiming jobs; `wake()` makes an idle loop look at once (new work was committed)."""
+@dataclass(frozen=True)
+class Dedicated:
+    """Job kinds with workers of their own (the model's diagnoses): they never take a worker from the rest, and
+    the rest never wait behind them."""
 
-    def __init__(self, engine: AsyncEngine, config: QueueConfig, handlers: Mapping[str, Handler]) -> None:
+    name: str
+    kinds: frozenset[str]
+    workers: int
+
+
+@dataclass
+class _Lane:
+    name: str
+    lane: Lane
+    workers: int
+    wakeup: asyncio.Event
+
+
+class WorkerPool:
+    """`queue.workers` loops claiming every kind of job but the dedicated ones, and each dedicated lane's own
+    loops; `wake(kind)` makes an idle loop of the lane that works `kind` look at once (new work was committed)."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        config: QueueConfig,
+        handlers: Mapping[str, Handler],
+        dedicated: Sequence[Dedicated] = (),
+    ) -> None:
         self._engine = engine
         self._config = config
         self._handlers = handlers
         self._owner = f"{socket.gethostname()}:{os.getpid()}:{random.getrandbits(32):08x}"
-        self._wakeup = asyncio.Event()
+        taken = frozenset(kind for lane in dedicated for kind in lane.kinds)
+        self._lanes = [_Lane("worker", Lane(taken, exclude=True), config.workers, asyncio.Event())] + [
+            _Lane(lane.name, Lane(lane.kinds, exclude=False), lane.workers, asyncio.Event())
+            for lane in dedicated
+        ]
         self._stopping = False
         self._loops: list[asyncio.Task[None]] = []
         self._running: dict[int, asyncio.Task[None]] = {}
 
     def start(self) -> None:
         self._loops = [
-            asyncio.create_task(self._loop(), name=f"worker-{n}") for n in range(self._config.workers)
+            asyncio.create_task(self._loop(lane), name=f"{lane.name}-{n}")
+            for lane in self._lanes
+            for n in range(lane.workers)
         ]
 
-    def wake(self) -> None:
-        self._wakeup.set()
+    def wake(self, kind: str | None = None) -> None:
+        """Wake the lane that works `kind`, or every lane."""
+        for lane in self._lanes:
+            if kind is None or (kind in lane.lane.kinds) != lane.lane.exclude:
+                lane.wakeup.set()
 
     async def stop(self) -> None:
         """Stop claiming, let running jobs finish within the grace period, then hand the rest back."""
@@ -85,16 +120,16 @@ class WorkerPool:
             loop.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
 
-    async def _loop(self) -> None:
+    async def _loop(self, lane: _Lane) -> None:
         while not self._stopping:
             try:
                 async with self._engine.begin() as conn:
-                    job = await jobs.claim(conn, self._owner, self._config.lease)
+                    job = await jobs.claim(conn, self._owner, self._config.lease, lane.lane)
             except Exception as error:  # the store is down: keep polling, never die
                 log.warning("claiming a job failed: %s", error)
                 job = None
             if job is None:
-                await self._idle()
+                await self._idle(lane.wakeup)
                 continue
             if self._stopping:  # claimed while shutdown began: hand it straight back
                 await self._settle(jobs.release, job)
@@ -109,10 +144,10 @@ class WorkerPool:
             finally:
                 self._running.pop(job.id, None)
 
-    async def _idle(self) -> None:
-        self._wakeup.clear()
+    async def _idle(self, wakeup: asyncio.Event) -> None:
+        wakeup.clear()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wakeup.wait(), self._config.poll_interval)
+            await asyncio.wait_for(wakeup.wait(), self._config.poll_interval)
 
     async def _run(self, job: Job) -> None:
         heartbeat = asyncio.create_task(self._heartbeat(job))

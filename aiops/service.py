@@ -42,8 +42,8 @@ from aiops.pipeline.match import RunbookMatcher
 from aiops.pipeline.notify import DELIVER
 from aiops.pipeline.outbox import Outbox
 from aiops.pipeline.plan import Planner
-from aiops.pipeline.runner import Pipeline, Stages
-from aiops.queue import Handler, WorkerPool
+from aiops.pipeline.runner import ANNOUNCE, DIAGNOSE, Pipeline, Stages
+from aiops.queue import Dedicated, Handler, WorkerPool
 from aiops.runbooks.lint import CATALOG
 from aiops.sources import Source
 from aiops.sources.commands import CommandSource
@@ -192,7 +192,7 @@ async def start(
     templates = build_environment(settings.server.language, settings.channels.templates)
     http = httpx.AsyncClient(follow_redirects=False)
     offline = OfflineDiagnoser(templates)
-    llm = LlmClient(settings.llm) if settings.llm.enabled else None
+    llm = LlmClient(settings.llm, on_throttle=metrics.llm_throttled.observe) if settings.llm.enabled else None
     catalog = LiveCatalog(settings.runbooks.dir / CATALOG)
     inventory = Inventory(settings.hosts)
     executor = SshExecutor(inventory)
@@ -215,6 +215,7 @@ async def start(
         offline_reason=None if llm else "no model is configured (set MINIMAX_API_KEY)",
         grafana=settings.grafana,
         annotations=annotations,
+        storm=settings.storm,
     )
     metrics.watch_channels(channel.name for channel in stages.channels)
     pipeline = Pipeline(engine, stages, metrics, settings.server.base_url)
@@ -235,13 +236,18 @@ async def start(
     )
     services.handlers = {
         TRIAGE: pipeline.handle,
+        DIAGNOSE: pipeline.handle_diagnose,
+        ANNOUNCE: pipeline.handle_announce,
         EXECUTE: executions.handle,
         DELIVER: outbox.handle,
         ANNOTATE: annotations.handle,
     }
     if workers:
-        services.pool = WorkerPool(engine, settings.queue, services.handlers)
+        # The model's diagnoses have workers of their own: a slow model never holds up a triage or a message.
+        diagnoses = Dedicated(DIAGNOSE, frozenset({DIAGNOSE}), settings.llm.concurrency)
+        services.pool = WorkerPool(engine, settings.queue, services.handlers, [diagnoses] if llm else [])
         approvals.wake = services.pool.wake
+        pipeline.wake = services.pool.wake
         services.pool.start()
         services.sweeper = asyncio.create_task(_expire_approvals(approvals), name="approval-expiry")
         services.listeners = _start_listeners(settings, stages.channels, approvals, engine, templates)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -55,11 +55,24 @@ class DigestEntry:
 
 
 @dataclass(frozen=True)
+class Storm:
+    """A storm cluster, for its card: what its members share and, once it landed, their one diagnosis."""
+
+    id: int
+    description: str
+    size: int
+    summary: str | None = None
+    probable_cause: str | None = None
+
+
+@dataclass(frozen=True)
 class Digest:
-    """Incidents folded into one message during a storm, instead of one message each."""
+    """Incidents folded into one message during a storm, instead of one message each; with `storm`, the storm
+    card listing a cluster's members."""
 
     entries: tuple[DigestEntry, ...]
     base_url: str
+    storm: Storm | None = None
 
     def counts(self) -> list[tuple[str, str, int]]:
         """(alert name, severity, incidents), most frequent first."""
@@ -68,6 +81,13 @@ class Digest:
             key = (entry.alertname, entry.severity)
             tally[key] = tally.get(key, 0) + 1
         return sorted(((name, sev, n) for (name, sev), n in tally.items()), key=lambda item: -item[2])
+
+
+def digest_title(t: Callable[..., str], digest: Digest, key: str = "robot_digest_headline") -> str:
+    """A digest's one-line title: the storm it lists, or how many incidents it folds."""
+    if digest.storm is not None:
+        return t("robot_storm_headline", id=digest.storm.id, size=digest.storm.size)
+    return t(key, count=len(digest.entries))
 
 
 class Channel(Protocol):

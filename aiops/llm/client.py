@@ -5,8 +5,9 @@ What MiniMax does differently from OpenAI, and what this module does about it:
   both are taken out of the answer and kept, because a tool-using conversation must send them back;
 - temperature must lie in (0, 1] (checked by the config model);
 - an error can arrive as HTTP 200 with `base_resp.status_code != 0` and no choices: turned into `LlmError`;
-- rate limits (HTTP 429, or `base_resp` 1002) and transient errors are retried with exponential backoff and full
-  jitter, within the caller's deadline; the SDK's own retries are off so that one policy applies.
+- rate limits (HTTP 429, or `base_resp` 1002) pause every call of the process together (aiops/llm/pacing.py) and
+  are retried within the caller's deadline, without counting as failed attempts; transient errors are retried with
+  exponential backoff and full jitter; the SDK's own retries are off so that one policy applies.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import asyncio
 import random
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -23,10 +24,14 @@ import openai
 from openai import AsyncOpenAI
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from aiops.llm.pacing import Pacer
+from aiops.llm.tokens import estimate
 from aiops.units import Seconds
 
 # base_resp codes worth another try (MiniMax's error table): unknown, timeout, rate limit, internal error.
 RETRYABLE_CODES = frozenset({1000, 1001, 1002, 1024})
+RATE_LIMITED_CODE = 1002
+THROTTLED_TRIES = 30  # without a deadline, how often a throttled call waits and tries again
 _CODE_HINTS = {
     1004: "the API key is not valid for this endpoint (check MINIMAX_API_KEY and that MINIMAX_BASE_URL is the "
     "region of the account: api.minimaxi.com for mainland China, api.minimax.io elsewhere)",
@@ -76,10 +81,15 @@ class LlmConfig(BaseModel):
     prompt_budget: int = Field(default=8000, ge=1000, le=200_000)  # estimated tokens for the first prompt
     incident_token_budget: int = Field(default=60_000, ge=1000)  # all calls of one diagnosis together
     call_timeout: Seconds = 60.0
-    # The first notification waits this long for the model, then goes out marked "diagnosis unavailable"
-    # and is updated when the diagnosis arrives, up to `incident_deadline` after the diagnosis began.
-    notify_within: Seconds = 25.0
+    # The first notification waits at most this long for the incident's own diagnosis, then goes out marked
+    # "diagnosis pending" and is edited when the diagnosis lands; it never waits for another incident's model call.
+    notify_within: Seconds = 10.0
     incident_deadline: Seconds = 180.0
+    # Diagnoses running at once (their own workers, apart from queue.workers), and the provider's limits
+    # (MiniMax's paid plans allow 500 requests per minute); unset limits are not paced, only backed off on 429.
+    concurrency: int = Field(default=8, ge=1, le=64)
+    rpm: int | None = Field(default=None, ge=1)
+    tpm: int | None = Field(default=None, ge=1000)
     max_attempts: int = Field(default=4, ge=1, le=10)
     backoff: Seconds = 1.0
     investigate: bool = False
@@ -98,10 +108,13 @@ class LlmConfig(BaseModel):
 class LlmError(Exception):
     """A call that produced no usable answer; `retryable` says whether trying again later could help."""
 
-    def __init__(self, message: str, *, retryable: bool, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, *, retryable: bool, retry_after: float | None = None, throttled: bool = False
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.retry_after = retry_after
+        self.throttled = throttled  # the provider said "too many requests": every call slows down
 
 
 @dataclass(frozen=True)
@@ -134,12 +147,19 @@ class Completion:
 class LlmClient:
     """Chat completions with MiniMax's traits handled; built in the application's lifespan."""
 
-    def __init__(self, config: LlmConfig, sdk: AsyncOpenAI | None = None) -> None:
+    def __init__(
+        self,
+        config: LlmConfig,
+        sdk: AsyncOpenAI | None = None,
+        on_throttle: Callable[[float], None] | None = None,
+    ) -> None:
         self.config = config
         key = config.api_key.get_secret_value() if config.api_key else "unset"
         self._sdk = sdk or AsyncOpenAI(
             api_key=key, base_url=config.base_url, timeout=config.call_timeout, max_retries=0
         )
+        self.pacer = Pacer(config.rpm, config.tpm, config.backoff)
+        self._on_throttle = on_throttle  # called with the pause, for the metrics
 
     async def close(self) -> None:
         await self._sdk.close()
@@ -152,16 +172,34 @@ class LlmClient:
         deadline: float | None = None,
     ) -> Completion:
         """One completion, retried on rate limits and transient errors until `deadline` (monotonic seconds)."""
-        attempt = 0
+        attempt = throttled = 0
+        tokens = sum(estimate(str(message.get("content") or "")) for message in messages)
+        said = "the provider is pausing calls"
         while True:
-            attempt += 1
+            if deadline is not None and time.monotonic() + self.pacer.paused_for >= deadline:
+                raise LlmError(
+                    f"{said}; the rate limit outlasts the deadline", retryable=True, throttled=True
+                )
+            slot = await self.pacer.acquire(tokens + self.config.max_completion_tokens // 4)
             try:
-                return await self._once(messages, tools, deadline)
+                completion = await self._once(messages, tools, deadline)
             except LlmError as error:
+                if error.throttled and (deadline is not None or throttled < THROTTLED_TRIES):
+                    throttled += 1
+                    said = str(error)
+                    paused = self.pacer.throttled(error.retry_after)
+                    if self._on_throttle is not None:
+                        self._on_throttle(paused)
+                    continue  # waiting out the shared pause is not a failed attempt
+                attempt += 1
                 pause = self._pause(error, attempt, deadline)
                 if pause is None:
                     raise
-            await asyncio.sleep(pause)
+                await asyncio.sleep(pause)
+                continue
+            usage = completion.usage
+            self.pacer.settle(slot, usage.prompt_tokens + usage.completion_tokens)
+            return completion
 
     def _pause(self, error: LlmError, attempt: int, deadline: float | None) -> float | None:
         """How long to wait before the next attempt, or None to give up."""
@@ -232,7 +270,10 @@ def _sdk_error(error: openai.APIError) -> LlmError:
         retryable = status in (408, 409, 429) or status >= 500
         hint = " (check MINIMAX_API_KEY)" if status in (401, 403) else ""
         return LlmError(
-            f"HTTP {status}: {detail}{hint}", retryable=retryable, retry_after=_retry_after(error.response)
+            f"HTTP {status}: {detail}{hint}",
+            retryable=retryable,
+            retry_after=_retry_after(error.response),
+            throttled=status == 429 or _base_code(error.body) == RATE_LIMITED_CODE,
         )
     return LlmError(str(error), retryable=False)
 
@@ -243,6 +284,11 @@ def _retry_after(response: Any) -> float | None:
         return min(float(value), 60.0) if value is not None else None
     except ValueError:
         return None
+
+
+def _base_code(body: object) -> int:
+    base = body.get("base_resp") if isinstance(body, dict) else None
+    return int(base.get("status_code") or 0) if isinstance(base, dict) else 0
 
 
 def _error_text(body: object) -> str:
@@ -291,7 +337,9 @@ def _raise_for_base_resp(base: object) -> None:
     message = str(base.get("status_msg") or "")[:300]
     hint = _CODE_HINTS.get(code)
     raise LlmError(
-        f"MiniMax error {code}: {message}" + (f" — {hint}" if hint else ""), retryable=code in RETRYABLE_CODES
+        f"MiniMax error {code}: {message}" + (f" — {hint}" if hint else ""),
+        retryable=code in RETRYABLE_CODES,
+        throttled=code == RATE_LIMITED_CODE,
     )
 
 

@@ -9,18 +9,21 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from aiops.channels import Announcement, Channel, ChannelError
+from aiops.channels import Announcement, Channel, ChannelError, Digest
 from aiops.channels.routing import Routing
 from aiops.metrics import Metrics
+from aiops.models import Incident
 from aiops.store import incidents, jobs, notifications
 
 log = logging.getLogger("aiops.pipeline.notify")
 RETRY, ALREADY_SENT = "retry", "already_sent"
 DELIVER = "deliver"
 REFRESH = "refresh"  # the purpose recorded for an edit-only card update
+STORM = "storm"  # the purpose recorded for a storm card: a message of its own, never an incident's card
 
 
 class NotifyLater(Exception):
@@ -33,7 +36,6 @@ async def notify(
     """`key` names what is being announced (the delivery): a retried job sends nothing already sent."""
     retry: list[str] = []
     for channel in channels:
-        dedup_key = f"{key}:{channel.name}:{announcement.purpose}"
         routing = getattr(channel, "routing", None)
         addressed = announcement
         if isinstance(routing, Routing):
@@ -44,29 +46,69 @@ async def notify(
             )
         if announcement.refresh and channel.immediate:
             continue  # the console cannot edit; the action's own message said what happened
-        if not channel.immediate:
-            await _enqueue(engine, channel, addressed, dedup_key)
-            metrics.notifications.labels(channel.name, "queued").inc()
-            continue
-        outcome = await _announce(engine, channel, addressed, dedup_key)
-        metrics.notifications.labels(channel.name, outcome).inc()
-        if outcome == RETRY:
+        purpose = REFRESH if announcement.refresh and not channel.immediate else announcement.purpose
+        message = _Message(
+            announcement.incident.id,
+            purpose,
+            channel.render(addressed),
+            f"{key}:{channel.name}:{announcement.purpose}",
+        )
+        if await _post(engine, channel, message, metrics) == RETRY:
             retry.append(channel.name)
     if retry:
         raise NotifyLater(f"delivery to {', '.join(retry)} failed and will be retried")
 
 
-async def _announce(engine: AsyncEngine, channel: Channel, announcement: Announcement, dedup_key: str) -> str:
-    incident_id = announcement.incident.id
-    body = channel.render(announcement)
+async def notify_storm(
+    engine: AsyncEngine,
+    channels: Sequence[Channel],
+    digest: Digest,
+    incident: Incident,
+    key: str,
+    metrics: Metrics,
+) -> None:
+    """A storm card: the cluster's members as a digest, on every channel the lead incident is routed to."""
+    retry: list[str] = []
+    for channel in channels:
+        routing = getattr(channel, "routing", None)
+        if isinstance(routing, Routing) and not routing.applies(incident.labels):
+            continue
+        message = _Message(incident.id, STORM, channel.render_digest(digest), f"{key}:{channel.name}")
+        if await _post(engine, channel, message, metrics) == RETRY:
+            retry.append(channel.name)
+    if retry:
+        raise NotifyLater(f"delivery to {', '.join(retry)} failed and will be retried")
+
+
+@dataclass(frozen=True)
+class _Message:
+    incident_id: int
+    purpose: str
+    body: str
+    dedup_key: str
+
+
+async def _post(engine: AsyncEngine, channel: Channel, message: _Message, metrics: Metrics) -> str:
+    """Send at once (the console) or leave it to the outbox; the outcome, for the metrics."""
+    if channel.immediate:
+        outcome = await _announce(engine, channel, message)
+    else:
+        await _enqueue(engine, channel, message)
+        outcome = "queued"
+    metrics.notifications.labels(channel.name, outcome).inc()
+    return outcome
+
+
+async def _announce(engine: AsyncEngine, channel: Channel, message: _Message) -> str:
+    incident_id, dedup_key = message.incident_id, message.dedup_key
     async with engine.begin() as conn:
         state = await notifications.record(
-            conn, incident_id, dedup_key, channel.name, announcement.purpose, body
+            conn, incident_id, dedup_key, channel.name, message.purpose, message.body
         )
     if state == notifications.SENT:
         return ALREADY_SENT
     try:
-        await channel.send(body)
+        await channel.send(message.body)
     except ChannelError as error:
         log.warning("notification to %s failed: %s", channel.name, error)
         async with engine.begin() as conn:
@@ -75,18 +117,14 @@ async def _announce(engine: AsyncEngine, channel: Channel, announcement: Announc
         return RETRY if error.retryable else notifications.FAILED
     async with engine.begin() as conn:
         await notifications.settle(conn, dedup_key, notifications.SENT)
-        await incidents.add_event(
-            conn, incident_id, "notified", f"{announcement.purpose} sent to {channel.name}"
-        )
+        await incidents.add_event(conn, incident_id, "notified", f"{message.purpose} sent to {channel.name}")
     return notifications.SENT
 
 
-async def _enqueue(engine: AsyncEngine, channel: Channel, announcement: Announcement, dedup_key: str) -> None:
-    body = channel.render(announcement)
+async def _enqueue(engine: AsyncEngine, channel: Channel, message: _Message) -> None:
     async with engine.begin() as conn:
-        purpose = REFRESH if announcement.refresh else announcement.purpose
         notification_id = await notifications.enqueue(
-            conn, announcement.incident.id, dedup_key, channel.name, purpose, body
+            conn, message.incident_id, message.dedup_key, channel.name, message.purpose, message.body
         )
         if notification_id is not None:
             await jobs.enqueue(conn, DELIVER, f"channel:{channel.name}", {"notification_id": notification_id})

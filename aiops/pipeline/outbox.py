@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from aiops.channels import Channel, ChannelError, Digest, DigestEntry
 from aiops.metrics import Metrics
-from aiops.pipeline.notify import REFRESH
+from aiops.pipeline.notify import REFRESH, STORM
 from aiops.queue import Deferred
 from aiops.store import incidents, notifications
 from aiops.store.codec import loads
@@ -102,8 +102,8 @@ class Outbox:
                 await channel.update(handle, note["body"])
             else:
                 new_handle = await channel.send(note["body"])
-                # The incident's card is the message it was announced on; an action's message is not.
-                if new_handle is not None and note["purpose"] != "action":
+                # The incident's card is the message it was announced on; an action's or a storm's is not.
+                if new_handle is not None and note["purpose"] not in ("action", STORM):
                     async with self._engine.begin() as conn:
                         await notifications.keep_handle(conn, note["incident_id"], channel.name, new_handle)
         except ChannelError as error:

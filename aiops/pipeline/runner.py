@@ -1,4 +1,16 @@
-"""The pipeline for one delivery: each stage timed, each failure recorded on the incident, the rest goes on."""
+"""The pipeline for one delivery, as three durable jobs: each stage timed, each failure recorded, the rest goes on.
+
+- `triage` (one group's deliveries in order): correlate, match the runbook, gather evidence, plan from the
+  runbook, store it all — and either announce at once (no model, or a storm whose diagnosis already landed) or
+  leave the announcement to whichever comes first: the incident's own diagnosis, or its timer `llm.notify_within`
+  later. It never waits for a model.
+- `diagnose` (workers of its own, `llm.concurrency`, most severe and oldest first): the model's diagnosis of one
+  delivery — or of a storm cluster, once for all its members — stored, planned, and announced or edited in.
+- `announce`: the timer; it announces with what the triage found, marked as waiting for the model.
+
+A delivery's announcement is claimed in the store, so it goes out once whichever job gets there, and a job re-run
+after a crash finishes what it claimed without sending anything twice.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +18,16 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from pydantic import TypeAdapter
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from aiops.actions.approvals import Approvals
-from aiops.channels import Announcement, Channel, Purpose
+from aiops.channels import Announcement, Channel, Digest, DigestEntry, Purpose, Storm
 from aiops.grafana import GrafanaConfig
 from aiops.grafana.annotations import Annotations
 from aiops.grafana.dashboards import dashboard_url
@@ -27,19 +41,25 @@ from aiops.models import (
     RunbookMatch,
     StageError,
     Triage,
+    severity_rank,
 )
+from aiops.pipeline import storm
 from aiops.pipeline.correlate import correlate
 from aiops.pipeline.diagnose import Diagnoser, OfflineDiagnoser
 from aiops.pipeline.evidence import gather
 from aiops.pipeline.match import RunbookMatcher
-from aiops.pipeline.notify import notify
+from aiops.pipeline.notify import notify, notify_storm
 from aiops.pipeline.plan import Planner
+from aiops.pipeline.storm import Placement, StormConfig
 from aiops.sources import Source
-from aiops.store import actions, incidents
+from aiops.store import actions, clusters, incidents, jobs, triages
+from aiops.store.clusters import Cluster, Member
 from aiops.store.jobs import Job
 
 log = logging.getLogger("aiops.pipeline")
 T = TypeVar("T")
+DIAGNOSE, ANNOUNCE = "diagnose", "announce"
+TRIAGED_BY = "triage"  # who claims an announcement made by the triage job itself
 
 
 @dataclass(frozen=True)
@@ -54,13 +74,14 @@ class Stages:
     planner: Planner | None = None  # None: nothing is ever proposed
     approvals: Approvals | None = None
     evidence_deadline: float = 30.0
-    # How long the first notification waits for the diagnoser; None waits for it (replay, tests).
+    # How long an announcement waits for its own diagnosis; None: `run` waits for it (replay, tests).
     notify_within: float | None = None
     # Why the diagnoser is the offline one, when it is (no model configured).
     offline_reason: str | None = None
     # Grafana: the dashboard announcements link to, and the annotations of incidents opened and resolved.
     grafana: GrafanaConfig = field(default_factory=GrafanaConfig)
     annotations: Annotations | None = None
+    storm: StormConfig = field(default_factory=StormConfig)
 
 
 @dataclass(frozen=True)
@@ -78,60 +99,288 @@ class Pipeline:
         self.stages = stages
         self._metrics = metrics
         self._base_url = base_url
+        self.wake: Callable[[str], None] = lambda kind: None  # the worker pool's, once it runs
+
+    @property
+    def _model(self) -> bool:
+        return self.stages.offline_reason is None
+
+    # -- the jobs
 
     async def handle(self, job: Job) -> None:
-        """The `triage` job: one delivery through every stage."""
-        await self.run(int(job.payload["delivery_id"]))
+        """The `triage` job."""
+        await self.triage_delivery(int(job.payload["delivery_id"]))
+
+    async def handle_diagnose(self, job: Job) -> None:
+        """The `diagnose` job: one delivery's diagnosis, or a storm cluster's."""
+        if "cluster_id" in job.payload:
+            await self.diagnose_cluster(int(job.payload["cluster_id"]))
+        else:
+            await self.diagnose_delivery(int(job.payload["delivery_id"]))
+
+    async def handle_announce(self, job: Job) -> None:
+        """The `announce` job: the timer of an announcement still waiting for its diagnosis."""
+        await self.announce(int(job.payload["delivery_id"]), ANNOUNCE)
 
     async def run(self, delivery_id: int) -> Triage | None:
-        """Triage and announce one delivery. A diagnosis slower than `notify_within` does not hold the
-        announcement back: it goes out with the evidence, and is updated when the diagnosis arrives."""
+        """One delivery through every job it makes, in this task (tests, callers without workers): the triage,
+        then its diagnosis raced against its announcement's timer as the workers would run them."""
+        triage = await self.triage_delivery(delivery_id)
+        if triage is None or not self._model or triage.diagnosis.source == "llm":
+            return triage
+        async with self._engine.connect() as conn:
+            cluster = await clusters.of_incident(conn, triage.correlation.incident.id)
+        if cluster is not None:
+            await self.diagnose_cluster(cluster.id)
+            return await self._stored(delivery_id) or triage
+        diagnosing = asyncio.ensure_future(self.diagnose_delivery(delivery_id))
+        try:
+            if self.stages.notify_within is not None:
+                done, _ = await asyncio.wait({diagnosing}, timeout=self.stages.notify_within)
+                if not done:
+                    await self.announce(delivery_id, ANNOUNCE)
+            return await diagnosing or triage
+        finally:
+            diagnosing.cancel()  # a no-op once done; stops the model call when the caller is stopped
+
+    # -- triage
+
+    async def triage_delivery(self, delivery_id: int) -> Triage | None:
+        """Correlate, prepare, plan and store one delivery, then announce it or schedule its announcement."""
         with self._metrics.stage_duration.labels("correlate").time():
             correlation = await correlate(self._engine, delivery_id, self.stages.annotations)
         if correlation.change == "unchanged":
             return None
         if correlation.change == "resolved":
-            if self.stages.approvals is not None:
-                async with self._engine.begin() as conn:
-                    await self.stages.approvals.moot(conn, correlation.incident.id)
-            await self._notify(correlation, None, delivery_id)
+            await self._resolve(correlation, delivery_id)
             return None
+        async with self._engine.connect() as conn:
+            stored = await triages.of_delivery(conn, delivery_id)
+        if stored is not None:  # a re-run after a crash: the triage was stored and its jobs enqueued with it
+            return await self._resume(correlation, delivery_id, stored)
         prepared = await self.prepare(correlation)
-        diagnosing = asyncio.ensure_future(self.diagnose(correlation, prepared))
-        try:
-            return await self._announce(correlation, prepared, diagnosing, delivery_id)
-        finally:
-            diagnosing.cancel()  # a no-op once done; stops the model call when the job itself is stopped
+        waiting = self._offline(correlation, prepared, self._waiting())
+        triage = await self._plan(correlation, prepared, waiting)
+        async with self._engine.begin() as conn:
+            placement = await storm.place(conn, correlation, self.stages.storm)
+            shared = _shared(placement.cluster)
+            if shared is not None:
+                triage = await self._plan(correlation, prepared, self._for_member(shared, triage.diagnosis))
+            queued = await self._record(conn, triage, delivery_id, _failures(triage.errors))
+            if shared is not None:
+                await triages.mark_diagnosed(conn, delivery_id)
+            now = shared is not None or not self._model or self.stages.notify_within == 0
+            await self._schedule(
+                conn, correlation, delivery_id, placement, diagnosed=shared is not None, now=now
+            )
+        self._after_commit(queued)
+        if now:
+            await self.announce(delivery_id, TRIAGED_BY, triage)
+        if placement.formed and placement.cluster is not None:
+            self._metrics.storms.inc()
+            await self._storm_card(placement.cluster, "formed")
+        return triage
 
-    async def _announce(
+    async def _resume(self, correlation: Correlation, delivery_id: int, stored: Mapping[str, Any]) -> Triage:
+        triage = _from_store(correlation, stored)
+        if stored["announced_by"] in (None, TRIAGED_BY) and (not self._model or stored["diagnosed_at"]):
+            await self.announce(delivery_id, TRIAGED_BY, triage)
+        return triage
+
+    def _waiting(self) -> str:
+        if not self._model:
+            return self.stages.offline_reason or "no model"
+        within = self.stages.notify_within or 0
+        return f"the model has not answered within {within:g}s; this will be updated"
+
+    async def _schedule(
+        self,
+        conn: AsyncConnection,
+        correlation: Correlation,
+        delivery_id: int,
+        placement: Placement,
+        *,
+        diagnosed: bool,
+        now: bool,
+    ) -> None:
+        """The delivery's diagnosis (its own, or its storm cluster's) and its announcement's timer."""
+        priority = severity_rank(correlation.incident.severity)
+        if self._model and not diagnosed:
+            cluster = placement.cluster
+            payload = {"delivery_id": delivery_id} if cluster is None else {"cluster_id": cluster.id}
+            key = f"diagnose:delivery:{delivery_id}" if cluster is None else f"diagnose:cluster:{cluster.id}"
+            await jobs.enqueue(conn, DIAGNOSE, key, payload, priority=priority, dedup_key=key)
+        if not now and self.stages.notify_within is not None:
+            key = f"announce:{delivery_id}"
+            payload = {"delivery_id": delivery_id}
+            await jobs.enqueue(conn, ANNOUNCE, key, payload, delay=self.stages.notify_within, dedup_key=key)
+
+    def _after_commit(self, queued: int) -> None:
+        if queued and self.stages.approvals is not None:
+            self.stages.approvals.wake()
+        if self._model:
+            self.wake(DIAGNOSE)
+
+    async def _resolve(self, correlation: Correlation, delivery_id: int) -> None:
+        """All alerts resolved: what still waits to be announced goes out first, then the resolution."""
+        incident_id = correlation.incident.id
+        async with self._engine.begin() as conn:
+            if self.stages.approvals is not None:
+                await self.stages.approvals.moot(conn, incident_id)
+            waiting = await triages.unannounced(conn, incident_id)
+        for earlier in waiting:
+            await self.announce(earlier, "resolve")
+        await self._notify(correlation, None, delivery_id)
+
+    # -- announcement
+
+    async def announce(self, delivery_id: int, who: str, triage: Triage | None = None) -> bool:
+        """Announce the delivery as stored, unless another job has; True when this one did."""
+        async with self._engine.begin() as conn:
+            claimed = await triages.claim_announcement(conn, delivery_id, who)
+        if not claimed:
+            return False
+        if triage is None:
+            correlation = await correlate(self._engine, delivery_id)  # a re-read: correlation is idempotent
+            triage = await self._stored(delivery_id, correlation)
+        if triage is not None:
+            await self._notify(triage.correlation, triage, delivery_id)
+        return True
+
+    async def _stored(self, delivery_id: int, correlation: Correlation | None = None) -> Triage | None:
+        correlation = correlation or await correlate(self._engine, delivery_id)
+        async with self._engine.connect() as conn:
+            stored = await triages.of_delivery(conn, delivery_id)
+        return None if stored is None else _from_store(correlation, stored)
+
+    # -- diagnosis
+
+    async def diagnose_delivery(self, delivery_id: int) -> Triage | None:
+        """The model's diagnosis of one delivery, landed on its incident (announced, or its card edited)."""
+        correlation = await correlate(self._engine, delivery_id)
+        incident = correlation.incident
+        async with self._engine.connect() as conn:
+            stored = await triages.of_delivery(conn, delivery_id)
+            cluster = await clusters.of_incident(conn, incident.id)
+        if stored is None or stored["diagnosed_at"] is not None:
+            return None
+        if incident.status == "resolved":
+            await self._skip(delivery_id, incident.id, "the incident resolved before the model got to it")
+            return None
+        prepared = _prepared(correlation, stored)
+        if (
+            cluster is not None
+        ):  # it joined a storm after this job was enqueued: the cluster's diagnosis covers it
+            shared = _shared(cluster)
+            return None if shared is None else await self._land(correlation, prepared, delivery_id, shared)
+        diagnosis, error = await self.diagnose(correlation, prepared)
+        return await self._land(correlation, prepared, delivery_id, diagnosis, error)
+
+    async def diagnose_cluster(self, cluster_id: int) -> None:
+        """One diagnosis for a storm cluster, from its lead member's evidence and the storm's shape, landed on
+        every member still waiting for one."""
+        async with self._engine.connect() as conn:
+            cluster = await clusters.get(conn, cluster_id)
+            members = await clusters.members(conn, cluster_id)
+        live = [member for member in members if member.status == "open"]
+        if cluster is None or not live:
+            return
+        shared = _shared(cluster)
+        if shared is None:
+            shared = await self._diagnose_storm(cluster, live[0], members)
+            async with self._engine.begin() as conn:
+                await clusters.record_diagnosis(conn, cluster.id, shared)
+                members = await clusters.members(
+                    conn, cluster_id
+                )  # after the write: joiners see it or are here
+            await self._storm_card(cluster, "diagnosed", shared)
+        for member in members:
+            if member.status == "open" and not member.diagnosed:
+                await self._land_member(member, shared)
+
+    async def _diagnose_storm(self, cluster: Cluster, lead: Member, members: Sequence[Member]) -> Diagnosis:
+        correlation = await correlate(self._engine, lead.delivery_id)
+        async with self._engine.connect() as conn:
+            stored = await triages.of_delivery(conn, lead.delivery_id)
+        assert stored is not None  # members are listed through their stored triages
+        prepared = _prepared(correlation, stored)
+        shape = storm.evidence(cluster, members)
+        diagnosis, _error = await self.diagnose(
+            correlation, dataclasses.replace(prepared, evidence=(shape, *prepared.evidence))
+        )
+        return dataclasses.replace(diagnosis, cluster_id=cluster.id, cluster_size=len(members))
+
+    async def _land_member(self, member: Member, shared: Diagnosis) -> None:
+        correlation = await correlate(self._engine, member.delivery_id)
+        async with self._engine.connect() as conn:
+            stored = await triages.of_delivery(conn, member.delivery_id)
+        if stored is None:
+            return
+        prepared = _prepared(correlation, stored)
+        own = self._offline(correlation, prepared, shared.unavailable or "")
+        await self._land(correlation, prepared, member.delivery_id, self._for_member(shared, own))
+
+    def _for_member(self, shared: Diagnosis, own: Diagnosis) -> Diagnosis:
+        """A member takes the cluster's diagnosis; when the model gave none, its own offline one with the reason."""
+        if shared.source == "llm":
+            return shared
+        return dataclasses.replace(own, unavailable=shared.unavailable, cluster_id=shared.cluster_id)
+
+    async def _land(
         self,
         correlation: Correlation,
         prepared: Prepared,
-        diagnosing: asyncio.Future[tuple[Diagnosis, StageError | None]],
         delivery_id: int,
+        diagnosis: Diagnosis,
+        error: StageError | None = None,
     ) -> Triage:
-        try:
-            outcome = await asyncio.wait_for(asyncio.shield(diagnosing), self.stages.notify_within)
-        except TimeoutError:
-            waited = f"the model has not answered within {self.stages.notify_within:g}s; this will be updated"
-            early = self._offline(correlation, prepared, waited)
-            triage = await self._plan(correlation, prepared, early)
-            await self._save(triage, delivery_id, _failures(triage.errors))
+        """Store a diagnosis and its plan; announce the delivery with it, or edit the announcement made."""
+        triage = await self._plan(correlation, prepared, diagnosis, error)
+        landed = [("diagnosed", "the model's diagnosis arrived")] if diagnosis.source == "llm" else []
+        async with self._engine.begin() as conn:
+            queued = await self._record(
+                conn, triage, delivery_id, landed + _failures([error] if error else [])
+            )
+            await triages.mark_diagnosed(conn, delivery_id)
+            first = await triages.claim_announcement(conn, delivery_id, DIAGNOSE)
+        self._after_commit(queued)
+        if first:
             await self._notify(correlation, triage, delivery_id)
-            outcome = await diagnosing
-            diagnosis, error = outcome
-            triage = await self._plan(correlation, prepared, diagnosis, error)
-            if error is not None or diagnosis.source == "offline":
-                await self._save(triage, delivery_id, _failures([error] if error else []))
-                return triage  # the first announcement, already sent, stays the word on this delivery
+        else:
             self._metrics.diagnoses.labels("late").inc()
-            await self._save(triage, delivery_id, [("diagnosed", "the model's diagnosis arrived")])
             await self._notify(correlation, triage, delivery_id, suffix="-diagnosis", purpose="updated")
-            return triage
-        triage = await self._plan(correlation, prepared, *outcome)
-        await self._save(triage, delivery_id, _failures(triage.errors))
-        await self._notify(correlation, triage, delivery_id)
         return triage
+
+    async def _skip(self, delivery_id: int, incident_id: int, reason: str) -> None:
+        async with self._engine.begin() as conn:
+            await triages.mark_diagnosed(conn, delivery_id)
+            await incidents.add_event(conn, incident_id, "diagnosis_skipped", reason)
+
+    async def _storm_card(self, cluster: Cluster, stage: str, diagnosis: Diagnosis | None = None) -> None:
+        """The storm card: posted when the cluster forms, and again with the diagnosis when it lands."""
+        async with self._engine.connect() as conn:
+            members = await clusters.members(conn, cluster.id)
+            lead = await incidents.get(conn, cluster.lead_incident_id)
+        if lead is None:
+            return
+        url = f"{self._base_url}/incidents/"
+        entries = tuple(
+            DigestEntry(
+                m.incident_id, m.title, m.severity, m.labels.get("alertname", ""), f"{url}{m.incident_id}"
+            )
+            for m in members
+        )
+        found = diagnosis if diagnosis is not None and diagnosis.source == "llm" else None
+        summary = Storm(
+            cluster.id,
+            cluster.description,
+            len(members),
+            found.summary if found else None,
+            found.probable_cause if found else None,
+        )
+        digest = Digest(entries, self._base_url, summary)
+        key = f"storm-{cluster.id}-{stage}"
+        await notify_storm(self._engine, self.stages.channels, digest, lead, key, self._metrics)
 
     async def triage(self, correlation: Correlation) -> Triage:
         """match → evidence → diagnose → plan; no store writes, so `aiops replay` can use it as it is."""
@@ -198,18 +447,20 @@ class Pipeline:
         )
         return Triage(correlation, prepared.runbook, prepared.evidence, diagnosis, proposals, tuple(errors))
 
-    async def _save(self, triage: Triage, delivery_id: int, events: Sequence[tuple[str, str]]) -> None:
+    async def _record(
+        self, conn: AsyncConnection, triage: Triage, delivery_id: int, events: Sequence[tuple[str, str]]
+    ) -> int:
+        """Store the triage, its events and its proposals in the caller's transaction; proposals queued."""
         incident_id = triage.correlation.incident.id
+        await incidents.save_triage(conn, delivery_id, triage)
+        for kind, message in events:
+            await incidents.add_event(conn, incident_id, kind, message)
         approvals = self.stages.approvals
-        queued = 0
-        async with self._engine.begin() as conn:
-            await incidents.save_triage(conn, delivery_id, triage)
-            for kind, message in events:
-                await incidents.add_event(conn, incident_id, kind, message)
-            if approvals is not None:
-                queued = await approvals.record(conn, incident_id, delivery_id, triage.proposals)
-        if queued and approvals is not None:
-            approvals.wake()
+        return (
+            0
+            if approvals is None
+            else await approvals.record(conn, incident_id, delivery_id, triage.proposals)
+        )
 
     async def report_action(self, incident_id: int, action: dict[str, Any]) -> None:
         """Announce what became of an approved action (its execution's result, or why it did not run)."""
@@ -285,6 +536,29 @@ class Pipeline:
                 f"delivery-{delivery_id}{suffix}",
                 self._metrics,
             )
+
+
+def _shared(cluster: Cluster | None) -> Diagnosis | None:
+    """The diagnosis a storm cluster's members share, once it landed."""
+    if cluster is None or cluster.diagnosis is None:
+        return None
+    return _adapter(Diagnosis).validate_python(cluster.diagnosis)  # type: ignore[no-any-return]
+
+
+def _from_store(correlation: Correlation, stored: Mapping[str, Any]) -> Triage:
+    return dataclasses.replace(
+        incidents.stored_triage(stored, correlation.incident, ()), correlation=correlation
+    )
+
+
+def _prepared(correlation: Correlation, stored: Mapping[str, Any]) -> Prepared:
+    triage = _from_store(correlation, stored)
+    return Prepared(triage.runbook, triage.evidence, triage.errors)
+
+
+@cache
+def _adapter(kind: Any) -> TypeAdapter[Any]:
+    return TypeAdapter(kind)
 
 
 def _failures(errors: Sequence[StageError]) -> list[tuple[str, str]]:

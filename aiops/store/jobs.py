@@ -2,7 +2,9 @@
 
 A job is claimable when it is pending and due, or running with an expired lease (its worker died). Jobs sharing a
 `serial_key` (an alert group) run strictly in order: one is claimable only when every earlier one is finished.
-PostgreSQL replicas claim with `FOR UPDATE SKIP LOCKED`; SQLite has one writer, so its claim is atomic as is.
+Among claimable jobs, the lowest `priority` goes first, then the oldest. A worker claims only the kinds of its lane
+(the model's diagnoses have workers of their own). A `dedup_key` makes enqueueing the same job again a no-op, so a
+re-run of the job that enqueued it cannot double it. PostgreSQL replicas claim with `FOR UPDATE SKIP LOCKED`; SQLite has one writer, so its claim is atomic as is.
 """
 
 from __future__ import annotations
@@ -20,10 +22,28 @@ PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
 _CLAIMABLE = """
 SELECT j.id FROM jobs j
 WHERE ((j.state = 'pending' AND j.run_after <= :now) OR (j.state = 'running' AND j.lease_expires_at < :now))
+  AND {kinds}
   AND NOT EXISTS (
     SELECT 1 FROM jobs p WHERE p.serial_key = j.serial_key AND p.id < j.id AND p.state IN ('pending', 'running'))
-ORDER BY j.id LIMIT 1
+ORDER BY j.priority, j.id LIMIT 1
 """
+
+
+@dataclass(frozen=True)
+class Lane:
+    """Which kinds a worker claims: `kinds`, or (when `exclude`) every kind but those."""
+
+    kinds: frozenset[str] = frozenset()
+    exclude: bool = True
+
+    def condition(self) -> str:
+        if not self.kinds:
+            return "1 = 1" if self.exclude else "1 = 0"
+        names = ", ".join(f"'{kind}'" for kind in sorted(self.kinds))  # kinds are the service's own constants
+        return f"j.kind {'NOT IN' if self.exclude else 'IN'} ({names})"
+
+
+ANY = Lane()
 
 
 @dataclass(frozen=True)
@@ -43,21 +63,40 @@ class QueueStats:
 
 
 async def enqueue(
-    conn: AsyncConnection, kind: str, serial_key: str, payload: dict[str, Any], *, now: float | None = None
+    conn: AsyncConnection,
+    kind: str,
+    serial_key: str,
+    payload: dict[str, Any],
+    *,
+    now: float | None = None,
+    delay: float = 0.0,
+    priority: int = 0,
+    dedup_key: str | None = None,
 ) -> None:
     now = time.time() if now is None else now
     await conn.execute(
         text(
-            "INSERT INTO jobs (kind, serial_key, payload, state, attempts, run_after, created_at)"
-            " VALUES (:kind, :serial, :payload, 'pending', 0, :now, :now)"
+            "INSERT INTO jobs (kind, serial_key, payload, state, attempts, run_after, created_at, priority,"
+            " dedup_key) VALUES (:kind, :serial, :payload, 'pending', 0, :run_after, :now, :priority, :dedup)"
+            " ON CONFLICT (dedup_key) DO NOTHING"
         ),
-        {"kind": kind, "serial": serial_key, "payload": json.dumps(payload), "now": now},
+        {
+            "kind": kind,
+            "serial": serial_key,
+            "payload": json.dumps(payload),
+            "now": now,
+            "run_after": now + delay,
+            "priority": priority,
+            "dedup": dedup_key,
+        },
     )
 
 
-async def claim(conn: AsyncConnection, owner: str, lease: float) -> Job | None:
+async def claim(conn: AsyncConnection, owner: str, lease: float, lane: Lane = ANY) -> Job | None:
     now = time.time()
-    claimable = _CLAIMABLE + (" FOR UPDATE OF j SKIP LOCKED" if conn.dialect.name == "postgresql" else "")
+    claimable = _CLAIMABLE.format(kinds=lane.condition())
+    if conn.dialect.name == "postgresql":
+        claimable += " FOR UPDATE OF j SKIP LOCKED"
     row = (
         await conn.execute(
             text(

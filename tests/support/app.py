@@ -38,9 +38,10 @@ def settings_for(database_url: str, **sections: Any) -> Settings:
 
 @asynccontextmanager
 async def running(
-    settings: Settings, engine: AsyncEngine
+    settings: Settings, engine: AsyncEngine, workers: bool = False
 ) -> AsyncIterator[tuple[httpx.AsyncClient, Services]]:
-    app: Starlette = create_app(settings, engine=engine, workers=False)
+    """Without `workers`, a test runs the pipeline itself (`services.pipeline.run`); with them, the queue does."""
+    app: Starlette = create_app(settings, engine=engine, workers=workers)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://aiops") as client:

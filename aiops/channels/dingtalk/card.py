@@ -14,7 +14,7 @@ from typing import Any, cast
 
 from jinja2 import Environment
 
-from aiops.channels import Announcement, Digest
+from aiops.channels import Announcement, Digest, digest_title
 
 # Bytes of a message body. DingTalk does not document a limit for card data; the service keeps every chat message
 # under 20 KB, which DingTalk's robots also impose.
@@ -88,7 +88,7 @@ class Cards:
     def digest(self, digest: Digest) -> str:
         def params(detail: Detail) -> dict[str, str]:
             return {
-                "title": self._t("dingtalk_digest_title", count=len(digest.entries)),
+                "title": digest_title(self._t, digest, "dingtalk_digest_title"),
                 "severity": _worst(entry.severity for entry in digest.entries),
                 "status": "firing",
                 "status_text": self._t("dingtalk_status_firing"),

@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, quote_plus, urlsplit
 
 from pydantic import ConfigDict, Field, SecretStr, field_validator
 
-from aiops.channels import Announcement, ChannelError, Digest, RateLimit
+from aiops.channels import Announcement, ChannelError, Digest, RateLimit, digest_title
 from aiops.channels.robot import Cut, Robot, fit, line, post
 from aiops.channels.routing import Routing
 from aiops.units import HttpUrl, Seconds
@@ -84,7 +84,7 @@ class DingTalkWebhookChannel(Robot[DingTalkWebhookConfig]):
         return fit(lambda cut: self._message(announcement, cut), MAX_BODY)
 
     def render_digest(self, digest: Digest) -> str:
-        title = line(self._t("robot_digest_headline", count=len(digest.entries)), 100)
+        title = line(digest_title(self._t, digest), 100)
         text = self._text("digest.md.j2", digest=digest, title=title)
         return fit(lambda cut: {"msgtype": "markdown", "markdown": {"title": title, "text": text}}, MAX_BODY)
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import ConfigDict, Field, SecretStr
 
-from aiops.channels import Announcement, ChannelError, Digest, RateLimit
+from aiops.channels import Announcement, ChannelError, Digest, RateLimit, digest_title
 from aiops.channels.robot import Cut, Robot, dumps, fit, line, post
 from aiops.channels.routing import Routing
 from aiops.units import HttpUrl, Seconds
@@ -79,7 +79,7 @@ class FeishuWebhookChannel(Robot[FeishuWebhookConfig]):
         return fit(lambda cut: _message(self._card(announcement, cut)), MAX_BODY - _SIGNATURE_ROOM)
 
     def render_digest(self, digest: Digest) -> str:
-        title = line(self._t("robot_digest_headline", count=len(digest.entries)), 100)
+        title = line(digest_title(self._t, digest), 100)
         colours = [_COLOURS.get(entry.severity, "grey") for entry in digest.entries]
         elements = [
             _markdown(self._text("digest.md.j2", digest=digest)),

@@ -1,0 +1,27 @@
+-- Diagnosis is a job kind of its own: jobs carry a priority (lower runs first: severity, then age) and an optional
+-- key that makes enqueueing the same job twice a no-op. A triage records which job announced it, so that the
+-- announcement goes out once whichever of the diagnosis and the announcement timer comes first.
+ALTER TABLE jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN dedup_key VARCHAR(200);
+CREATE UNIQUE INDEX jobs_dedup ON jobs (dedup_key);
+CREATE INDEX jobs_kind_claim ON jobs (kind, state, priority, id);
+ALTER TABLE triages ADD COLUMN announced_by VARCHAR(64);
+ALTER TABLE triages ADD COLUMN diagnosed_at DOUBLE PRECISION;
+
+-- Storms: incidents opening within a short window with the same cause signature are diagnosed once, together.
+CREATE TABLE clusters (
+    id {ID},
+    signature VARCHAR(64) NOT NULL,
+    description TEXT NOT NULL,
+    opened_at DOUBLE PRECISION NOT NULL,
+    closes_at DOUBLE PRECISION NOT NULL,
+    members INTEGER NOT NULL,
+    lead_incident_id BIGINT NOT NULL REFERENCES incidents (id),
+    diagnosis TEXT,
+    diagnosed_at DOUBLE PRECISION
+);
+CREATE INDEX clusters_signature ON clusters (signature, closes_at);
+ALTER TABLE incidents ADD COLUMN signature VARCHAR(64);
+ALTER TABLE incidents ADD COLUMN cluster_id BIGINT REFERENCES clusters (id);
+CREATE INDEX incidents_signature ON incidents (signature, opened_at);
+CREATE INDEX incidents_cluster ON incidents (cluster_id, id);
