@@ -176,6 +176,23 @@ async def members(conn: AsyncConnection, cluster_id: int) -> list[Member]:
     ]
 
 
+async def summary(conn: AsyncConnection, incident_id: int) -> dict[str, Any] | None:
+    """The storm an incident is part of, for its page and the API: what it shares, who else, the diagnosis."""
+    cluster = await of_incident(conn, incident_id)
+    if cluster is None:
+        return None
+    rows = await conn.execute(
+        text("SELECT id FROM incidents WHERE cluster_id = :id ORDER BY id"), {"id": cluster.id}
+    )
+    return {
+        "id": cluster.id,
+        "signature": cluster.description,
+        "members": cluster.members,
+        "incident_ids": [int(row.id) for row in rows],
+        "diagnosis": cluster.diagnosis,
+    }
+
+
 def _cluster(row: Any) -> Cluster:
     return Cluster(
         id=int(row["id"]),

@@ -45,9 +45,9 @@ def group(number: int, *, alertname: str = "HostOutOfDiskSpace", severity: str =
     return json.dumps(payload).encode()
 
 
-async def until(check: Callable[[], Any], timeout: float = 60.0) -> Any:
+async def until(check: Callable[[], Any], within: float = 60.0) -> Any:
     """Poll an async check until it returns something truthy; the deadline only guards against a hang."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         found = await check()
         if found:
