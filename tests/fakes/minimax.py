@@ -6,7 +6,9 @@ It speaks `POST /v1/chat/completions` as the OpenAI SDK expects and behaves as M
 - `temperature` outside (0, 1] and a wrong API key are answered with HTTP 200 and a `base_resp` error, no choices;
 - `response_format` is accepted and ignored;
 - more requests than `rpm` in a minute get HTTP 429 with `base_resp` 1002;
-- scripted replies can be late, fail with any HTTP status or `base_resp` code, or call tools.
+- scripted replies can be late, fail with any HTTP status or `base_resp` code, or call tools;
+- `delay` makes every request slow, as a loaded model is; `calls`, `in_flight` and `peak_in_flight` count the
+  chat-completions requests, and how many were being answered at once.
 """
 
 from __future__ import annotations
@@ -51,9 +53,16 @@ class FakeMiniMax(LoopbackServer):
         self.responder: Responder | None = None  # used when no scripted reply is queued
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
+        self.delay = 0.0  # seconds every request waits before its reply's own delay
+        self.calls = 0
+        self.in_flight = 0
+        self.peak_in_flight = 0
         self._stamps: deque[float] = deque()
         self._lock = threading.Lock()
         super().__init__()
+        # A storm opens many connections at once; the default accept queue of 5 would make some wait a second
+        # for a SYN to be sent again, which is the kernel's delay, not the model's.
+        self._server.socket.listen(1024)
 
     @property
     def base_url(self) -> str:
@@ -78,7 +87,7 @@ class FakeMiniMax(LoopbackServer):
         if self._throttled():
             return 429, {"Retry-After": "1"}, _base_resp(1002, "rate limit exceeded(RPM)")
         reply = self._next(request)
-        time.sleep(reply.delay)
+        time.sleep(self.delay + reply.delay)
         if reply.http_status != 200:
             headers = {"Retry-After": str(reply.retry_after)} if reply.retry_after is not None else {}
             code, message = reply.base_resp or (1000, "unknown error")
@@ -94,6 +103,16 @@ class FakeMiniMax(LoopbackServer):
         if self.responder is not None:
             return self.responder(request)
         return Reply(content='{"summary": "nothing scripted"}')
+
+    def _begin(self) -> None:
+        with self._lock:
+            self.calls += 1
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+
+    def _end(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
 
     def _throttled(self) -> bool:
         if self.rpm is None:
@@ -159,7 +178,11 @@ class FakeMiniMax(LoopbackServer):
                     return
                 fake.requests.append(request)
                 fake.headers.append({name.lower(): value for name, value in self.headers.items()})
-                self._send(*fake.answer(request, self.headers.get("Authorization", "")))
+                fake._begin()
+                try:
+                    self._send(*fake.answer(request, self.headers.get("Authorization", "")))
+                finally:
+                    fake._end()
 
             def _send(self, status: int, headers: dict[str, str], body: dict[str, Any]) -> None:
                 raw = json.dumps(body, ensure_ascii=False).encode()
