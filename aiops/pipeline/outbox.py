@@ -66,8 +66,10 @@ class Outbox:
             handle = await notifications.handle_of(conn, note["incident_id"], channel.name)
         if note["purpose"] == REFRESH and handle is None:
             return await self._settle(note, notifications.SKIPPED, "nothing to edit on this channel")
-        if self._storm(channel, waiting, len(recent)):
-            return await self._digest(channel, note, waiting)
+        # A storm card is what a storm is read through: it goes out as itself, never folded into a digest.
+        foldable = [item for item in waiting if item["purpose"] != STORM]
+        if note["purpose"] != STORM and self._storm(channel, foldable, len(recent)):
+            return await self._digest(channel, note, foldable)
         return await self._send(channel, note, handle)
 
     async def _wait(self, conn: AsyncConnection, channel: Channel) -> float:
