@@ -287,6 +287,7 @@ class Pipeline:
             return
         shared = _shared(cluster)
         if shared is None:
+            await self._storm_card(cluster, "formed")  # posted by the triage that formed it, unless it crashed
             shared = await self._diagnose_storm(cluster, live[0], members)
             async with self._engine.begin() as conn:
                 await clusters.record_diagnosis(conn, cluster.id, shared)
@@ -343,9 +344,12 @@ class Pipeline:
             )
             await triages.mark_diagnosed(conn, delivery_id)
             first = await triages.claim_announcement(conn, delivery_id, DIAGNOSE)
+            now = await incidents.get(conn, correlation.incident.id)
         self._after_commit(queued)
         if first:
             await self._notify(correlation, triage, delivery_id)
+        elif now is not None and now.status == "resolved":
+            pass  # the card says resolved; the diagnosis is on the incident's page, not worth reopening the card
         else:
             self._metrics.diagnoses.labels("late").inc()
             await self._notify(correlation, triage, delivery_id, suffix="-diagnosis", purpose="updated")
