@@ -1,10 +1,20 @@
 """Correlate: a delivery joins the open incident of its alert group, or opens one; all alerts resolved → resolved.
 
-An incident opened or resolved is annotated in Grafana (when configured) by a job enqueued in the same transaction.
+A group's alerts are written `CHUNK` at a time, one short transaction each, so that a notification of thousands of
+alerts never holds the store (one connection, on SQLite) for longer than one chunk: intake commits in between. The
+first transaction also records the incident on the delivery; the last records what the delivery changed. A run
+stopped in between is re-run from the stored payload and finds the same incident, and the alerts it newly fired
+by their mark (`incidents.fired_by`), so that its answer is the one an uninterrupted run would have given.
+
+An incident opened or resolved is annotated in Grafana (when configured) by a job enqueued in the same transaction
+as the delivery's change.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import get_args
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -13,8 +23,13 @@ from aiops.grafana.annotations import Annotations
 from aiops.models import Alert, AlertGroup, Change, Correlation
 from aiops.payload import WebhookPayload
 from aiops.store import deliveries, incidents
+from aiops.store.codec import to_epoch
+from aiops.store.deliveries import Stored
 
 CHANGES: dict[str, Change] = {change: change for change in get_args(Change)}
+# Alerts written per transaction: big enough that an ordinary group takes one, small enough that intake waits
+# a few milliseconds at most for the store between two chunks of a storm.
+CHUNK = 500
 _SEVERITY_RANK = {
     "critical": 0,
     "page": 0,
@@ -30,42 +45,106 @@ _SEVERITY_RANK = {
 async def correlate(
     engine: AsyncEngine, delivery_id: int, annotations: Annotations | None = None
 ) -> Correlation:
-    """Idempotent: a delivery correlated by an earlier, interrupted attempt is not applied twice."""
+    """Idempotent: a delivery correlated by an earlier attempt is not applied twice, and one interrupted between
+    chunks is finished as if it had not been."""
     async with engine.begin() as conn:
-        payload, incident_id, change = await deliveries.load(conn, delivery_id)
-        group = WebhookPayload.model_validate_json(payload).to_group()
-        if incident_id is None or change not in CHANGES:
-            incident_id, applied, new_firing = await _apply(conn, delivery_id, group)
-            if annotations is not None and applied in ("opened", "resolved"):
-                await annotations.record(conn, incident_id, applied)
-        else:
-            applied = CHANGES[change]
-            new_firing = tuple(alert for alert in group.alerts if alert.status == "firing")
-        incident = await incidents.get(conn, incident_id)
-    assert incident is not None  # the row was read or written in this same transaction
-    return Correlation(incident, applied, group.alerts, new_firing)
+        stored = await deliveries.load(conn, delivery_id)
+    # Parsing thousands of alerts takes a few hundred milliseconds: not on the event loop that serves intake.
+    group = await asyncio.to_thread(_group, stored.payload)
+    if stored.change in CHANGES:
+        return await _recorded(engine, delivery_id, stored, group)
+    first, *rest = [group.alerts[start : start + CHUNK] for start in range(0, len(group.alerts), CHUNK)]
+    async with engine.begin() as conn:
+        incident_id, opened = await _claim(conn, delivery_id, group, stored)
+        await incidents.upsert_alerts(conn, incident_id, delivery_id, first)
+        if not rest:
+            return await _finish(conn, delivery_id, incident_id, group, opened, annotations)
+    for chunk in rest[:-1]:
+        async with _after_others(engine) as conn:
+            await incidents.upsert_alerts(conn, incident_id, delivery_id, chunk)
+    async with _after_others(engine) as conn:
+        await incidents.upsert_alerts(conn, incident_id, delivery_id, rest[-1])
+        return await _finish(conn, delivery_id, incident_id, group, opened, annotations)
 
 
-async def _apply(
-    conn: AsyncConnection, delivery_id: int, group: AlertGroup
-) -> tuple[int, Change, tuple[Alert, ...]]:
+@asynccontextmanager
+async def _after_others(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A transaction begun once the requests already waiting for the store have had it: the pool hands a
+    returned connection to whoever asks first, and without yielding that would always be the next chunk."""
+    await asyncio.sleep(0)
+    async with engine.begin() as conn:
+        yield conn
+
+
+async def _recorded(engine: AsyncEngine, delivery_id: int, stored: Stored, group: AlertGroup) -> Correlation:
+    """The answer an earlier, finished correlation of the delivery gave."""
+    assert stored.incident_id is not None and stored.change is not None  # both set by the last transaction
+    async with engine.begin() as conn:
+        opened = stored.opened_incident
+        new_firing = await _new_firing(conn, delivery_id, stored.incident_id, group, opened)
+        return await _answer(conn, stored.incident_id, group, CHANGES[stored.change], new_firing)
+
+
+def _group(payload: str) -> AlertGroup:
+    return WebhookPayload.model_validate_json(payload).to_group()
+
+
+async def _claim(
+    conn: AsyncConnection, delivery_id: int, group: AlertGroup, stored: Stored
+) -> tuple[int, bool]:
+    """The delivery's incident, found or opened, and whether this delivery opened it; kept on the delivery, so
+    that a re-run after a crash goes on with the same one."""
+    if stored.incident_id is not None:
+        return stored.incident_id, stored.opened_incident
     current = await incidents.find_open(conn, group.group_key)
-    if current is None:
-        incident_id = await incidents.create(
-            conn, group.group_key, title(group), severity(group), group.common_labels
-        )
-        await incidents.add_event(conn, incident_id, "opened", f"opened by {_names(group.alerts)}")
-    else:
-        incident_id = current.id
-    new_firing = tuple(
-        [alert for alert in group.alerts if await incidents.upsert_alert(conn, incident_id, alert)]
+    if current is not None:
+        await deliveries.claim(conn, delivery_id, current.id, opened=False)
+        return current.id, False
+    incident_id = await incidents.create(
+        conn, group.group_key, title(group), severity(group), group.common_labels
     )
+    await incidents.add_event(conn, incident_id, "opened", f"opened by {_names(group.alerts)}")
+    await deliveries.claim(conn, delivery_id, incident_id, opened=True)
+    return incident_id, True
+
+
+async def _finish(
+    conn: AsyncConnection,
+    delivery_id: int,
+    incident_id: int,
+    group: AlertGroup,
+    opened: bool,
+    annotations: Annotations | None,
+) -> Correlation:
     resolved = group.status == "resolved" and await incidents.all_resolved(conn, incident_id)
     await incidents.touch(conn, incident_id, resolved=resolved)
-    change = _change(opened=current is None, resolved=resolved, new_firing=bool(new_firing))
+    new_firing = await _new_firing(conn, delivery_id, incident_id, group, opened)
+    change = _change(opened=opened, resolved=resolved, new_firing=bool(new_firing))
     await _record_events(conn, incident_id, group, change, new_firing)
     await deliveries.mark_correlated(conn, delivery_id, incident_id, change)
-    return incident_id, change, new_firing
+    if annotations is not None and change in ("opened", "resolved"):
+        await annotations.record(conn, incident_id, change)
+    return await _answer(conn, incident_id, group, change, new_firing)
+
+
+async def _answer(
+    conn: AsyncConnection, incident_id: int, group: AlertGroup, change: Change, new_firing: tuple[Alert, ...]
+) -> Correlation:
+    incident = await incidents.get(conn, incident_id)
+    assert incident is not None  # the delivery names it, and incidents are never deleted
+    return Correlation(incident, change, group.alerts, new_firing)
+
+
+async def _new_firing(
+    conn: AsyncConnection, delivery_id: int, incident_id: int, group: AlertGroup, opened: bool
+) -> tuple[Alert, ...]:
+    """The group's firing alerts that the incident had not seen firing before this delivery: all of them in an
+    incident the delivery opened (the queue runs one delivery of a group at a time, so no other wrote to it)."""
+    firing = tuple(alert for alert in group.alerts if alert.status == "firing")
+    if opened:
+        return firing
+    fired = await incidents.fired_by(conn, incident_id, delivery_id)
+    return tuple(alert for alert in firing if (alert.fingerprint, to_epoch(alert.starts_at)) in fired)
 
 
 def _change(*, opened: bool, resolved: bool, new_firing: bool) -> Change:

@@ -28,8 +28,9 @@ def dedup_key(group: AlertGroup) -> str:
     return hashlib.sha256("\n".join([group.group_key, *parts]).encode()).hexdigest()
 
 
-async def record(conn: AsyncConnection, group: AlertGroup, payload: str) -> Receipt:
-    """Store a delivery and its triage job, or count a redelivery; one transaction, committed by the caller."""
+async def record(conn: AsyncConnection, group: AlertGroup, payload: str, key: str | None = None) -> Receipt:
+    """Store a delivery and its triage job, or count a redelivery; one transaction, committed by the caller.
+    `key` is the group's `dedup_key`, when the caller computed it already (off the event loop, for a big group)."""
     now = time.time()
     row = (
         await conn.execute(
@@ -42,7 +43,7 @@ async def record(conn: AsyncConnection, group: AlertGroup, payload: str) -> Rece
                 " RETURNING id, times_received"
             ),
             {
-                "key": dedup_key(group),
+                "key": key or dedup_key(group),
                 "group_key": group.group_key,
                 "status": group.status,
                 "receiver": group.receiver,
@@ -67,14 +68,37 @@ async def record(conn: AsyncConnection, group: AlertGroup, payload: str) -> Rece
     return Receipt(row.id, is_new)
 
 
-async def load(conn: AsyncConnection, delivery_id: int) -> tuple[str, int | None, str | None]:
-    """The stored payload and, once correlated, the incident it went to and what it changed."""
+@dataclass(frozen=True)
+class Stored:
+    """A delivery as correlation finds it: the payload, and how far an earlier attempt got."""
+
+    payload: str
+    incident_id: int | None  # set by the first transaction of its correlation
+    opened_incident: bool  # that transaction opened the incident
+    change: str | None  # set by the last one: correlation is finished
+
+
+async def load(conn: AsyncConnection, delivery_id: int) -> Stored:
     row = (
         await conn.execute(
-            text("SELECT payload, incident_id, change FROM deliveries WHERE id = :id"), {"id": delivery_id}
+            text("SELECT payload, incident_id, opened_incident, change FROM deliveries WHERE id = :id"),
+            {"id": delivery_id},
         )
     ).one()
-    return row.payload, row.incident_id, row.change
+    return Stored(row.payload, row.incident_id, bool(row.opened_incident), row.change)
+
+
+async def claim(conn: AsyncConnection, delivery_id: int, incident_id: int, *, opened: bool) -> None:
+    """Record which incident the delivery goes to before its alerts are written, chunk by chunk."""
+    claimed = await conn.execute(
+        text(
+            "UPDATE deliveries SET incident_id = :incident, opened_incident = :opened"
+            " WHERE id = :id AND incident_id IS NULL"
+        ),
+        {"incident": incident_id, "opened": opened, "id": delivery_id},
+    )
+    if claimed.rowcount != 1:
+        raise RuntimeError(f"delivery {delivery_id} was claimed by another correlation meanwhile; retry it")
 
 
 async def mark_correlated(conn: AsyncConnection, delivery_id: int, incident_id: int, change: str) -> None:

@@ -61,40 +61,52 @@ async def touch(conn: AsyncConnection, incident_id: int, *, resolved: bool) -> N
     )
 
 
-async def upsert_alert(conn: AsyncConnection, incident_id: int, alert: Alert) -> bool:
-    """Record the alert's latest state; True when the incident had not seen this alert firing before."""
-    params = {
-        "incident": incident_id,
-        "fingerprint": alert.fingerprint,
-        "starts": to_epoch(alert.starts_at),
-        "name": alert.name,
-        "status": alert.status,
-        "labels": dumps(alert.labels),
-        "annotations": dumps(alert.annotations),
-        "ends": to_epoch(alert.ends_at) if alert.ends_at else None,
-        "url": alert.generator_url,
-        "now": time.time(),
-    }
-    seen = await conn.execute(
-        text(
-            "SELECT status FROM alerts WHERE incident_id = :incident AND fingerprint = :fingerprint"
-            " AND starts_at = :starts"
-        ),
-        params,
-    )
-    before = seen.scalar_one_or_none()
+async def upsert_alerts(
+    conn: AsyncConnection, incident_id: int, delivery_id: int, alerts: Sequence[Alert]
+) -> None:
+    """Record the alerts' latest state, in one batched statement. An alert turning firing (new to the incident,
+    or firing again) is marked with `delivery_id`; an alert already firing keeps its mark, so `fired_by` answers
+    the same for a delivery written twice (a re-run after a crash) as for one written once."""
+    now = time.time()
+    rows = [
+        {
+            "incident": incident_id,
+            "fingerprint": alert.fingerprint,
+            "starts": to_epoch(alert.starts_at),
+            "name": alert.name,
+            "status": alert.status,
+            "labels": dumps(alert.labels),
+            "annotations": dumps(alert.annotations),
+            "ends": to_epoch(alert.ends_at) if alert.ends_at else None,
+            "url": alert.generator_url,
+            "now": now,
+            "fired": delivery_id if alert.status == "firing" else None,
+        }
+        for alert in alerts
+    ]
     await conn.execute(
         text(
             "INSERT INTO alerts (incident_id, fingerprint, starts_at, name, status, labels, annotations, ends_at,"
-            " generator_url, updated_at) VALUES (:incident, :fingerprint, :starts, :name, :status, :labels,"
-            " :annotations, :ends, :url, :now)"
+            " generator_url, updated_at, firing_delivery_id) VALUES (:incident, :fingerprint, :starts, :name,"
+            " :status, :labels, :annotations, :ends, :url, :now, :fired)"
             " ON CONFLICT (incident_id, fingerprint, starts_at) DO UPDATE SET status = excluded.status,"
             " labels = excluded.labels, annotations = excluded.annotations, ends_at = excluded.ends_at,"
-            " updated_at = excluded.updated_at"
+            " updated_at = excluded.updated_at, firing_delivery_id = CASE WHEN alerts.status = 'firing'"
+            " OR excluded.status <> 'firing' THEN alerts.firing_delivery_id ELSE excluded.firing_delivery_id END"
         ),
-        params,
+        rows,
     )
-    return alert.status == "firing" and before != "firing"
+
+
+async def fired_by(conn: AsyncConnection, incident_id: int, delivery_id: int) -> set[tuple[str, float]]:
+    """(fingerprint, starts_at) of the incident's alerts that `delivery_id` turned firing."""
+    rows = await conn.execute(
+        text(
+            "SELECT fingerprint, starts_at FROM alerts WHERE incident_id = :incident AND firing_delivery_id = :id"
+        ),
+        {"incident": incident_id, "id": delivery_id},
+    )
+    return {(row.fingerprint, row.starts_at) for row in rows}
 
 
 async def all_resolved(conn: AsyncConnection, incident_id: int) -> bool:
