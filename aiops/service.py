@@ -83,7 +83,7 @@ class Services:
 
     def wake_workers(self) -> None:
         if self.pool is not None:
-            self.pool.wake()
+            self.pool.wake(TRIAGE)  # only the lane that triages: a new delivery is nothing for the model yet
 
     async def close(self) -> None:
         for listener in self.listeners:

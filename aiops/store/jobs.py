@@ -21,7 +21,8 @@ PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
 
 _CLAIMABLE = """
 SELECT j.id FROM jobs j
-WHERE ((j.state = 'pending' AND j.run_after <= :now) OR (j.state = 'running' AND j.lease_expires_at < :now))
+WHERE j.state IN ('pending', 'running')
+  AND ((j.state = 'pending' AND j.run_after <= :now) OR (j.state = 'running' AND j.lease_expires_at < :now))
   AND {kinds}
   AND NOT EXISTS (
     SELECT 1 FROM jobs p WHERE p.serial_key = j.serial_key AND p.id < j.id AND p.state IN ('pending', 'running'))

@@ -4,7 +4,11 @@
 ALTER TABLE jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE jobs ADD COLUMN dedup_key VARCHAR(200);
 CREATE UNIQUE INDEX jobs_dedup ON jobs (dedup_key);
-CREATE INDEX jobs_kind_claim ON jobs (kind, state, priority, id);
+-- Claiming walks the unfinished jobs in claim order and stops at the first claimable one; jobs_claim let the planner
+-- gather every due job and sort them instead, a cost that grows with the backlog exactly when a storm makes one.
+DROP INDEX jobs_claim;
+CREATE INDEX jobs_open ON jobs (priority, id) WHERE state IN ('pending', 'running');
+CREATE INDEX jobs_open_kind ON jobs (kind, priority, id) WHERE state IN ('pending', 'running');
 ALTER TABLE triages ADD COLUMN announced_by VARCHAR(64);
 ALTER TABLE triages ADD COLUMN diagnosed_at DOUBLE PRECISION;
 
