@@ -10,16 +10,26 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from aiops.models import Alert, AlertGroup
 
 MAX_LABEL_VALUE = 4096
 MAX_ANNOTATION_VALUE = 65536
+MAX_TRUNCATED = 2**31 - 1  # the store's INTEGER column (4 bytes on PostgreSQL)
 # Go's zero time: what Alertmanager sends as `endsAt` of an alert that is still firing.
-_GO_ZERO_YEAR = 1
+_GO_ZERO = datetime(1, 1, 1, tzinfo=UTC)
 
-Labels = dict[Annotated[str, Field(min_length=1, max_length=1024)], str]
+
+def _without_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("contains a NUL character (\\u0000), which the store cannot hold")
+    return value
+
+
+# A string of the payload: it reaches the store's columns, and PostgreSQL's text cannot hold a NUL.
+Text = Annotated[str, AfterValidator(_without_nul)]
+Labels = dict[Annotated[Text, Field(min_length=1, max_length=1024)], Text]
 
 
 def _check_values(values: dict[str, str], limit: int) -> dict[str, str]:
@@ -37,8 +47,8 @@ class AlertPayload(BaseModel):
     annotations: Labels = Field(default_factory=dict)
     startsAt: datetime
     endsAt: datetime | None = None
-    generatorURL: str = ""
-    fingerprint: Annotated[str, Field(min_length=1, max_length=64)]
+    generatorURL: Text = ""
+    fingerprint: Annotated[Text, Field(min_length=1, max_length=64)]
 
     @field_validator("labels")
     @classmethod
@@ -52,15 +62,25 @@ class AlertPayload(BaseModel):
     def _annotations(cls, value: dict[str, str]) -> dict[str, str]:
         return _check_values(value, MAX_ANNOTATION_VALUE)
 
+    @field_validator("startsAt")
+    @classmethod
+    def _starts_at(cls, value: datetime) -> datetime:
+        return _utc(value)
+
+    @field_validator("endsAt")
+    @classmethod
+    def _ends_at(cls, value: datetime | None) -> datetime | None:
+        ends_at = None if value is None else _utc(value)
+        return None if ends_at == _GO_ZERO else ends_at
+
     def to_alert(self) -> Alert:
-        ends_at = _utc(self.endsAt) if self.endsAt and self.endsAt.year > _GO_ZERO_YEAR else None
         return Alert(
             fingerprint=self.fingerprint,
             status=self.status,
             labels=dict(self.labels),
             annotations=dict(self.annotations),
-            starts_at=_utc(self.startsAt),
-            ends_at=ends_at,
+            starts_at=self.startsAt,
+            ends_at=self.endsAt,
             generator_url=self.generatorURL,
         )
 
@@ -71,15 +91,15 @@ class WebhookPayload(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
     version: str
-    groupKey: Annotated[str, Field(min_length=1, max_length=8192)]
-    truncatedAlerts: int = Field(default=0, ge=0)
+    groupKey: Annotated[Text, Field(min_length=1, max_length=8192)]
+    truncatedAlerts: int = Field(default=0, ge=0, le=MAX_TRUNCATED)
     status: Literal["firing", "resolved"]
-    receiver: str
+    receiver: Text
     groupLabels: Labels = Field(default_factory=dict)
     commonLabels: Labels = Field(default_factory=dict)
     commonAnnotations: Labels = Field(default_factory=dict)
-    externalURL: str = ""
-    notification_reason: str | None = None
+    externalURL: Text = ""
+    notification_reason: Text | None = None
     routeLabels: Labels | None = None
     alerts: list[AlertPayload] = Field(min_length=1)
 
@@ -105,7 +125,16 @@ class WebhookPayload(BaseModel):
 
 
 def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    """`moment` in UTC (one without an offset is taken to be in UTC already); every time is kept that way, so
+    one that UTC cannot hold (`9999-12-31T23:00:00-14:00` is in the year 10000) is refused here."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(
+            f"{moment.isoformat()} is outside the years 1 to 9999 once converted to UTC"
+        ) from None
 
 
 def describe_error(error: ValidationError) -> str:

@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import DATA
@@ -252,3 +253,63 @@ async def _lock_deliveries(database_url: str) -> Any:
         await connection.close()
 
     return release_postgres
+
+
+@pytest.mark.parametrize("field", ["startsAt", "endsAt"])
+@pytest.mark.parametrize("moment", ["9999-12-31T23:00:00-14:00", "0001-01-01T00:30:00+01:00"])
+async def test_a_time_that_utc_cannot_hold_is_refused_by_name(
+    app_for: Any, engine: AsyncEngine, field: str, moment: str
+) -> None:
+    """Valid ISO-8601, but a year past 9999 or before 1 once in UTC: a 400 naming the field, not an overflow."""
+    async with app_for() as (client, _):
+        answer = await client.post(
+            "/webhook/alertmanager", content=with_alert(**{field: moment}), headers=AUTH
+        )
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"] == (
+        f"alerts[0].{field}: {moment} is outside the years 1 to 9999 once converted to UTC"
+    )
+    assert await row_counts(engine) == {"deliveries": 0, "jobs": 0, "incidents": 0, "alerts": 0}
+
+
+@pytest.mark.parametrize("zero", ["0001-01-01T00:00:00Z", "0001-01-01T00:00:00", "0001-01-01T08:00:00+08:00"])
+async def test_gos_zero_time_still_means_no_end(app_for: Any, engine: AsyncEngine, zero: str) -> None:
+    async with app_for() as (client, services):
+        answer = await client.post("/webhook/alertmanager", content=with_alert(endsAt=zero), headers=AUTH)
+        await services.pipeline.run(answer.json()["delivery"])
+    async with engine.connect() as conn:
+        ends_at = (await conn.execute(text("SELECT ends_at FROM alerts"))).scalar_one()
+    assert ends_at is None
+
+
+UNSTORABLE = [
+    (
+        "NUL in the group key",
+        payload(groupKey="a\x00b"),
+        "groupKey: contains a NUL character (\\u0000), which the store cannot hold",
+    ),
+    (
+        "NUL in a label",
+        with_alert(labels={"alertname": "X", "instance": "web-1\x00"}),
+        "alerts[0].labels.instance: contains a NUL character",
+    ),
+    (
+        "truncatedAlerts past the column",
+        payload(truncatedAlerts=2**31),
+        "truncatedAlerts: Input should be less than or equal to 2147483647",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"), [case[1:] for case in UNSTORABLE], ids=[c[0] for c in UNSTORABLE]
+)
+async def test_what_the_store_cannot_hold_is_refused_not_retried(
+    app_for: Any, engine: AsyncEngine, body: bytes, message: str
+) -> None:
+    """PostgreSQL holds no NUL in text and 4 bytes in an INTEGER: a 503 there would have Alertmanager retry forever."""
+    async with app_for() as (client, _):
+        answer = await client.post("/webhook/alertmanager", content=body, headers=AUTH)
+    assert answer.status_code == 400, answer.text
+    assert message in answer.json()["error"]
+    assert await row_counts(engine) == {"deliveries": 0, "jobs": 0, "incidents": 0, "alerts": 0}
