@@ -8,6 +8,8 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
+MAX_ID = 2**63 - 1  # the largest id SQLite's INTEGER and PostgreSQL's BIGINT hold; a larger one names nothing
+
 
 def to_epoch(moment: datetime) -> float:
     return moment.timestamp()

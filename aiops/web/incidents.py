@@ -9,8 +9,8 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from aiops.grafana.dashboards import dashboard_url
 from aiops.service import Services
-from aiops.store import actions, incidents
-from aiops.store.codec import dumps, loads
+from aiops.store import actions, clusters, incidents
+from aiops.store.codec import MAX_ID, dumps, loads
 from aiops.web.auth import viewer_allowed
 from aiops.web.responses import error
 
@@ -36,17 +36,34 @@ def _query(request: Request) -> tuple[str | None, int, int | None]:
     status = params.get("status") or None
     if status is not None and status not in _STATUSES:
         raise BadQuery(f"status: must be one of {', '.join(_STATUSES)}, not {status!r}")
-    limit = _integer(params.get("limit", "50"), "limit")
-    if not 1 <= limit <= MAX_LIMIT:
-        raise BadQuery(f"limit: must be between 1 and {MAX_LIMIT}")
-    before = _integer(params["before"], "before") if params.get("before") else None
+    limit = _integer(params.get("limit", "50"), "limit", 1, MAX_LIMIT)
+    before = _integer(params["before"], "before", 0, MAX_ID) if params.get("before") else None
     return status, limit, before
 
 
-def _integer(value: str, name: str) -> int:
-    if not value.isdigit():
-        raise BadQuery(f"{name}: must be a whole number, not {value!r}")
-    return int(value)
+def _integer(value: str, name: str, least: int, most: int) -> int:
+    number = _whole(value)
+    if number is None:
+        raise BadQuery(f"{name}: must be a whole number, not {value[:40]!r}")
+    if not least <= number <= most:
+        raise BadQuery(f"{name}: must be between {least} and {most}")
+    return number
+
+
+def _whole(value: str) -> int | None:
+    """`value` as a number when it is written in ASCII digits: `str.isdigit()` also accepts '²', which `int()`
+    refuses, and '٣', which `int()` reads as 3. Past 19 digits it is only said to be large (`MAX_ID + 1`), since
+    `int()` refuses over 4300 digits and no id or limit is that long."""
+    if not (value.isascii() and value.isdigit()):
+        return None
+    digits = value.lstrip("0") or "0"
+    return int(digits) if len(digits) <= len(str(MAX_ID)) else MAX_ID + 1
+
+
+def _incident_id(request: Request) -> int | None:
+    """The path's incident id, or None when no incident can have it (not a number, or past the store's ids)."""
+    number = _whole(request.path_params["incident_id"])
+    return number if number is not None and number <= MAX_ID else None
 
 
 async def _page(request: Request) -> dict[str, Any]:
@@ -63,13 +80,17 @@ async def _page(request: Request) -> dict[str, Any]:
 async def _detail(request: Request, links: bool = False) -> dict[str, Any] | None:
     """The incident with its proposals and audit trail; with `links`, each pending proposal's approval page."""
     services: Services = request.app.state.services
-    incident_id = request.path_params["incident_id"]
+    incident_id = _incident_id(request)
+    if incident_id is None:
+        return None
     async with services.engine.connect() as conn:
         found = await incidents.detail(conn, incident_id)
         remediation = await actions.of_incident(conn, incident_id) if found is not None else None
+        storm = await clusters.summary(conn, incident_id) if found is not None else None
     if found is None or remediation is None:
         return None
     found.update(loads(dumps(remediation)))
+    found["cluster"] = storm
     if links:
         urls = await services.approvals.links(services.settings.server.base_url, remediation["proposals"])
         for item in found["proposals"]:
@@ -94,7 +115,7 @@ async def api_detail(request: Request) -> Response:
         return denied
     found = await _detail(request)
     if found is None:
-        return error(404, f"no incident {request.path_params['incident_id']}")
+        return error(404, _missing(request))
     return JSONResponse(found)
 
 
@@ -113,20 +134,23 @@ async def page_detail(request: Request) -> Response:
         return denied
     found = await _detail(request, links=True)
     if found is None:
-        message = f"no incident {request.path_params['incident_id']}"
-        return _html(request, "pages/error.html.j2", {"message": message}, 404)
-    dashboard = await _dashboard_url(request)
+        return _html(request, "pages/error.html.j2", {"message": _missing(request)}, 404)
+    dashboard = await _dashboard_url(request, found["id"])
     return _html(request, "pages/incident.html.j2", {"incident": found, "dashboard_url": dashboard})
 
 
-async def _dashboard_url(request: Request) -> str | None:
+async def _dashboard_url(request: Request, incident_id: int) -> str | None:
     """The Grafana dashboard showing the incident, as announcements link to it."""
     services: Services = request.app.state.services
     if services.settings.grafana.url is None:
         return None
     async with services.engine.connect() as conn:
-        incident = await incidents.get(conn, request.path_params["incident_id"])
+        incident = await incidents.get(conn, incident_id)
     return dashboard_url(services.settings.grafana, incident) if incident is not None else None
+
+
+def _missing(request: Request) -> str:
+    return f"no incident {request.path_params['incident_id'][:40]}"
 
 
 def _html(request: Request, name: str, context: dict[str, Any], status: int = 200) -> HTMLResponse:

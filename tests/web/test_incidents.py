@@ -110,3 +110,36 @@ async def test_health_readiness_metrics_and_schema(app_for: Any) -> None:
         assert name in metrics, name
     assert "/webhook/alertmanager" in schema["paths"]
     assert "groupKey" in schema["components"]["schemas"]["WebhookPayload"]["properties"]
+
+
+async def test_ids_no_incident_can_have_are_not_found(app_for: Any) -> None:
+    """Past 64 bits the store cannot even be asked; past 4300 digits int() refuses: both are simply not found."""
+    async with app_for() as (client, services):
+        await open_incidents(client, services, 1)
+        for incident in (str(2**63), "9" * 20, "9" * 5000, "²", "%D9%A3"):
+            api = await client.get(f"/api/v1/incidents/{incident}")
+            page = await client.get(f"/incidents/{incident}")
+            assert (api.status_code, page.status_code) == (404, 404), incident
+            assert api.json()["error"].startswith("no incident ")
+        largest = await client.get(f"/api/v1/incidents/{2**63 - 1}")
+    assert largest.status_code == 404 and largest.json() == {"error": f"no incident {2**63 - 1}"}
+
+
+async def test_before_past_64_bits_is_refused_by_name(app_for: Any) -> None:
+    async with app_for() as (client, _):
+        for before in (str(2**63), "9" * 5000):
+            answer = await client.get("/api/v1/incidents", params={"before": before})
+            assert answer.status_code == 400, before
+            assert answer.json()["error"] == "before: must be between 0 and 9223372036854775807"
+        page = await client.get("/", params={"before": str(2**64)})
+    assert page.status_code == 400 and "before: must be between" in page.text
+
+
+async def test_only_ascii_digits_are_numbers(app_for: Any) -> None:
+    """str.isdigit() takes '²' (which int() refuses) and '٣' (which int() reads as 3); neither is a number here."""
+    async with app_for() as (client, _):
+        for name in ("limit", "before"):
+            for value in ("²", "٣", "１０"):
+                answer = await client.get("/api/v1/incidents", params={name: value})
+                assert answer.status_code == 400, (name, value)
+                assert answer.json()["error"] == f"{name}: must be a whole number, not {value!r}"
