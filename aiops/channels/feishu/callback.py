@@ -26,6 +26,7 @@ from Crypto.Cipher import AES
 from Crypto.Util.Padding import unpad
 
 from aiops.channels.feishu import FeishuConfig
+from aiops.store.codec import MAX_ID
 
 CARD_ACTION = "card.action.trigger"
 URL_VERIFICATION = "url_verification"
@@ -33,6 +34,8 @@ SIGNATURE = "X-Lark-Signature"
 TIMESTAMP = "X-Lark-Request-Timestamp"
 NONCE = "X-Lark-Request-Nonce"
 _HEX = re.compile(r"[0-9a-f]{1,64}")
+# Feishu's ids are ASCII (`ou_` and hex); anything else, a NUL above all, would not even fit the audit trail.
+_OPEN_ID = re.compile(r"[!-~]{1,256}")
 
 
 class Refused(Exception):
@@ -89,17 +92,30 @@ def click(payload: Mapping[str, Any]) -> Click:
     open_id = _field(event, "operator").get("open_id")
     value = _field(_field(event, "action"), "value")
     proposal, decision, prefix = value.get("proposal"), value.get("decision"), value.get("hash")
+    proposal_id = _proposal_id(proposal)
     if not isinstance(open_id, str) or not open_id:
         raise Malformed("event.operator.open_id is missing")
-    if isinstance(proposal, bool) or not isinstance(proposal, int | str) or not str(proposal).isdigit():
-        raise Malformed(f"event.action.value.proposal is not a proposal id: {proposal!r}")
+    if not _OPEN_ID.fullmatch(open_id):
+        raise Malformed(f"event.operator.open_id is not a Feishu open_id: {open_id!r:.40}")
+    if proposal_id is None:
+        raise Malformed(f"event.action.value.proposal is not a proposal id: {proposal!r:.40}")
     if decision not in ("approve", "reject"):
         raise Malformed(f"event.action.value.decision must be approve or reject, not {decision!r}")
     if not isinstance(prefix, str) or not _HEX.fullmatch(prefix):
         raise Malformed("event.action.value.hash is not a hex argv hash prefix")
     context = event.get("context")
     message_id = context.get("open_message_id") if isinstance(context, dict) else None
-    return Click(open_id, int(proposal), decision == "approve", prefix, message_id)
+    return Click(open_id, proposal_id, decision == "approve", prefix, message_id)
+
+
+def _proposal_id(value: object) -> int | None:
+    """The id a button's value names, as a JSON number or a string of ASCII digits (`str.isdigit()` also takes
+    '²', which `int()` refuses), and no larger than the store's ids."""
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= len(str(MAX_ID)):
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value if 0 <= value <= MAX_ID else None
 
 
 def signature(timestamp: str, nonce: str, encrypt_key: str, body: bytes) -> str:
