@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from tests.fakes.prometheus import FakePrometheus
-from tests.support.service import AiopsProcess
+from tests.support.service import AiopsProcess, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -107,17 +107,6 @@ def completed(aiops: AiopsProcess, incident_id: int) -> dict[str, Any] | None:
 
 def queries(fake: FakePrometheus) -> int:
     return sum(1 for request in fake.requests if request["path"] == "/api/v1/query_range")
-
-
-def wait_until(aiops: AiopsProcess, what: str, check: Callable[[], T | None], timeout: float) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {timeout:g}s: {what}\n--- aiops stderr ---\n{aiops.stderr()[-4000:]}")
-        time.sleep(0.1)
 
 
 def jobs(tmp_path: Path) -> list[sqlite3.Row]:

@@ -4,8 +4,6 @@ still arrives, and the card is edited once."""
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -14,7 +12,7 @@ import pytest
 
 from tests.fakes.minimax import KEY, FakeMiniMax, Reply
 from tests.llm.conftest import GOOD
-from tests.support.service import AiopsProcess
+from tests.support.service import AiopsProcess, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -22,17 +20,6 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 OPENED = "==== [warning] Host out of disk space (instance web-1:9100) ===="
 EDITED = "==== [warning] Host out of disk space (instance web-1:9100) (updated) ===="
 T = TypeVar("T")
-
-
-def wait_until(aiops: AiopsProcess, what: str, check: Callable[[], T | None], within: float) -> T:
-    deadline = time.monotonic() + within
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {within:g}s: {what}\n--- aiops stderr ---\n{aiops.stderr()[-4000:]}")
-        time.sleep(0.1)
 
 
 def incident(aiops: AiopsProcess) -> dict[str, Any] | None:

@@ -7,14 +7,18 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
+import pytest
 import yaml
 
 from tests.support.binaries import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
 
 
 class AiopsProcess:
@@ -80,3 +84,15 @@ class AiopsProcess:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=10)
+
+
+def wait_until(aiops: AiopsProcess, what: str, check: Callable[[], T | None], timeout: float) -> T:
+    """Poll `check` until it returns something truthy; on time-out, fail with `what` and the process's stderr."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {timeout:g}s: {what}\n--- aiops stderr ---\n{aiops.stderr()[-4000:]}")
+        time.sleep(0.1)
