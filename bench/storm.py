@@ -43,7 +43,8 @@ import sys
 import tarfile
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from collections import Counter
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from io import BytesIO
 from pathlib import Path
@@ -84,8 +85,8 @@ class Post:
     group_key: str
     posted_at: float = 0.0
     answered_at: float | None = None
-    status: int | None = None
-    attempts: int = 0
+    status: int | None = None  # of the last attempt
+    tries: list[str] = field(default_factory=list)  # what each attempt got: a status, or the error's type
     delivery_id: int | None = None
     error: str | None = None
 
@@ -287,13 +288,14 @@ async def post_all(url: str, groups: list[storm_payloads.Group]) -> list[Post]:
 async def _post(client: httpx.AsyncClient, body: bytes, post: Post) -> None:
     post.posted_at = time.time()
     for attempt in range(POST_ATTEMPTS):
-        post.attempts = attempt + 1
         try:
             response = await client.post(WEBHOOK, content=body)
         except httpx.HTTPError as error:
             post.error, post.status = f"{type(error).__name__}: {error}", None
+            post.tries.append(type(error).__name__)
         else:
             post.status, post.answered_at = response.status_code, time.time()
+            post.tries.append(str(response.status_code))
             if response.status_code < 500:
                 if response.status_code == 200:
                     post.delivery_id = int(response.json()["delivery"])
@@ -305,37 +307,37 @@ def columns(db: sqlite3.Connection, table: str) -> set[str]:
     return {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
 
 
+def _count(db: sqlite3.Connection, sql: str) -> int:
+    return int(db.execute(sql).fetchone()[0])
+
+
 def snapshot(database: Path) -> dict[str, Any]:
-    """Per delivery: arrival, incident, first announcement, first model diagnosis; and jobs left, clusters."""
+    """Per delivery: arrival, incident, first announcement, first model diagnosis; and jobs left, clusters (when
+    the schema has them)."""
     with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=30)) as db:
-        triage = (
-            "coalesce(t.diagnosed_at, t.created_at)"
-            if "diagnosed_at" in columns(db, "triages")
-            else "t.created_at"
+        triage_columns, incident_columns = columns(db, "triages"), columns(db, "incidents")
+        diagnosed = (
+            "coalesce(t.diagnosed_at, t.created_at)" if "diagnosed_at" in triage_columns else "t.created_at"
         )
         llm = "CASE WHEN json_valid(t.diagnosis) THEN json_extract(t.diagnosis, '$.source') END = 'llm'"
         rows = db.execute(
             "SELECT d.id, d.group_key, d.received_at, d.incident_id,"
             " (SELECT min(n.sent_at) FROM notifications n WHERE n.incident_id = d.incident_id) AS announced_at,"
-            f" (SELECT min({triage}) FROM triages t WHERE t.incident_id = d.incident_id AND {llm}) AS diagnosed_at"
+            f" (SELECT min({diagnosed}) FROM triages t WHERE t.incident_id = d.incident_id AND {llm}) AS diagnosed_at"
             " FROM deliveries d"
         ).fetchall()
-        left = db.execute("SELECT count(*) FROM jobs WHERE state IN ('pending', 'running')").fetchone()[0]
-        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        clusters = None
-        if "clusters" in tables:
-            clusters = db.execute("SELECT count(*) FROM clusters").fetchone()[0]
-        elif "cluster_id" in columns(db, "incidents"):
-            clusters = db.execute("SELECT count(DISTINCT cluster_id) FROM incidents").fetchone()[0]
-        clustered = None
-        if "cluster_id" in columns(db, "incidents"):
-            clustered = db.execute("SELECT count(*) FROM incidents WHERE cluster_id IS NOT NULL").fetchone()[
-                0
-            ]
+        left = _count(db, "SELECT count(*) FROM jobs WHERE state IN ('pending', 'running')")
+        clusters = clustered = None
+        if columns(db, "clusters"):
+            clusters = _count(db, "SELECT count(*) FROM clusters")
+        if "cluster_id" in incident_columns:
+            clustered = _count(db, "SELECT count(*) FROM incidents WHERE cluster_id IS NOT NULL")
+            if clusters is None:
+                clusters = _count(db, "SELECT count(DISTINCT cluster_id) FROM incidents")
     keys = ("delivery_id", "group_key", "received_at", "incident_id", "announced_at", "diagnosed_at")
     return {
         "deliveries": {row[1]: dict(zip(keys, row, strict=True)) for row in rows},
-        "jobs_left": int(left),
+        "jobs_left": left,
         "clusters": clusters,
         "clustered_incidents": clustered,
     }
@@ -397,10 +399,7 @@ def one_storm(
         record.update(_figures(state, posts, started, ended, complete))
         record["server"]["exit"] = server.stop()
         log = server.stderr()
-        levels = [line.split(" ", 3)[2] for line in log.splitlines() if line.count(" ") >= 3]
-        record["server"]["log_lines"] = {
-            level: levels.count(level) for level in ("WARNING", "ERROR", "CRITICAL")
-        }
+        record["server"]["log_lines"] = _log_lines(log)
         record["server"]["log_tail"] = log.splitlines()[-8:]
         return record
     finally:
@@ -505,16 +504,29 @@ def _figures(
 
 
 def _posts(posts: list[Post], started: float) -> dict[str, Any]:
-    statuses: dict[str, int] = {}
-    for post in posts:
-        statuses[str(post.status)] = statuses.get(str(post.status), 0) + 1
+    statuses = Counter(str(post.status) for post in posts)
     latency = [post.answered_at - post.posted_at if post.answered_at else None for post in posts]
     return {
-        "statuses": statuses,
-        "retried": sum(post.attempts > 1 for post in posts),
+        "statuses": dict(statuses),
+        "attempts": dict(Counter(outcome for post in posts for outcome in post.tries)),
+        "retried": sum(len(post.tries) > 1 for post in posts),
         "errors": sorted({post.error for post in posts if post.error})[:5],
         "answer_s": percentiles(latency, max((p.answered_at or started) for p in posts) - started),
     }
+
+
+def _log_lines(log: str) -> dict[str, Any]:
+    """Lines per level (WARNING and worse), and the first few distinct messages of each, without their times."""
+    found: dict[str, Any] = {}
+    for line in log.splitlines():
+        parts = line.split(" ", 3)
+        if len(parts) == 4 and parts[2] in ("WARNING", "ERROR", "CRITICAL"):
+            level = found.setdefault(parts[2], {"lines": 0, "first": []})
+            level["lines"] += 1
+            message = re.sub(r"\d+", "N", parts[3])[:300]
+            if message not in level["first"] and len(level["first"]) < 5:
+                level["first"].append(message)
+    return found
 
 
 # --- machine and report -------------------------------------------------------------------------------------
@@ -570,6 +582,24 @@ def markdown(report: dict[str, Any]) -> str:
             f" | {tokens} | {rate} | {run['server'].get('VmHWM', 0) / 1024:.0f}"
             f" | {run['server']['cpu_seconds']} | {'-' if run['clusters'] is None else run['clusters']} |"
         )
+    lines += [
+        "",
+        "| delay s | all accepted after s | 5xx answers | groups retried | webhook answer p50 / max s"
+        " | arrival spread s | from post: to announcement p50 / p95 / max s | to diagnosis p50 / p95 / max s"
+        " | first announcement carried the model's diagnosis |",
+        "|---:|---:|---:|---:|---|---:|---|---|---:|",
+    ]
+    for run in report["runs"]:
+        posts = run["posts"]
+        errors = sum(
+            n for outcome, n in posts["attempts"].items() if not outcome.isdigit() or int(outcome) >= 500
+        )
+        lines.append(
+            f"| {run['delay']:g} | {run['post_seconds']} | {errors} | {posts['retried']}"
+            f" | {posts['answer_s']['p50']} / {posts['answer_s']['max']} | {run['arrival_spread_s']}"
+            f" | {_spread(run['to_announcement_from_post_s'])} | {_spread(run['to_diagnosis_from_post_s'])}"
+            f" | {run['first_announcement_had_model_diagnosis']}/{options['groups']} |"
+        )
     mix = report["mix"]
     lines += ["", "Mix (groups per alert name, and per job):", "", "| alertname | groups |", "|---|---:|"]
     lines += [f"| {name} | {count} |" for name, count in mix["by_alertname"].items()]
@@ -588,7 +618,7 @@ def summary_line(run: dict[str, Any], groups: int) -> str:
         f" (p50/p95/max {_spread(run['to_announcement_s'])} s), model-diagnosed {run['diagnosed_by_model']}/{groups}"
         f" ({_spread(run['to_diagnosis_s'])} s); {run['model']['calls']} model calls, peak {run['model']['peak_in_flight']}"
         f" at once; {run['throughput_groups_per_s']} groups/s{' (partial)' if run['throughput_is_partial'] else ''};"
-        f" peak RSS {run['server'].get('VmHWM', 0) / 1024:.0f} MiB"
+        f" peak RSS {run['server'].get('VmHWM', 0) / 1024:.0f} MiB; webhook answers {run['posts']['attempts']}"
     )
 
 
