@@ -11,8 +11,9 @@ import logging
 import os
 import random
 import socket
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -59,10 +60,39 @@ class Dedicated:
 
 @dataclass
 class _Lane:
+    """A lane's loops. A wake-up goes to one idle loop, not all: each one woken claims, and in a storm a claim
+    that finds nothing is a store round trip taken from work that does. A wake-up with no loop idle is kept for
+    the next loop that would go idle, so none is lost between a loop's empty claim and its wait."""
+
     name: str
     lane: Lane
     workers: int
-    wakeup: asyncio.Event
+    idle: deque[asyncio.Event] = field(default_factory=deque)
+    kept: int = 0
+
+    def wake(self) -> None:
+        if self.idle:
+            self.idle.popleft().set()
+        else:
+            self.kept = min(self.kept + 1, self.workers)
+
+    def wake_all(self) -> None:
+        while self.idle:
+            self.idle.popleft().set()
+        self.kept = self.workers
+
+    async def rest(self, interval: float) -> None:
+        if self.kept:
+            self.kept -= 1
+            return
+        wakeup = asyncio.Event()
+        self.idle.append(wakeup)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wakeup.wait(), interval)
+        finally:
+            if wakeup in self.idle:
+                self.idle.remove(wakeup)
 
 
 class WorkerPool:
@@ -81,9 +111,8 @@ class WorkerPool:
         self._handlers = handlers
         self._owner = f"{socket.gethostname()}:{os.getpid()}:{random.getrandbits(32):08x}"
         taken = frozenset(kind for lane in dedicated for kind in lane.kinds)
-        self._lanes = [_Lane("worker", Lane(taken, exclude=True), config.workers, asyncio.Event())] + [
-            _Lane(lane.name, Lane(lane.kinds, exclude=False), lane.workers, asyncio.Event())
-            for lane in dedicated
+        self._lanes = [_Lane("worker", Lane(taken, exclude=True), config.workers)] + [
+            _Lane(lane.name, Lane(lane.kinds, exclude=False), lane.workers) for lane in dedicated
         ]
         self._stopping = False
         self._loops: list[asyncio.Task[None]] = []
@@ -100,12 +129,13 @@ class WorkerPool:
         """Wake the lane that works `kind`, or every lane."""
         for lane in self._lanes:
             if kind is None or (kind in lane.lane.kinds) != lane.lane.exclude:
-                lane.wakeup.set()
+                lane.wake()
 
     async def stop(self) -> None:
         """Stop claiming, let running jobs finish within the grace period, then hand the rest back."""
         self._stopping = True
-        self.wake()
+        for lane in self._lanes:
+            lane.wake_all()
         running = list(self._running.values())
         if running:
             log.info("waiting up to %.0fs for %d running job(s)", self._config.shutdown_grace, len(running))
@@ -129,7 +159,7 @@ class WorkerPool:
                 log.warning("claiming a job failed: %s", error)
                 job = None
             if job is None:
-                await self._idle(lane.wakeup)
+                await lane.rest(self._config.poll_interval)
                 continue
             if self._stopping:  # claimed while shutdown began: hand it straight back
                 await self._settle(jobs.release, job)
@@ -143,11 +173,6 @@ class WorkerPool:
                     raise
             finally:
                 self._running.pop(job.id, None)
-
-    async def _idle(self, wakeup: asyncio.Event) -> None:
-        wakeup.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wakeup.wait(), self._config.poll_interval)
 
     async def _run(self, job: Job) -> None:
         heartbeat = asyncio.create_task(self._heartbeat(job))

@@ -123,8 +123,9 @@ def recorder() -> Recorder:
 async def chat(
     app_for: Any, engine: AsyncEngine, recorder: Recorder, clock: Clock
 ) -> AsyncIterator[tuple[Any, Services, Outbox]]:
-    """The app announcing on `recorder` only, and an outbox on the simulated clock."""
-    async with app_for() as (client, services):
+    """The app announcing on `recorder` only, and an outbox on the simulated clock. Copies of one alert would
+    make a storm, with a storm card of its own: these tests are about single messages, so storms are off."""
+    async with app_for(storm={"enabled": False}) as (client, services):
         services.pipeline.stages = dataclasses.replace(services.pipeline.stages, channels=[recorder])
         yield client, services, Outbox(engine, {"chat": recorder}, Metrics(), "http://aiops", clock)
 
