@@ -73,11 +73,13 @@ def _one_per_name(alerts: Sequence[object]) -> list[object]:
     return list(seen.values())
 
 
-def _targets(alerts: Sequence[object]) -> list[str]:
-    found: list[str] = []
+def _targets(alerts: Sequence[object], most: int = 10) -> list[str]:
+    found: dict[str, None] = {}  # ordered and O(1) to test: a group can hold 10,000 alerts
     for alert in alerts:
         labels = getattr(alert, "labels", {})
         target = next((labels[key] for key in _TARGET_LABELS if key in labels), None)
-        if target and target not in found:
-            found.append(target)
-    return found[:10]
+        if target:
+            found[target] = None
+            if len(found) == most:
+                break
+    return list(found)

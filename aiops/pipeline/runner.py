@@ -211,7 +211,7 @@ class Pipeline:
             key = f"diagnose:delivery:{delivery_id}" if cluster is None else f"diagnose:cluster:{cluster.id}"
             await jobs.enqueue(conn, DIAGNOSE, key, payload, priority=priority, dedup_key=key)
         if not now and self.stages.notify_within is not None:
-            key = f"announce:{delivery_id}"
+            key = _timer(delivery_id)
             payload = {"delivery_id": delivery_id}
             await jobs.enqueue(conn, ANNOUNCE, key, payload, delay=self.stages.notify_within, dedup_key=key)
 
@@ -344,6 +344,8 @@ class Pipeline:
             )
             await triages.mark_diagnosed(conn, delivery_id)
             first = await triages.claim_announcement(conn, delivery_id, DIAGNOSE)
+            if first:
+                await jobs.cancel(conn, _timer(delivery_id))
             now = await incidents.get(conn, correlation.incident.id)
         self._after_commit(queued)
         if first:
@@ -540,6 +542,11 @@ class Pipeline:
                 f"delivery-{delivery_id}{suffix}",
                 self._metrics,
             )
+
+
+def _timer(delivery_id: int) -> str:
+    """The dedup key of a delivery's announcement timer."""
+    return f"announce:{delivery_id}"
 
 
 def _shared(cluster: Cluster | None) -> Diagnosis | None:

@@ -168,6 +168,17 @@ async def release(conn: AsyncConnection, job_id: int, owner: str) -> bool:
     )
 
 
+async def cancel(conn: AsyncConnection, dedup_key: str) -> None:
+    """Drop a job not yet claimed, whose work became moot (an announcement timer once the announcement went out)."""
+    await conn.execute(
+        text(
+            "UPDATE jobs SET state = 'done', finished_at = :now, last_error = 'cancelled'"
+            " WHERE dedup_key = :key AND state = 'pending'"
+        ),
+        {"now": time.time(), "key": dedup_key},
+    )
+
+
 async def stats(conn: AsyncConnection) -> QueueStats:
     rows = (
         await conn.execute(
