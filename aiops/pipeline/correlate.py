@@ -20,7 +20,7 @@ from typing import get_args
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from aiops.grafana.annotations import Annotations
-from aiops.models import Alert, AlertGroup, Change, Correlation
+from aiops.models import Alert, AlertGroup, Change, Correlation, severity_rank
 from aiops.payload import WebhookPayload
 from aiops.store import deliveries, incidents
 from aiops.store.codec import to_epoch
@@ -30,16 +30,6 @@ CHANGES: dict[str, Change] = {change: change for change in get_args(Change)}
 # Alerts written per transaction: big enough that an ordinary group takes one, small enough that intake waits
 # a few milliseconds at most for the store between two chunks of a storm.
 CHUNK = 500
-_SEVERITY_RANK = {
-    "critical": 0,
-    "page": 0,
-    "error": 1,
-    "high": 1,
-    "warning": 2,
-    "medium": 2,
-    "info": 3,
-    "low": 3,
-}
 
 
 async def correlate(
@@ -184,11 +174,15 @@ def title(group: AlertGroup) -> str:
     return f"{head} · {where}" if where else head
 
 
+SEVERITY_LENGTH = 64  # incidents.severity is VARCHAR(64)
+
+
 def severity(group: AlertGroup) -> str:
+    """The group's severity label, or its alerts' most urgent one; cut to what the store keeps (64 characters)."""
     found = [alert.labels.get("severity", "") for alert in group.alerts if alert.labels.get("severity")]
     if group.common_labels.get("severity"):
-        return group.common_labels["severity"]
-    return min(found, key=lambda s: _SEVERITY_RANK.get(s.lower(), 9)) if found else "none"
+        return group.common_labels["severity"][:SEVERITY_LENGTH]
+    return min(found, key=severity_rank)[:SEVERITY_LENGTH] if found else "none"
 
 
 def _names(alerts: tuple[Alert, ...]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -71,3 +72,18 @@ async def test_rerunning_a_delivery_announces_it_once(
             detail = await incidents.detail(conn, 1)
     assert detail is not None and len(detail["notifications"]) == 1 and len(detail["triages"]) == 1
     assert capsys.readouterr().out.count("==== [warning]") == 1
+
+
+async def test_a_severity_longer_than_the_store_keeps_is_cut_not_a_failing_triage(
+    app_for: Any, engine: AsyncEngine
+) -> None:
+    payload = json.loads((DATA / "firing.json").read_text())
+    payload["commonLabels"]["severity"] = "s" * 100
+    async with app_for() as (client, services):
+        answer = await client.post("/webhook/alertmanager", content=json.dumps(payload), headers=AUTH)
+        assert answer.status_code == 200
+        await services.pipeline.run(int(answer.json()["delivery"]))
+        async with engine.connect() as conn:
+            detail = await incidents.detail(conn, 1)
+    assert detail is not None and detail["severity"] == "s" * 64
+    assert [n["state"] for n in detail["notifications"]] == ["sent"]
