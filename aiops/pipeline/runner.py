@@ -287,7 +287,9 @@ class Pipeline:
             return
         shared = _shared(cluster)
         if shared is None:
-            await self._storm_card(cluster, "formed")  # posted by the triage that formed it, unless it crashed
+            await self._storm_card(
+                cluster, "formed"
+            )  # posted by the triage that formed it, unless it crashed
             shared = await self._diagnose_storm(cluster, live[0], members)
             async with self._engine.begin() as conn:
                 await clusters.record_diagnosis(conn, cluster.id, shared)

@@ -12,13 +12,12 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 
-from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from aiops.models import AlertGroup
-from aiops.payload import WebhookPayload, describe_error
+from aiops.payload import Invalid, parse
 from aiops.service import Services
 from aiops.store import deliveries
 from aiops.store.deliveries import Receipt
@@ -27,10 +26,6 @@ from aiops.web.responses import error
 
 log = logging.getLogger("aiops.intake")
 REFUSAL_LOG_INTERVAL = 60.0
-# Bodies larger than this are parsed in a thread: validating 10,000 alerts takes about 300 ms, which on the event
-# loop would stall every other request. A smaller body (some 70 alerts) takes 2 ms at most, less than waiting for a
-# busy loop to hand the GIL over to a thread can add (up to 5 ms, sys.getswitchinterval()).
-PARSE_INLINE_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -64,7 +59,7 @@ async def _handle(request: Request, services: Services) -> Response:
     try:
         _check_content_type(request.headers.get("content-type"))
         body = await _read_body(request, config.max_body)
-        parsed = _parse(body) if len(body) <= PARSE_INLINE_BYTES else await asyncio.to_thread(_parse, body)
+        parsed = await _parse(body)
     except Rejected as rejected:
         return error(rejected.status, str(rejected))
     try:
@@ -106,15 +101,15 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
-def _parse(body: bytes) -> Parsed:
+async def _parse(body: bytes) -> Parsed:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as bad:
         raise Rejected(400, f"body is not valid UTF-8 (byte {bad.start})") from None
     try:
-        group = WebhookPayload.model_validate_json(text).to_group()
-    except ValidationError as invalid:
-        raise Rejected(400, describe_error(invalid)) from None
+        group = await parse(text)
+    except Invalid as invalid:
+        raise Rejected(400, str(invalid)) from None
     return Parsed(group, text, deliveries.dedup_key(group))
 
 

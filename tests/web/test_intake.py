@@ -313,3 +313,37 @@ async def test_what_the_store_cannot_hold_is_refused_not_retried(
     assert answer.status_code == 400, answer.text
     assert message in answer.json()["error"]
     assert await row_counts(engine) == {"deliveries": 0, "jobs": 0, "incidents": 0, "alerts": 0}
+
+
+def big_group(alerts: int) -> dict[str, Any]:
+    """firing.json with `alerts` alerts, each on its own mount point: big enough to be validated in slices."""
+    payload = json.loads((DATA / "firing.json").read_text())
+    template = payload["alerts"][0]
+    payload["alerts"] = [
+        {**template, "labels": {**template["labels"], "mountpoint": f"/m{n}"}, "fingerprint": f"{n:016x}"}
+        for n in range(alerts)
+    ]
+    return payload
+
+
+@pytest.mark.parametrize("bad", [3, 1234])
+async def test_a_big_payload_names_the_alert_at_fault_wherever_it_is(
+    app_for: Any, engine: AsyncEngine, bad: int
+) -> None:
+    payload = big_group(1500)
+    payload["alerts"][bad]["startsAt"] = "yesterday"
+    async with app_for() as (client, _):
+        answer = await client.post("/webhook/alertmanager", content=json.dumps(payload), headers=AUTH)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"].startswith(f"alerts[{bad}].startsAt: ")
+    assert await row_counts(engine) == {"deliveries": 0, "jobs": 0, "incidents": 0, "alerts": 0}
+
+
+async def test_a_big_payload_is_stored_with_every_alert(app_for: Any, engine: AsyncEngine) -> None:
+    async with app_for() as (client, services):
+        answer = await client.post("/webhook/alertmanager", content=json.dumps(big_group(1500)), headers=AUTH)
+        assert answer.status_code == 200, answer.text
+        await services.pipeline.run(answer.json()["delivery"])
+    async with engine.connect() as conn:
+        mounts = (await conn.execute(text("SELECT labels FROM alerts ORDER BY id"))).scalars().all()
+    assert [json.loads(labels)["mountpoint"] for labels in mounts] == [f"/m{n}" for n in range(1500)]
