@@ -138,8 +138,9 @@ class WebhookPayload(BaseModel):
         )
 
 
-# Alerts validated at a time in a big payload: a few milliseconds each, so the event loop serves others between.
-SLICE = 500
+# Alerts validated at a time in a big payload: about 2.5 ms each, so that a request waiting between slices
+# (a dozen steps on the event loop) is delayed by tens of milliseconds, not hundreds.
+SLICE = 100
 
 
 class Invalid(Exception):
