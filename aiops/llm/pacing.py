@@ -14,7 +14,7 @@ import asyncio
 import random
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 WINDOW = 60.0
 MAX_PAUSE = 60.0
@@ -27,11 +27,13 @@ class Pacer:
         tpm: int | None,
         backoff: float,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._rpm = rpm
         self._tpm = tpm
         self._backoff = backoff
         self._clock = clock
+        self._sleep = sleep
         self._calls: deque[tuple[float, list[int]]] = deque()  # (when, [tokens]) of the last minute's calls
         self._paused_until = 0.0
         self._throttled_in_a_row = 0
@@ -46,8 +48,8 @@ class Pacer:
         """Wait until a call of about `tokens` may go; returns its slot, for `settle` to correct the count."""
         async with self._turn:
             # A sliding window has no event marking its end: the wait is computed from the clock.
-            while (wait := self._wait(tokens)) > 0:  # noqa: ASYNC110
-                await asyncio.sleep(wait)
+            while (wait := self._wait(tokens)) > 0:
+                await self._sleep(wait)
             slot = [tokens]
             self._calls.append((self._clock(), slot))
             return slot
