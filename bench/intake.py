@@ -513,14 +513,18 @@ def main() -> int:
         "records": records,
         "summary": summary(records, options),
     }
+    save_results("intake", started, report, markdown(report))
+    return 0
+
+
+def save_results(kind: str, started: str, report: dict[str, Any], text: str) -> None:
+    """bench/results/KIND-STAMP.json and .md, the Markdown printed too."""
     stamp = started.replace(":", "").replace("-", "")
-    (RESULTS / f"intake-{stamp}.json").write_text(json.dumps(report, indent=2))
-    text = markdown(report)
-    (RESULTS / f"intake-{stamp}.md").write_text(text)
+    (RESULTS / f"{kind}-{stamp}.json").write_text(json.dumps(report, indent=2))
+    (RESULTS / f"{kind}-{stamp}.md").write_text(text)
     print()
     print(text)
-    print(f"results: {RESULTS.relative_to(ROOT)}/intake-{stamp}.json and .md")
-    return 0
+    print(f"results: {RESULTS.relative_to(ROOT)}/{kind}-{stamp}.json and .md")
 
 
 if __name__ == "__main__":

@@ -53,6 +53,7 @@ from typing import Any
 import httpx
 import storm_payloads
 import yaml
+from intake import save_results
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # tests.fakes.minimax
@@ -677,13 +678,7 @@ def main() -> int:
         "mix": mix,
         "runs": runs,
     }
-    stamp = started_at.replace(":", "").replace("-", "")
-    (RESULTS / f"storm-{stamp}.json").write_text(json.dumps(report, indent=2))
-    text = markdown(report)
-    (RESULTS / f"storm-{stamp}.md").write_text(text)
-    print()
-    print(text)
-    print(f"results: {RESULTS.relative_to(ROOT)}/storm-{stamp}.json and .md")
+    save_results("storm", started_at, report, markdown(report))
     return 0
 
 
