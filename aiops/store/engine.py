@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
 from pydantic import BaseModel, ConfigDict, field_validator
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -50,18 +53,74 @@ def create_engine(config: DatabaseConfig) -> AsyncEngine:
     url = driver_url(config.url)
     if not config.is_sqlite:
         return create_async_engine(url, pool_size=config.pool_size, pool_pre_ping=True)
-    kwargs: dict[str, Any] = {}
+    path = config.url.removeprefix("sqlite:///")
+    kwargs: dict[str, Any] = {"async_creator": _connector(path, config.sqlite_busy_timeout_ms)}
     if config.url == MEMORY:
-        kwargs = {"poolclass": StaticPool}
+        kwargs["poolclass"] = StaticPool
     else:
-        Path(config.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
         # SQLite has one writer. With one connection, transactions queue in order on the event loop; with
         # several, the losers sleep in SQLite's busy handler (1 ms growing to 100 ms) and tail latency explodes.
-        kwargs = {"pool_size": 1, "max_overflow": 0}
+        kwargs.update(pool_size=1, max_overflow=0)
     engine = create_async_engine(url, **kwargs)
     event.listen(engine.sync_engine, "connect", _sqlite_pragmas(config.sqlite_busy_timeout_ms))
     event.listen(engine.sync_engine, "begin", _begin_immediate)
     return engine
+
+
+class _Connection(aiosqlite.Connection):
+    """aiosqlite, with what cannot wait left on the event loop.
+
+    aiosqlite hands every call to its thread and back: three or four hand-offs per statement, each costing more
+    than what SQLite does for it (a statement: 0.57 ms through the thread, 0.016 ms in SQLite). Only what can wait
+    goes to the thread: connecting, committing (an fsync), and taking the write lock when another process holds
+    it (`BEGIN IMMEDIATE` then waits, up to the busy timeout). Inside a transaction this connection holds the write
+    lock, so its statements never wait for anyone and run where the caller is; so do cursors and rollbacks (which
+    write nothing). One caller at a time uses the connection either way: the pool lends it to one, who awaits each
+    call."""
+
+    def __init__(self, connector: Callable[[], sqlite3.Connection], busy_timeout_ms: int) -> None:
+        super().__init__(connector, iter_chunk_size=64)
+        self._busy_timeout_ms = busy_timeout_ms
+
+    async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        connection = self._connection
+        if connection is not None:
+            if args and getattr(fn, "__name__", "") == "execute" and str(args[0]).startswith("BEGIN"):
+                if self._begun(connection, fn, *args):
+                    return None
+            elif _here(connection, fn):
+                return fn(*args, **kwargs)
+        return await super()._execute(fn, *args, **kwargs)  # type: ignore[no-untyped-call]
+
+    def _begun(self, connection: sqlite3.Connection, execute: Callable[..., Any], *args: Any) -> bool:
+        """Take the write lock here if it is free; False (nothing done) when someone holds it."""
+        connection.execute("PRAGMA busy_timeout = 0")
+        try:
+            execute(*args)
+        except sqlite3.OperationalError:
+            return False  # locked: the thread waits for it
+        finally:
+            connection.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+        return True
+
+
+def _here(connection: sqlite3.Connection, fn: Callable[..., Any]) -> bool:
+    """A call that cannot wait for anyone: a cursor or a rollback, or a statement in this connection's own
+    write-locked transaction (not a script: one could commit and begin anything)."""
+    name, owner = getattr(fn, "__name__", ""), getattr(fn, "__self__", None)
+    if owner is connection:
+        return name in ("cursor", "rollback")
+    return connection.in_transaction and isinstance(owner, sqlite3.Cursor) and name != "executescript"
+
+
+def _connector(path: str, busy_timeout_ms: int) -> Callable[[], Any]:
+    async def connect() -> aiosqlite.Connection:
+        # The thread opens it and the loop uses it too, never at the same time (see `_Connection`).
+        opened = _Connection(lambda: sqlite3.connect(path, check_same_thread=False), busy_timeout_ms)
+        return await opened
+
+    return connect
 
 
 def _begin_immediate(connection: Any) -> None:
