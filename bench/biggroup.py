@@ -22,8 +22,6 @@ import asyncio
 import contextlib
 import http.client
 import json
-import os
-import platform
 import sqlite3
 import sys
 import tempfile
@@ -35,7 +33,7 @@ from typing import Any
 
 import loadgen  # bench/loadgen.py and bench/intake.py: this script's directory is first on sys.path
 import payloads
-from intake import HOST, RESULTS, WEBHOOK, Scenario, Server, fsync_probe, git_revision
+from intake import HOST, RESULTS, WEBHOOK, Scenario, Server, fsync_probe, git_revision, host
 
 CHANGES = ("opened", "updated", "resolved", "unchanged")
 STARTS_AT = "2026-11-24T03:02:11.284Z"
@@ -261,14 +259,7 @@ def _line(found: dict[str, Any]) -> str:
 
 def machine(workdir: Path) -> dict[str, Any]:
     """What the figures depend on (bench/intake.py's fuller version also needs wrk)."""
-    return {
-        "nproc": len(os.sched_getaffinity(0)),
-        "python": platform.python_version(),
-        "sqlite": sqlite3.sqlite_version,
-        "fsync_ms": fsync_probe(workdir),
-        "git": git_revision(),
-        "load_average": round(os.getloadavg()[0], 2),
-    }
+    return {**host(), "fsync_ms": fsync_probe(workdir), "git": git_revision()}
 
 
 def main() -> int:

@@ -328,13 +328,27 @@ def one_line(scenario: str, kind: str, index: int, phase: dict[str, Any]) -> str
 # --- machine and report -------------------------------------------------------------------------------------
 
 
-def machine(workdir: Path) -> dict[str, Any]:
+def host() -> dict[str, Any]:
+    """The machine a bench ran on: CPUs, memory, kernel, Python, SQLite, and the load when the run began."""
     cpuinfo = Path("/proc/cpuinfo").read_text()
     model = next(
         (line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")), "?"
     )
     meminfo = Path("/proc/meminfo").read_text().splitlines()
     memory_kb = int(next(line.split()[1] for line in meminfo if line.startswith("MemTotal:")))
+    return {
+        "nproc": len(os.sched_getaffinity(0)),
+        "cpu_model": model,
+        "memory_gib": round(memory_kb / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        # Other work on the machine skews every figure: the 1-minute load average when the run began.
+        "load_average": round(os.getloadavg()[0], 2),
+    }
+
+
+def machine(workdir: Path) -> dict[str, Any]:
     wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True, check=False)
     versions = {}
     for package in (
@@ -352,18 +366,11 @@ def machine(workdir: Path) -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             versions[package] = "not installed"
     return {
-        "nproc": len(os.sched_getaffinity(0)),
-        "cpu_model": model,
-        "memory_gib": round(memory_kb / 1024 / 1024, 1),
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "sqlite": sqlite3.sqlite_version,
+        **host(),
         "wrk": (wrk.stdout or wrk.stderr).splitlines()[0].split(" Copyright")[0].strip(),
         "packages": versions,
         "fsync_ms": fsync_probe(workdir),
         "git": git_revision(),
-        # Other work on the machine skews every figure: the 1-minute load average when the run began.
-        "load_average": round(os.getloadavg()[0], 2),
     }
 
 

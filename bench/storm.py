@@ -33,7 +33,6 @@ import contextlib
 import json
 import math
 import os
-import platform
 import re
 import signal
 import socket
@@ -53,7 +52,7 @@ from typing import Any
 import httpx
 import storm_payloads
 import yaml
-from intake import save_results
+from intake import host, save_results
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # tests.fakes.minimax
@@ -533,22 +532,6 @@ def _log_lines(log: str) -> dict[str, Any]:
 # --- machine and report -------------------------------------------------------------------------------------
 
 
-def machine() -> dict[str, Any]:
-    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
-    model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), "?")
-    meminfo = Path("/proc/meminfo").read_text().splitlines()
-    memory_kb = int(next(line.split()[1] for line in meminfo if line.startswith("MemTotal:")))
-    return {
-        "nproc": len(os.sched_getaffinity(0)),
-        "cpu_model": model,
-        "memory_gib": round(memory_kb / 1024 / 1024, 1),
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "sqlite": sqlite3.sqlite_version,
-        "load_average": round(os.getloadavg()[0], 2),
-    }
-
-
 def _seconds(figure: float | None, observed_for: float) -> str:
     return f"> {observed_for:.0f}" if figure is None else f"{figure:.1f}"
 
@@ -647,7 +630,7 @@ def main() -> int:
     delays = tuple(float(d) for d in args.delays.split(",")) if args.delays else (args.delay,)
     options = Options(args.groups, delays, args.seed, args.deadline, tuple(args.overrides), args.at)
     started_at, clock = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), time.monotonic()
-    info = machine()
+    info = host()
     RESULTS.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="aiops-storm-") as directory:
         code = code_at(options.at, Path(directory))
