@@ -11,6 +11,8 @@ CREATE INDEX jobs_open ON jobs (priority, id) WHERE state IN ('pending', 'runnin
 CREATE INDEX jobs_open_kind ON jobs (kind, priority, id) WHERE state IN ('pending', 'running');
 ALTER TABLE triages ADD COLUMN announced_by VARCHAR(64);
 ALTER TABLE triages ADD COLUMN diagnosed_at DOUBLE PRECISION;
+-- Triages stored before this were announced and diagnosed by the job that stored them.
+UPDATE triages SET announced_by = 'triage', diagnosed_at = created_at;
 
 -- Storms: incidents opening within a short window with the same cause signature are diagnosed once, together.
 CREATE TABLE clusters (
