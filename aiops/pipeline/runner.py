@@ -241,26 +241,28 @@ class Pipeline:
         if not claimed:
             return False
         if triage is None:
-            correlation = await correlate(self._engine, delivery_id)  # a re-read: correlation is idempotent
-            triage = await self._stored(delivery_id, correlation)
+            triage = await self._stored(delivery_id)
         if triage is not None:
             await self._notify(triage.correlation, triage, delivery_id)
         return True
 
-    async def _stored(self, delivery_id: int, correlation: Correlation | None = None) -> Triage | None:
-        correlation = correlation or await correlate(self._engine, delivery_id)
-        async with self._engine.connect() as conn:
-            stored = await triages.of_delivery(conn, delivery_id)
+    async def _stored(self, delivery_id: int) -> Triage | None:
+        correlation, stored = await self._reread(delivery_id)
         return None if stored is None else _from_store(correlation, stored)
+
+    async def _reread(self, delivery_id: int) -> tuple[Correlation, dict[str, Any] | None]:
+        """A delivery's correlation (read again: correlating is idempotent) and its triage as stored."""
+        correlation = await correlate(self._engine, delivery_id)
+        async with self._engine.connect() as conn:
+            return correlation, await triages.of_delivery(conn, delivery_id)
 
     # -- diagnosis
 
     async def diagnose_delivery(self, delivery_id: int) -> Triage | None:
         """The model's diagnosis of one delivery, landed on its incident (announced, or its card edited)."""
-        correlation = await correlate(self._engine, delivery_id)
+        correlation, stored = await self._reread(delivery_id)
         incident = correlation.incident
         async with self._engine.connect() as conn:
-            stored = await triages.of_delivery(conn, delivery_id)
             cluster = await clusters.of_incident(conn, incident.id)
         if stored is None or stored["diagnosed_at"] is not None:
             return None
@@ -270,7 +272,7 @@ class Pipeline:
         prepared = _prepared(correlation, stored)
         if (
             cluster is not None
-        ):  # it joined a storm after this job was enqueued: the cluster's diagnosis covers it
+        ):  # it joined a storm after this job was enqueued: the storm's diagnosis covers it
             shared = _shared(cluster)
             return None if shared is None else await self._land(correlation, prepared, delivery_id, shared)
         diagnosis, error = await self.diagnose(correlation, prepared)
@@ -287,24 +289,20 @@ class Pipeline:
             return
         shared = _shared(cluster)
         if shared is None:
-            await self._storm_card(
-                cluster, "formed"
-            )  # posted by the triage that formed it, unless it crashed
+            # The triage that formed the cluster posted its card, unless it crashed right after: this is once.
+            await self._storm_card(cluster, "formed")
             shared = await self._diagnose_storm(cluster, live[0], members)
             async with self._engine.begin() as conn:
                 await clusters.record_diagnosis(conn, cluster.id, shared)
-                members = await clusters.members(
-                    conn, cluster_id
-                )  # after the write: joiners see it or are here
+                # Read after the write: a member joining now either is listed here or sees the diagnosis.
+                members = await clusters.members(conn, cluster_id)
             await self._storm_card(cluster, "diagnosed", shared)
         for member in members:
             if member.status == "open" and not member.diagnosed:
                 await self._land_member(member, shared)
 
     async def _diagnose_storm(self, cluster: Cluster, lead: Member, members: Sequence[Member]) -> Diagnosis:
-        correlation = await correlate(self._engine, lead.delivery_id)
-        async with self._engine.connect() as conn:
-            stored = await triages.of_delivery(conn, lead.delivery_id)
+        correlation, stored = await self._reread(lead.delivery_id)
         assert stored is not None  # members are listed through their stored triages
         prepared = _prepared(correlation, stored)
         shape = storm.evidence(cluster, members)
@@ -314,9 +312,7 @@ class Pipeline:
         return dataclasses.replace(diagnosis, cluster_id=cluster.id, cluster_size=len(members))
 
     async def _land_member(self, member: Member, shared: Diagnosis) -> None:
-        correlation = await correlate(self._engine, member.delivery_id)
-        async with self._engine.connect() as conn:
-            stored = await triages.of_delivery(conn, member.delivery_id)
+        correlation, stored = await self._reread(member.delivery_id)
         if stored is None:
             return
         prepared = _prepared(correlation, stored)
@@ -350,11 +346,11 @@ class Pipeline:
                 await jobs.cancel(conn, _timer(delivery_id))
             now = await incidents.get(conn, correlation.incident.id)
         self._after_commit(queued)
+        # A card that already says resolved is not reopened: the late diagnosis is on the incident's page.
+        resolved = now is not None and now.status == "resolved"
         if first:
             await self._notify(correlation, triage, delivery_id)
-        elif now is not None and now.status == "resolved":
-            pass  # the card says resolved; the diagnosis is on the incident's page, not worth reopening the card
-        else:
+        elif not resolved:
             self._metrics.diagnoses.labels("late").inc()
             await self._notify(correlation, triage, delivery_id, suffix="-diagnosis", purpose="updated")
         return triage
