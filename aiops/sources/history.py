@@ -33,8 +33,7 @@ class HistorySource:
         alert = (correlation.new_firing or correlation.alerts)[0]
         key = key_label(alert.labels)
         async with self._engine.connect() as conn:
-            found = await incidents.past(conn, alert.name, correlation.incident.id)
-        same = [item for item in found if _same_target(item, key)][: self._config.limit]
+            same = await incidents.past(conn, alert.name, correlation.incident.id, key, self._config.limit)
         where = f"{key[0]}={key[1]}" if key else "any target"
         title = f"past {alert.name} incidents on {where}"
         return [
@@ -44,10 +43,6 @@ class HistorySource:
 
 def key_label(labels: Mapping[str, str]) -> tuple[str, str] | None:
     return next(((name, labels[name]) for name in KEY_LABELS if name in labels), None)
-
-
-def _same_target(item: Mapping[str, Any], key: tuple[str, str] | None) -> bool:
-    return key is None or any(labels.get(key[0]) == key[1] for labels in item["alert_labels"])
 
 
 def _line(item: Mapping[str, Any]) -> str:

@@ -265,9 +265,17 @@ def _iso(seconds: float | None) -> str | None:
     return None if moment is None else moment.isoformat()
 
 
-async def past(conn: AsyncConnection, name: str, exclude: int, scan: int = 200) -> list[dict[str, Any]]:
-    """Incidents before `exclude` with an alert called `name`, newest first: their alerts' labels, status, times
-    and latest diagnosis. At most `scan` alerts are looked at."""
+async def past(
+    conn: AsyncConnection,
+    name: str,
+    exclude: int,
+    where: tuple[str, str] | None,
+    limit: int,
+    scan: int = 200,
+) -> list[dict[str, Any]]:
+    """Up to `limit` incidents before `exclude` with an alert called `name` whose labels include `where` (any
+    labels when None), newest first: their alerts' labels, status, times and latest diagnosis. At most `scan`
+    alerts are looked at; only the incidents returned have their diagnosis read."""
     alerts = await conn.execute(
         text(
             "SELECT incident_id, labels FROM alerts WHERE name = :name AND incident_id < :exclude"
@@ -278,13 +286,18 @@ async def past(conn: AsyncConnection, name: str, exclude: int, scan: int = 200) 
     labels: dict[int, list[dict[str, str]]] = {}
     for row in alerts:
         labels.setdefault(row.incident_id, []).append(loads(row.labels))
-    if not labels:
+    chosen = [
+        key
+        for key, found in labels.items()
+        if where is None or any(item.get(where[0]) == where[1] for item in found)
+    ][:limit]
+    if not chosen:
         return []
     rows = await conn.execute(
         text(
             "SELECT i.id, i.status, i.opened_at, i.resolved_at, (SELECT t.diagnosis FROM triages t"
             " WHERE t.incident_id = i.id ORDER BY t.id DESC LIMIT 1) AS diagnosis FROM incidents i"
-            f" WHERE i.id IN ({', '.join(str(int(key)) for key in labels)}) ORDER BY i.id DESC"
+            f" WHERE i.id IN ({', '.join(str(int(key)) for key in chosen)}) ORDER BY i.id DESC"
         )
     )
     return [
