@@ -49,10 +49,26 @@ def guidance(body: str, limit: int = 6) -> tuple[str, ...]:
     chosen = next((lines for title, lines in sections if _REMEDIATION.search(title)), None)
     candidates = [chosen] if chosen is not None else [lines for _, lines in sections]
     for lines in candidates:
-        steps = [_STEP.sub("", line).strip() for line in lines if _STEP.match(line)]
+        steps = _items(lines)
         if steps:
             return tuple(steps[:limit])
     return ()
+
+
+def _items(lines: Sequence[str]) -> list[str]:
+    """The list items among `lines`, each whole: a line that does not start an item continues the open one (an
+    item wrapped over several lines), and a blank line closes it."""
+    items: list[list[str]] = []
+    open_item = False
+    for line in lines:
+        if _STEP.match(line):
+            items.append([_STEP.sub("", line).strip()])
+            open_item = True
+        elif not line.strip():
+            open_item = False
+        elif open_item:
+            items[-1].append(line.strip())
+    return [" ".join(parts) for parts in items]
 
 
 def _sections(body: str) -> list[tuple[str, list[str]]]:
