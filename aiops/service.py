@@ -32,6 +32,7 @@ from aiops.channels.feishu.longconn import LongConnection
 from aiops.channels.feishu_webhook import FeishuWebhookChannel
 from aiops.config import Settings
 from aiops.grafana.annotations import ANNOTATE, Annotations
+from aiops.i18n import message
 from aiops.inventory import Inventory
 from aiops.llm.client import LlmClient
 from aiops.llm.diagnoser import ActionLookup, LlmDiagnoser
@@ -213,7 +214,7 @@ async def start(
         planner=Planner(catalog, inventory, settings.remediation),
         approvals=approvals,
         notify_within=settings.llm.notify_within,
-        offline_reason=None if llm else "no model is configured (set MINIMAX_API_KEY)",
+        offline_reason=None if llm else message("llm_not_configured"),
         grafana=settings.grafana,
         annotations=annotations,
         storm=settings.storm,

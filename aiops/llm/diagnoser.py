@@ -12,11 +12,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from aiops.i18n import message
 from aiops.llm.answer import Answer, AnswerError, parse_answer
 from aiops.llm.client import Completion, LlmClient, LlmError
 from aiops.llm.prompt import ActionInfo, Prompt, PromptBuilder
 from aiops.metrics import Metrics
-from aiops.models import Correlation, Diagnosis, Evidence, LlmUsage, ProposedAction, RunbookMatch
+from aiops.models import Correlation, Diagnosis, Evidence, LlmUsage, Message, ProposedAction, RunbookMatch
 
 log = logging.getLogger("aiops.llm")
 
@@ -24,10 +25,11 @@ ActionLookup = Callable[[str], ActionInfo | None]
 
 
 class DiagnosisFailed(Exception):
-    """No usable diagnosis; `usage` is what the attempt cost anyway."""
+    """No usable diagnosis; `reason` says why to a reader, `usage` is what the attempt cost anyway."""
 
-    def __init__(self, reason: str, usage: LlmUsage) -> None:
-        super().__init__(reason)
+    def __init__(self, reason: Message, usage: LlmUsage) -> None:
+        super().__init__(str(reason))
+        self.reason = reason
         self.usage = usage
 
 
@@ -154,10 +156,11 @@ def _assistant(completion: Completion) -> Mapping[str, Any]:
     return dict(completion.message) or {"role": "assistant", "content": completion.content}
 
 
-def _reason(error: Exception) -> str:
+def _reason(error: Exception) -> Message:
+    """Why there is no model diagnosis, for the reader; what went wrong in the call or the answer is the detail."""
     if isinstance(error, AnswerError):
-        return f"the model's answer could not be used: {error}"
-    return f"the model did not answer: {error}"
+        return message("llm_answer_unusable", detail=error)
+    return message("llm_no_answer", detail=error)
 
 
 def _diagnosis(

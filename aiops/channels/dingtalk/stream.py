@@ -26,6 +26,7 @@ from aiops.channels.dingtalk import DingTalkChannel
 from aiops.channels.dingtalk.card import HASH_PREFIX
 from aiops.channels.dingtalk.config import DingTalkConfig
 from aiops.channels.listener import ListenerThread
+from aiops.models import Text
 from aiops.store import actions
 
 log = logging.getLogger("aiops.channels.dingtalk")
@@ -141,7 +142,7 @@ class DingTalkCallbacks(ListenerThread):
         except ChannelError as error:
             log.warning("dingtalk %s: the card could not show the decision: %s", self._config.name, error)
 
-    def _answer(self, user: object, outcome: str, reason: str = "") -> dict[str, Any]:
+    def _answer(self, user: object, outcome: str, reason: Text = "") -> dict[str, Any]:
         if not isinstance(user, str) or not user:
             return {}
         notice = self._channel.notice(outcome, user, reason)
