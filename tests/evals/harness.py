@@ -93,7 +93,7 @@ async def run_case(scenario: Scenario, model: Mapping[str, Any] | None = None) -
     try:
         _load_recordings(scenario, prometheus, loki)
         minimax.responder = lambda request: Reply(content=scenario.answer_text)
-        llm = dict(model) if model else {"api_key": KEY, "base_url": minimax.base_url}
+        llm = dict(model) if model else {"api_key": KEY, "base_url": minimax.base_url, "provider": "minimax"}
         settings = _settings(scenario, prometheus.url, loki.url, llm)
         return await _run(scenario, settings, prometheus, loki)
     finally:
