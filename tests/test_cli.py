@@ -7,13 +7,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import aiops as package
 from aiops.store.migrate import migrations
 from tests.conftest import DATA
 from tests.fakes.prometheus import FakePrometheus
 
+# The checkout under test, not whichever copy of the package the interpreter has installed.
+SOURCE = str(Path(package.__file__).resolve().parents[1])
+
 
 def aiops(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    environ = {"PATH": "/usr/bin:/bin", **(env or {})}
+    environ = {"PATH": "/usr/bin:/bin", "PYTHONPATH": SOURCE, **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "aiops", *args],
         capture_output=True,
@@ -44,7 +48,7 @@ def test_replay_names_what_is_wrong_with_a_payload(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "version: unsupported version '3'" in result.stderr and "Traceback" not in result.stderr
     missing = aiops("replay", str(tmp_path / "none.json"), cwd=tmp_path)
-    assert missing.returncode == 2 and "cannot read" in missing.stderr
+    assert missing.returncode == 2 and f"PAYLOAD {tmp_path / 'none.json'}: cannot read it" in missing.stderr
 
 
 def test_db_upgrade(tmp_path: Path) -> None:
