@@ -108,6 +108,7 @@ def serve(args: argparse.Namespace) -> int:
             "listening on %s with an unauthenticated webhook (webhook.allow_unauthenticated)",
             settings.server.listen,
         )
+    _log_pricing(settings, log)
     log.info("aiops %s listening on http://%s", __version__, settings.server.listen)
     config = uvicorn.Config(
         create_app(settings, migrated=True),
@@ -123,6 +124,25 @@ def serve(args: argparse.Namespace) -> int:
     uvicorn.Server(config).run()
     log.info("stopped")
     return 0
+
+
+def _log_pricing(settings: Settings, log: logging.Logger) -> None:
+    """How the model's cost will be counted, when it is not by a price someone set."""
+    llm = settings.llm
+    if not llm.enabled:
+        return
+    if llm.is_local and llm.local is None:
+        log.info(
+            "llm.model %s at %s counts as a local model, no cost (llm.local: false if it is a paid API)",
+            llm.model,
+            llm.base_url,
+        )
+    elif llm.price() is None:
+        log.warning(
+            "llm.model %s has no price: its cost is shown as unknown and its tokens are counted in "
+            "aiops_llm_unpriced_tokens_total; set llm.prices, or llm.local: true for a model on your own machines",
+            llm.model,
+        )
 
 
 async def _migrate(settings: Settings) -> list[int]:
