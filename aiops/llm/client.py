@@ -72,9 +72,9 @@ _PRIVATE_SUFFIXES = (".localhost", ".local", ".internal", ".home.arpa")
 
 def is_local_endpoint(base_url: str) -> bool:
     """Whether `base_url` is on the operator's own machines: a loopback or private address (RFC 1918, unique local,
-    link-local), or a name
-    public DNS does not serve — `localhost`, a single label (a compose service such as `ollama`), one of
-    `_PRIVATE_SUFFIXES`. The host is not resolved: where a name points says nothing certain about who bills it."""
+    link-local), or a name public DNS does not serve — `localhost`, a single label (a compose service such as
+    `ollama`), one of `_PRIVATE_SUFFIXES`. The host is not resolved: where a name points says nothing certain about
+    who bills it."""
     host = (urlsplit(base_url).hostname or "").rstrip(".").lower()
     if not host:
         return False
