@@ -146,13 +146,17 @@ class ProposedAction:
 
 @dataclass(frozen=True)
 class LlmUsage:
-    """What the model calls for one diagnosis cost: tokens as the endpoint reported them, cost from config prices."""
+    """What the model calls for one diagnosis cost: tokens as the endpoint reported them, and USD estimated from
+    the model's price — 0 for a local model (`local`), None when the model has no price (unknown, not free).
+
+    A diagnosis stored before `local` existed reads back as `local=False` with the number it was shown with."""
 
     model: str
     calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    cost: float = 0.0
+    cost: float | None = 0.0
+    local: bool = False
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ What MiniMax does differently from OpenAI, and what this module does about it:
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import random
 import re
@@ -82,6 +83,25 @@ DEFAULT_PRICES = {
     "MiniMax-M2.1": Price(input=0.30, output=1.20, cached_input=0.03),
     "MiniMax-M2": Price(input=0.30, output=1.20, cached_input=0.03),
 }
+FREE = Price(input=0, output=0)
+# Names that public DNS never answers (RFC 6761, RFC 6762, RFC 8375, ICANN's `.internal`): `host.docker.internal`,
+# a Kubernetes service's `*.svc.cluster.local`, a host on the office network.
+_PRIVATE_SUFFIXES = (".localhost", ".local", ".internal", ".home.arpa")
+
+
+def is_local_endpoint(base_url: str) -> bool:
+    """Whether `base_url` is on the operator's own machines: a loopback or private address (RFC 1918, unique local,
+    link-local), or a name public DNS does not serve — `localhost`, a single label (a compose service such as
+    `ollama`), one of `_PRIVATE_SUFFIXES`. The host is not resolved: where a name points says nothing certain about
+    who bills it."""
+    host = (urlsplit(base_url).hostname or "").rstrip(".").lower()
+    if not host:
+        return False
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return "." not in host or host == "localhost" or host.endswith(_PRIVATE_SUFFIXES)
+    return address.is_loopback or address.is_private
 
 
 class LlmConfig(BaseModel):
@@ -121,6 +141,9 @@ class LlmConfig(BaseModel):
     max_steps: int = Field(default=8, ge=1, le=30)
     tool_output_cap: int = Field(default=4000, ge=200, le=100_000)  # characters of one tool result
     prices: dict[str, Price] = Field(default_factory=dict)
+    # A model served on the operator's own machines (llama.cpp, vLLM, Ollama) costs nothing. Unset: inferred from
+    # base_url (`is_local_endpoint`) unless `prices` names the model — a gateway on loopback to a paid API.
+    local: bool | None = None
 
     @field_validator("temperature")
     @classmethod
@@ -137,14 +160,7 @@ class LlmConfig(BaseModel):
     @property
     def kind(self) -> Provider:
         """The endpoint's kind: `provider`, or what the base URL's host says."""
-        if self.provider is not None:
-            return self.provider
-        host = (urlsplit(self.base_url).hostname or "").lower()
-        return (
-            "minimax"
-            if any(host == name or host.endswith("." + name) for name in MINIMAX_HOSTS)
-            else "openai"
-        )
+        return self.provider or provider_of(self.base_url)
 
     @property
     def splits_reasoning(self) -> bool:
@@ -158,7 +174,18 @@ class LlmConfig(BaseModel):
             return ("none",)  # M2 models ignore response_format; the prompt asks for the JSON
         return ("json_schema", "json_object", "none")
 
+    @property
+    def is_local(self) -> bool:
+        """Whether the model costs nothing: `local` when set, else inferred from the endpoint."""
+        if self.local is not None:
+            return self.local
+        return self.model not in self.prices and is_local_endpoint(self.base_url)
+
     def price(self) -> Price | None:
+        """USD per million tokens of `model`: zero for a local model, else `prices`, else the built-in list price
+        (MiniMax's, for its own API); None when nobody priced the model."""
+        if self.is_local:
+            return FREE
         return self.prices.get(self.model) or DEFAULT_PRICES.get(self.model)
 
 
@@ -359,11 +386,11 @@ class LlmClient:
             request["response_format"] = {"type": "json_object", "schema": dict(schema)}
         return request
 
-    def cost(self, usage: Usage) -> float:
-        """Estimated USD for one call from the configured (or default) prices; 0 when the model has no price."""
+    def cost(self, usage: Usage) -> float | None:
+        """Estimated USD for one call from the model's price (`LlmConfig.price`); None when it has none."""
         price = self.config.price()
         if price is None:
-            return 0.0
+            return None
         cached = min(usage.cached_tokens, usage.prompt_tokens) if price.cached_input is not None else 0
         fresh = usage.prompt_tokens - cached
         total = (

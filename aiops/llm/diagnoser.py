@@ -6,6 +6,7 @@ as coming from the model; everything else is dropped and logged, whatever the ev
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -48,7 +49,7 @@ class Ledger:
     usage: LlmUsage = field(init=False)
 
     def __post_init__(self) -> None:
-        self.usage = LlmUsage(model=self.client.config.model)
+        self.usage = LlmUsage(model=self.client.config.model, local=self.client.config.is_local)
 
     async def call(
         self, messages: Sequence[Mapping[str, Any]], deadline: float, **options: Any
@@ -65,18 +66,24 @@ class Ledger:
         return completion
 
     def record(self, completion: Completion) -> None:
-        cost = self.client.cost(completion.usage)
-        self.usage = LlmUsage(
-            model=self.usage.model,
+        tokens = completion.usage
+        cost = self.client.cost(tokens)
+        spent = self.usage.cost
+        self.usage = dataclasses.replace(
+            self.usage,
             calls=self.usage.calls + 1,
-            prompt_tokens=self.usage.prompt_tokens + completion.usage.prompt_tokens,
-            completion_tokens=self.usage.completion_tokens + completion.usage.completion_tokens,
-            cost=self.usage.cost + cost,
+            prompt_tokens=self.usage.prompt_tokens + tokens.prompt_tokens,
+            completion_tokens=self.usage.completion_tokens + tokens.completion_tokens,
+            cost=None if cost is None or spent is None else spent + cost,
         )
         self.metrics.llm_calls.labels("ok").inc()
-        self.metrics.llm_tokens.labels("prompt").inc(completion.usage.prompt_tokens)
-        self.metrics.llm_tokens.labels("completion").inc(completion.usage.completion_tokens)
-        self.metrics.llm_cost.inc(cost)
+        self.metrics.llm_tokens.labels("prompt").inc(tokens.prompt_tokens)
+        self.metrics.llm_tokens.labels("completion").inc(tokens.completion_tokens)
+        if cost is None:  # not zero: what these tokens cost is not known
+            self.metrics.llm_unpriced_tokens.labels("prompt").inc(tokens.prompt_tokens)
+            self.metrics.llm_unpriced_tokens.labels("completion").inc(tokens.completion_tokens)
+        else:
+            self.metrics.llm_cost.inc(cost)
 
     @property
     def exhausted(self) -> bool:
