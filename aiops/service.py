@@ -107,7 +107,7 @@ def build_channels(settings: Settings, templates: Environment, http: httpx.Async
     if config.console.enabled:
         channels.append(ConsoleChannel(config.console, templates))
     if config.feishu is not None:
-        channels.append(FeishuChannel(config.feishu, templates))
+        channels.append(FeishuChannel(config.feishu, templates, http))
     if config.dingtalk is not None:
         channels.append(DingTalkChannel(config.dingtalk, templates, http))
     channels.extend(FeishuWebhookChannel(robot, templates, http) for robot in config.feishu_webhook)

@@ -1,10 +1,9 @@
 """The Feishu (Lark) app bot: each incident is one interactive card (card JSON 2.0) in a group chat, edited in place
 as the incident changes, with Approve / Reject buttons for the actions waiting for an approval.
 
-Cards are sent and edited through the Open API with lark-oapi (`openapi.py`); clicks come back to
+Cards are sent and edited through the Open API (`openapi.py`, over httpx); clicks come back to
 `POST /callbacks/feishu` (aiops/web/callbacks.py, verified by `callback.py`) or, with `callbacks: long_connection`,
-over a WebSocket aiops opens to Feishu (`longconn.py`); either way `clicks.py` decides them. lark-oapi takes over a
-second to import, so it is imported when a Feishu channel is built, not when the configuration is read.
+over a WebSocket that lark-oapi opens to Feishu (`longconn.py`); either way `clicks.py` decides them.
 
 ```yaml
 channels:
@@ -22,11 +21,13 @@ from __future__ import annotations
 import urllib.parse
 from typing import Literal
 
+import httpx
 from jinja2 import Environment
 from pydantic import ConfigDict, Field, SecretStr, field_validator
 
 from aiops.channels import Announcement, Digest, RateLimit
 from aiops.channels.feishu.card import Cards
+from aiops.channels.feishu.openapi import OpenApi
 from aiops.channels.routing import Routing
 from aiops.units import Seconds
 
@@ -80,14 +81,11 @@ class FeishuChannel:
     limits = RateLimit(per_minute=100, per_second=5)
     immediate = False
 
-    def __init__(self, config: FeishuConfig, templates: Environment) -> None:
-        # Imported here, not at the top: lark-oapi is heavy, and only a configured Feishu channel needs it.
-        from aiops.channels.feishu.openapi import OpenApi
-
+    def __init__(self, config: FeishuConfig, templates: Environment, http: httpx.AsyncClient) -> None:
         self.name = config.name
         self.routing: Routing = config
         self._cards = Cards(templates)
-        self._api = OpenApi(config)
+        self._api = OpenApi(config, http)
 
     def render(self, announcement: Announcement) -> str:
         return self._cards.announcement(announcement)
