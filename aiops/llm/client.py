@@ -18,7 +18,7 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import openai
 from openai import AsyncOpenAI
@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from aiops.llm.pacing import Pacer
 from aiops.llm.tokens import estimate
+from aiops.proxy import Proxied, http_client
 from aiops.units import Seconds
 
 # base_resp codes worth another try (MiniMax's error table): unknown, timeout, rate limit, internal error.
@@ -64,7 +65,7 @@ DEFAULT_PRICES = {
 }
 
 
-class LlmConfig(BaseModel):
+class LlmConfig(Proxied):
     """The `llm` section. Without an API key, diagnoses are offline."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -156,7 +157,14 @@ class LlmClient:
         self.config = config
         key = config.api_key.get_secret_value() if config.api_key else "unset"
         self._sdk = sdk or AsyncOpenAI(
-            api_key=key, base_url=config.base_url, timeout=config.call_timeout, max_retries=0
+            api_key=key,
+            base_url=config.base_url,
+            timeout=config.call_timeout,
+            max_retries=0,
+            # An httpx client, the transport every outbound section shares (aiops/proxy.py): through llm.proxy
+            # when it is set, never through a proxy named only in the environment. openai 3 takes one as well as
+            # its own httpx2 client (`is_legacy_httpx_async_client`), though its type hints name only httpx2.
+            http_client=cast(Any, http_client(config, "llm.proxy", follow_redirects=True)),
         )
         self.pacer = Pacer(config.rpm, config.tpm, config.backoff)
         self._on_throttle = on_throttle  # called with the pause, for the metrics

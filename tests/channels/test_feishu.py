@@ -9,6 +9,7 @@ import shlex
 import time
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -17,10 +18,13 @@ from pydantic import ValidationError
 from aiops.channels import Announcement, ChannelError, Purpose, RateLimit
 from aiops.channels.feishu import FeishuChannel, FeishuConfig
 from aiops.channels.feishu.card import MAX_BYTES
+from aiops.proxy import http_client
 from aiops.store.actions import argv_hash
 from aiops.templating import build_environment, messages
 from tests.channels.announcements import HOSTILE, announcement, digest
 from tests.fakes.feishu import SECRET, FakeFeishu, card_problems
+from tests.support.binaries import free_port
+from tests.support.proxy import Pproxy
 
 PURPOSES = ("opened", "updated", "resolved", "action")
 LANGUAGES = ("zh-CN", "en")
@@ -308,3 +312,33 @@ async def test_a_single_giant_value_still_fits(openapi: FakeFeishu, http: httpx.
     body = feishu.render(dataclasses.replace(opened, incident=giant))
     assert len(body.encode()) <= MAX_BYTES and card_problems(body) == []
     assert await feishu.send(body) is not None
+
+
+async def test_cards_go_through_channels_feishu_proxy(openapi: FakeFeishu, proxy: Pproxy) -> None:
+    settings = FeishuConfig(
+        app_id=openapi.app_id,
+        app_secret=SECRET,
+        chat_id=openapi.chat_id,
+        domain=openapi.url,
+        proxy=proxy.socks,
+    )
+    async with http_client(settings, "channels.feishu.proxy") as http:
+        feishu = FeishuChannel(settings, build_environment("en"), http)
+        handle = await feishu.send(feishu.render(hashed(announcement("opened"))))
+        await feishu.update(handle or "", feishu.render(announcement("resolved")))
+    assert handle is not None and len(openapi.messages[handle]) == 2 and openapi.token_requests == 1
+    proxy.wait_for(urlsplit(openapi.url).netloc)
+
+
+async def test_a_proxy_that_is_down_is_retryable_and_names_channels_feishu_proxy(openapi: FakeFeishu) -> None:
+    down = f"socks5h://aiops:proxy-Pw93kLm2@127.0.0.1:{free_port()}"
+    settings = FeishuConfig(
+        app_id=openapi.app_id, app_secret=SECRET, chat_id=openapi.chat_id, domain=openapi.url, proxy=down
+    )
+    async with http_client(settings, "channels.feishu.proxy") as http:
+        feishu = FeishuChannel(settings, build_environment("en"), http)
+        with pytest.raises(ChannelError) as raised:
+            await feishu.send(feishu.render(announcement("resolved")))
+    said = str(raised.value)
+    assert raised.value.retryable and "set in channels.feishu.proxy" in said
+    assert "proxy-Pw93kLm2" not in said and openapi.token_requests == 0

@@ -2,8 +2,8 @@
 
 Three calls, over the channel's httpx client: the tenant access token (`auth/v3/tenant_access_token/internal`), kept
 until five minutes before it expires; message create; message patch. lark-oapi's REST client is not used for them:
-it opens a new `httpx.AsyncClient()` per call and fetches its token with a blocking `requests` call (which had to
-be pushed into a thread to keep the event loop free).
+it opens a new `httpx.AsyncClient()` per call and fetches its token with a blocking `requests` call, and neither
+takes a proxy other than the environment's, so `channels.feishu.proxy` could not apply to it.
 """
 
 from __future__ import annotations
