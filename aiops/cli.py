@@ -20,7 +20,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from aiops import __version__, cli_actions, logs
-from aiops.config import ConfigError, Settings, load_settings
+from aiops.config import ConfigError, Settings, destinations, load_settings
 from aiops.models import AlertGroup
 from aiops.payload import WebhookPayload, describe_error
 
@@ -169,6 +169,12 @@ def check(args: argparse.Namespace) -> int:
     print(
         f"configuration OK: listen {settings.server.listen}, {where}, database {settings.database.url.split(':')[0]}"
     )
+    outbound = destinations(settings)
+    if outbound:
+        # No proxy variable of the environment counts: a destination uses the one its own section names.
+        print("outbound connections:")
+        for destination in outbound:
+            print(f"  {destination.name}: {destination.origin} {destination.route}")
     return 0
 
 

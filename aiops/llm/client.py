@@ -29,7 +29,7 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 from urllib.parse import urlsplit
 
 import openai
@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, fi
 
 from aiops.llm.pacing import Pacer
 from aiops.llm.tokens import estimate
+from aiops.proxy import Proxied, http_client
 from aiops.units import Seconds
 
 log = logging.getLogger("aiops.llm")
@@ -104,7 +105,7 @@ def is_local_endpoint(base_url: str) -> bool:
     return address.is_loopback or address.is_private
 
 
-class LlmConfig(BaseModel):
+class LlmConfig(Proxied):
     """The `llm` section. Without an API key, diagnoses are offline."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -253,7 +254,14 @@ class LlmClient:
         self.config = config
         key = config.api_key.get_secret_value() if config.api_key else "unset"
         self._sdk = sdk or AsyncOpenAI(
-            api_key=key, base_url=config.base_url, timeout=config.call_timeout, max_retries=0
+            api_key=key,
+            base_url=config.base_url,
+            timeout=config.call_timeout,
+            max_retries=0,
+            # An httpx client, the transport every outbound section shares (aiops/proxy.py): through llm.proxy
+            # when it is set, never through a proxy named only in the environment. openai 3 takes one as well as
+            # its own httpx2 client (`is_legacy_httpx_async_client`), though its type hints name only httpx2.
+            http_client=cast(Any, http_client(config, "llm.proxy", follow_redirects=True)),
         )
         self.pacer = Pacer(config.rpm, config.tpm, config.backoff)
         self._on_throttle = on_throttle  # called with the pause, for the metrics

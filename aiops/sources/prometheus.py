@@ -15,16 +15,17 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import ConfigDict, Field, SecretStr
 
 from aiops.models import Alert, Correlation, Evidence, RunbookMatch, RunbookQuery, SeriesSummary, Trend
+from aiops.proxy import Proxied
 from aiops.units import HttpUrl, Seconds
 
 # Relative change across the window, as a share of the series' spread, below which a series counts as flat.
 _FLAT = 0.2
 
 
-class PrometheusConfig(BaseModel):
+class PrometheusConfig(Proxied):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     url: HttpUrl | None = None
