@@ -168,13 +168,17 @@ class ProposedAction:
 
 @dataclass(frozen=True)
 class LlmUsage:
-    """What the model calls for one diagnosis cost: tokens as the endpoint reported them, cost from config prices."""
+    """What the model calls for one diagnosis cost: tokens as the endpoint reported them, and USD estimated from
+    the model's price — 0 for a local model (`local`), None when the model has no price (unknown, not free).
+
+    A diagnosis stored before `local` existed reads back as `local=False` with the number it was shown with."""
 
     model: str
     calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    cost: float = 0.0
+    cost: float | None = 0.0
+    local: bool = False
 
 
 @dataclass(frozen=True)
@@ -194,6 +198,8 @@ class Diagnosis:
     dropped_actions: tuple[Text, ...] = ()
     usage: LlmUsage | None = None
     unavailable: Text | None = None
+    # How the model's answer was read where it missed the schema (aiops/llm/answer.py), one line each.
+    coerced: tuple[str, ...] = ()
     # A storm's members share one diagnosis: the cluster it was made for and how many incidents it then had.
     cluster_id: int | None = None
     cluster_size: int = 0

@@ -6,6 +6,7 @@ as coming from the model; everything else is dropped and logged, whatever the ev
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from aiops.i18n import message
-from aiops.llm.answer import Answer, AnswerError, parse_answer
+from aiops.llm.answer import Answer, AnswerError, answer_schema, parse_answer
 from aiops.llm.client import Completion, LlmClient, LlmError
 from aiops.llm.prompt import ActionInfo, Prompt, PromptBuilder
 from aiops.metrics import Metrics
@@ -50,7 +51,7 @@ class Ledger:
     usage: LlmUsage = field(init=False)
 
     def __post_init__(self) -> None:
-        self.usage = LlmUsage(model=self.client.config.model)
+        self.usage = LlmUsage(model=self.client.config.model, local=self.client.config.is_local)
 
     async def call(
         self, messages: Sequence[Mapping[str, Any]], deadline: float, **options: Any
@@ -67,18 +68,24 @@ class Ledger:
         return completion
 
     def record(self, completion: Completion) -> None:
-        cost = self.client.cost(completion.usage)
-        self.usage = LlmUsage(
-            model=self.usage.model,
+        tokens = completion.usage
+        cost = self.client.cost(tokens)
+        spent = self.usage.cost
+        self.usage = dataclasses.replace(
+            self.usage,
             calls=self.usage.calls + 1,
-            prompt_tokens=self.usage.prompt_tokens + completion.usage.prompt_tokens,
-            completion_tokens=self.usage.completion_tokens + completion.usage.completion_tokens,
-            cost=self.usage.cost + cost,
+            prompt_tokens=self.usage.prompt_tokens + tokens.prompt_tokens,
+            completion_tokens=self.usage.completion_tokens + tokens.completion_tokens,
+            cost=None if cost is None or spent is None else spent + cost,
         )
         self.metrics.llm_calls.labels("ok").inc()
-        self.metrics.llm_tokens.labels("prompt").inc(completion.usage.prompt_tokens)
-        self.metrics.llm_tokens.labels("completion").inc(completion.usage.completion_tokens)
-        self.metrics.llm_cost.inc(cost)
+        self.metrics.llm_tokens.labels("prompt").inc(tokens.prompt_tokens)
+        self.metrics.llm_tokens.labels("completion").inc(tokens.completion_tokens)
+        if cost is None:  # not zero: what these tokens cost is not known
+            self.metrics.llm_unpriced_tokens.labels("prompt").inc(tokens.prompt_tokens)
+            self.metrics.llm_unpriced_tokens.labels("completion").inc(tokens.completion_tokens)
+        else:
+            self.metrics.llm_cost.inc(cost)
 
     @property
     def exhausted(self) -> bool:
@@ -111,7 +118,8 @@ class LlmDiagnoser:
         self.last_prompt = prompt
         ledger = Ledger(self._client, self._metrics)
         try:
-            answer = await self._answer(prompt, ledger, deadline, correlation, runbook)
+            schema = answer_schema(list(prompt.evidence_ids), [info.id for info in allowed])
+            answer = await self._answer(prompt, schema, ledger, deadline, correlation, runbook)
         except (LlmError, AnswerError) as error:
             raise DiagnosisFailed(_reason(error), ledger.usage) from None
         return _diagnosis(answer, prompt, runbook, allowed, ledger.usage)
@@ -127,12 +135,18 @@ class LlmDiagnoser:
         return [info for _, info in found if info is not None]
 
     async def _answer(
-        self, prompt: Prompt, ledger: Ledger, deadline: float, correlation: Correlation, runbook: RunbookMatch
+        self,
+        prompt: Prompt,
+        schema: Mapping[str, Any],
+        ledger: Ledger,
+        deadline: float,
+        correlation: Correlation,
+        runbook: RunbookMatch,
     ) -> Answer:
         if self._investigation is not None:
             completion = await self._investigation.run(prompt, ledger, deadline, correlation, runbook)
         else:
-            completion = await ledger.call(prompt.messages, deadline)
+            completion = await ledger.call(prompt.messages, deadline, schema=schema)
         try:
             return parse_answer(completion.content)
         except AnswerError as error:
@@ -143,7 +157,7 @@ class LlmDiagnoser:
                 _assistant(completion),
                 {"role": "user", "content": self._prompts.repair(error.problems)},
             ]
-            second = await ledger.call(repair, deadline)
+            second = await ledger.call(repair, deadline, schema=schema)
         try:
             return parse_answer(second.content)
         except AnswerError as error:
@@ -193,5 +207,6 @@ def _diagnosis(
         evidence_refs=refs,
         actions=tuple(actions),
         dropped_actions=tuple(dropped),
+        coerced=answer.coerced,
         usage=usage,
     )

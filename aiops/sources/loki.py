@@ -17,11 +17,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import ConfigDict, Field, SecretStr
 
 from aiops.i18n import message
 from aiops.logtext import REDACTED, LogSummary, compress, redact_lines
 from aiops.models import Correlation, Evidence, Message, RunbookMatch, RunbookQuery, SeriesSummary, Text
+from aiops.proxy import Proxied
 from aiops.sources.prometheus import summarise, without_credentials
 from aiops.units import HttpUrl, Seconds
 
@@ -37,7 +38,7 @@ _TOP_SERIES = 5
 _VARYING = re.compile(r"[\w.:+-]*\d[\w.:+-]*")
 
 
-class LokiConfig(BaseModel):
+class LokiConfig(Proxied):
     """The `loki:` section: where Loki answers and how much of it one query reads."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

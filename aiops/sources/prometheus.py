@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import ConfigDict, Field, SecretStr
 
 from aiops.i18n import message
 from aiops.models import (
@@ -29,13 +29,14 @@ from aiops.models import (
     Text,
     Trend,
 )
+from aiops.proxy import Proxied
 from aiops.units import HttpUrl, Seconds
 
 # Relative change across the window, as a share of the series' spread, below which a series counts as flat.
 _FLAT = 0.2
 
 
-class PrometheusConfig(BaseModel):
+class PrometheusConfig(Proxied):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     url: HttpUrl | None = None

@@ -19,7 +19,14 @@ MESSAGES = [
 
 
 def client_for(fake: FakeMiniMax, **overrides: object) -> LlmClient:
-    settings = {"api_key": KEY, "base_url": fake.base_url, "backoff": 0.05, "call_timeout": 5, **overrides}
+    settings = {
+        "api_key": KEY,
+        "base_url": fake.base_url,
+        "provider": "minimax",
+        "backoff": 0.05,
+        "call_timeout": 5,
+        **overrides,
+    }
     return LlmClient(LlmConfig.model_validate(settings))
 
 
@@ -139,4 +146,7 @@ async def test_usage_and_cost(fake_minimax: FakeMiniMax) -> None:
     assert completion.usage.prompt_tokens > 0 and completion.usage.completion_tokens > 0
     client = client_for(fake_minimax, prices={"MiniMax-M2.7": {"input": 1.0, "output": 2.0}})
     assert client.cost(Usage(prompt_tokens=1_000_000, completion_tokens=500_000)) == pytest.approx(2.0)
-    assert client_for(fake_minimax, model="unpriced").cost(Usage(prompt_tokens=10)) == 0.0
+    assert (
+        client_for(fake_minimax, model="unpriced").cost(Usage(prompt_tokens=10)) == 0.0
+    )  # local: on loopback
+    assert client_for(fake_minimax, model="unpriced", local=False).cost(Usage(prompt_tokens=10)) is None

@@ -48,7 +48,8 @@ async def test_the_models_answer_becomes_the_diagnosis_and_is_announced(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     fake_minimax.script(Reply(content=json.dumps(GOOD)))
-    triage, metrics = await triage_once(app_for, runbooks, fake_minimax)
+    # The fake listens on loopback; `local: false` makes it stand for MiniMax's priced API.
+    triage, metrics = await triage_once(app_for, runbooks, fake_minimax, local=False)
     diagnosis = triage.diagnosis
     assert (diagnosis.source, diagnosis.confidence, diagnosis.unavailable) == ("llm", "high", None)
     assert diagnosis.probable_cause == GOOD["probable_cause"]
