@@ -23,7 +23,7 @@ BUILD_DEPS := cmake:cmake g++:g++ ninja:ninja-build
 LLAMA_WHEEL := $(WHEEL_CACHE)/.built-llama-cpp-python-$(LLAMA_CPP_VERSION)
 LOCAL_MODEL := $(VENV)/.local-model-$(LLAMA_CPP_VERSION)-$(SMOLLM2_VERSION)
 
-.PHONY: run test install local-model system-deps lint bench evals clean
+.PHONY: run test install local-model system-deps lint bench bench-local-model evals clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -72,6 +72,10 @@ bench: $(STAMP)
 # The evaluation suite; with MINIMAX_API_KEY set it also runs the real model.
 evals: $(STAMP)
 	$(VENV)/bin/python bench/evals.py
+
+# The evaluation scenarios and `aiops replay` against the local model the suite uses.
+bench-local-model: $(LOCAL_MODEL)
+	$(VENV)/bin/python bench/local_model.py
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
