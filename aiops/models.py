@@ -173,6 +173,8 @@ class Diagnosis:
     ] = ()  # proposals refused because the runbook does not allow them, with why
     usage: LlmUsage | None = None
     unavailable: str | None = None
+    # How the model's answer was read where it missed the schema (aiops/llm/answer.py), one line each.
+    coerced: tuple[str, ...] = ()
     # A storm's members share one diagnosis: the cluster it was made for and how many incidents it then had.
     cluster_id: int | None = None
     cluster_size: int = 0

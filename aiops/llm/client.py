@@ -1,5 +1,14 @@
 """The chat-completions client for MiniMax (or any OpenAI-compatible endpoint), on the `openai` SDK.
 
+The endpoint's kind (`llm.provider`, inferred from the base URL when unset) says what it can do: MiniMax ignores
+`response_format` (the answer's JSON is asked for in the prompt), takes `reasoning_split` and
+`max_completion_tokens`, and a temperature in (0, 1]; a generic OpenAI-compatible server (llama.cpp, vLLM,
+Ollama, …) gets `max_tokens`, no MiniMax fields, and — with `llm.structured_output: auto` — the strongest
+structured output it accepts: `json_schema`, else `json_object` with the schema beside it (llama-cpp-python
+turns it into a grammar), else the prompt alone. A refusal (HTTP 400 or 422, or a 500 that names the
+response format, as llama-cpp-python answers) moves down one step at once; the step reached is kept for the
+endpoint and logged once. Every answer is validated anyway: some servers ignore what they do not support.
+
 What MiniMax does differently from OpenAI, and what this module does about it:
 - reasoning comes inside `<think>…</think>` in `content`, or in `reasoning_details` with `reasoning_split`:
   both are taken out of the answer and kept, because a tool-using conversation must send them back;
@@ -13,20 +22,24 @@ What MiniMax does differently from OpenAI, and what this module does about it:
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import openai
 from openai import AsyncOpenAI
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 
 from aiops.llm.pacing import Pacer
 from aiops.llm.tokens import estimate
 from aiops.units import Seconds
+
+log = logging.getLogger("aiops.llm")
 
 # base_resp codes worth another try (MiniMax's error table): unknown, timeout, rate limit, internal error.
 RETRYABLE_CODES = frozenset({1000, 1001, 1002, 1024})
@@ -42,6 +55,13 @@ _CODE_HINTS = {
     2061: "the model is not in the account's plan (check MINIMAX_MODEL)",
 }
 _THINK = re.compile(r"<think>.*?(?:</think>|\Z)\s*", re.S)
+_FORMAT_REFUSAL = re.compile(r"response_format|json_schema|json_object|schema|grammar", re.I)
+
+Provider = Literal["minimax", "openai"]
+Structured = Literal["none", "json_object", "json_schema"]
+STRUCTURED_OUTPUT = ("auto", "none", "json_object", "json_schema")
+# Hosts of MiniMax's API (mainland China and international); anything else is a generic OpenAI-compatible server.
+MINIMAX_HOSTS = ("minimaxi.com", "minimax.io", "minimaxi.chat", "minimax.chat")
 
 
 class Price(BaseModel):
@@ -72,10 +92,15 @@ class LlmConfig(BaseModel):
     api_key: SecretStr | None = None
     base_url: str = "https://api.minimaxi.com/v1"
     model: str = "MiniMax-M2.7"
+    # minimax or openai (any OpenAI-compatible server); unset: minimax for MiniMax's hosts, else openai.
+    provider: Provider | None = None
+    # How the answer's JSON is asked for: auto tries the strongest the endpoint accepts (see the module's doc).
+    structured_output: Literal["auto", "none", "json_object", "json_schema"] = "auto"
     language: str | None = None  # the diagnosis's language; server.language when unset
-    temperature: Annotated[float, Field(gt=0, le=1)] = 0.3
-    # Move reasoning out of `content` (MiniMax M2 and later); turn off for endpoints that reject unknown fields.
-    reasoning_split: bool = True
+    # (0, 1] for MiniMax, [0, 2] elsewhere.
+    temperature: Annotated[float, Field(ge=0, le=2)] = 0.3
+    # Move reasoning out of `content` (MiniMax M2 and later); unset: on for MiniMax, off elsewhere.
+    reasoning_split: bool | None = None
     # Reasoning tokens count toward this cap, so it is larger than the JSON answer needs.
     max_completion_tokens: int = Field(default=4096, ge=256, le=200_000)
     prompt_budget: int = Field(default=8000, ge=1000, le=200_000)  # estimated tokens for the first prompt
@@ -97,24 +122,69 @@ class LlmConfig(BaseModel):
     tool_output_cap: int = Field(default=4000, ge=200, le=100_000)  # characters of one tool result
     prices: dict[str, Price] = Field(default_factory=dict)
 
+    @field_validator("temperature")
+    @classmethod
+    def _minimax_temperature(cls, value: float, info: ValidationInfo) -> float:
+        kind = info.data.get("provider") or provider_of(info.data.get("base_url", ""))
+        if kind == "minimax" and not 0 < value <= 1:
+            raise ValueError(f"MiniMax accepts a temperature in (0, 1], not {value:g}")
+        return value
+
     @property
     def enabled(self) -> bool:
         return self.api_key is not None
 
+    @property
+    def kind(self) -> Provider:
+        """The endpoint's kind: `provider`, or what the base URL's host says."""
+        if self.provider is not None:
+            return self.provider
+        host = (urlsplit(self.base_url).hostname or "").lower()
+        return (
+            "minimax"
+            if any(host == name or host.endswith("." + name) for name in MINIMAX_HOSTS)
+            else "openai"
+        )
+
+    @property
+    def splits_reasoning(self) -> bool:
+        return self.kind == "minimax" if self.reasoning_split is None else self.reasoning_split
+
+    def structured_modes(self) -> tuple[Structured, ...]:
+        """The structured-output modes to try, strongest first; an explicit one alone."""
+        if self.structured_output != "auto":
+            return (self.structured_output,)
+        if self.kind == "minimax":
+            return ("none",)  # M2 models ignore response_format; the prompt asks for the JSON
+        return ("json_schema", "json_object", "none")
+
     def price(self) -> Price | None:
         return self.prices.get(self.model) or DEFAULT_PRICES.get(self.model)
+
+
+def provider_of(base_url: str) -> Provider:
+    """minimax for MiniMax's hosts, openai (an OpenAI-compatible server) for any other."""
+    host = (urlsplit(base_url).hostname or "").lower()
+    return "minimax" if any(host == name or host.endswith("." + name) for name in MINIMAX_HOSTS) else "openai"
 
 
 class LlmError(Exception):
     """A call that produced no usable answer; `retryable` says whether trying again later could help."""
 
     def __init__(
-        self, message: str, *, retryable: bool, retry_after: float | None = None, throttled: bool = False
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        retry_after: float | None = None,
+        throttled: bool = False,
+        refused_format: bool = False,
     ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.retry_after = retry_after
         self.throttled = throttled  # the provider said "too many requests": every call slows down
+        self.refused_format = refused_format  # the request may have been refused for its response_format
 
 
 @dataclass(frozen=True)
@@ -160,6 +230,12 @@ class LlmClient:
         )
         self.pacer = Pacer(config.rpm, config.tpm, config.backoff)
         self._on_throttle = on_throttle  # called with the pause, for the metrics
+        self._modes = config.structured_modes()  # what is left to try; the first is in use
+
+    @property
+    def structured_output(self) -> Structured:
+        """The structured-output mode in use for this endpoint (after any refusal)."""
+        return self._modes[0]
 
     async def close(self) -> None:
         await self._sdk.close()
@@ -170,8 +246,10 @@ class LlmClient:
         *,
         tools: Sequence[Mapping[str, Any]] | None = None,
         deadline: float | None = None,
+        schema: Mapping[str, Any] | None = None,
     ) -> Completion:
-        """One completion, retried on rate limits and transient errors until `deadline` (monotonic seconds)."""
+        """One completion, retried on rate limits and transient errors until `deadline` (monotonic seconds).
+        With `schema` (and no tools) the answer is asked for as JSON of that schema, as the endpoint allows."""
         attempt = throttled = 0
         tokens = sum(estimate(str(message.get("content") or "")) for message in messages)
         said = "the provider is pausing calls"
@@ -181,9 +259,12 @@ class LlmClient:
                     f"{said}; the rate limit outlasts the deadline", retryable=True, throttled=True
                 )
             slot = await self.pacer.acquire(tokens + self.config.max_completion_tokens // 4)
+            structured = schema if schema is not None and not tools else None
             try:
-                completion = await self._once(messages, tools, deadline)
+                completion = await self._once(messages, tools, deadline, structured)
             except LlmError as error:
+                if structured is not None and error.refused_format and self._step_down(error):
+                    continue  # the endpoint cannot do this mode: the next one, at once
                 if error.throttled and (deadline is not None or throttled < THROTTLED_TRIES):
                     throttled += 1
                     said = str(error)
@@ -201,6 +282,20 @@ class LlmClient:
             self.pacer.settle(slot, usage.prompt_tokens + usage.completion_tokens)
             return completion
 
+    def _step_down(self, error: LlmError) -> bool:
+        """After a refusal of the mode in use: move to the next one, logging it once; False if none is left."""
+        if len(self._modes) < 2:
+            return False
+        refused, self._modes = self._modes[0], self._modes[1:]
+        log.warning(
+            "the model endpoint %s refused structured output %s (%s); using %s from now on",
+            self.config.base_url,
+            refused,
+            error,
+            "prompted JSON" if self._modes[0] == "none" else self._modes[0],
+        )
+        return True
+
     def _pause(self, error: LlmError, attempt: int, deadline: float | None) -> float | None:
         """How long to wait before the next attempt, or None to give up."""
         if not error.retryable or attempt >= self.config.max_attempts:
@@ -216,6 +311,7 @@ class LlmClient:
         messages: Sequence[Mapping[str, Any]],
         tools: Sequence[Mapping[str, Any]] | None,
         deadline: float | None,
+        schema: Mapping[str, Any] | None = None,
     ) -> Completion:
         timeout = self.config.call_timeout
         if deadline is not None:
@@ -224,26 +320,43 @@ class LlmClient:
             raise LlmError("no time left before the diagnosis deadline", retryable=False)
         try:
             async with asyncio.timeout(timeout):
-                response = await self._sdk.chat.completions.create(**self._request(messages, tools))
+                response = await self._sdk.chat.completions.create(**self._request(messages, tools, schema))
         except TimeoutError:
             raise LlmError(f"no answer within {timeout:.0f}s", retryable=True) from None
         except openai.APIError as error:
-            raise _sdk_error(error) from None
+            raise _sdk_error(
+                error, structured=schema is not None and self.structured_output != "none"
+            ) from None
         return _completion(response)
 
     def _request(
-        self, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] | None
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        tools: Sequence[Mapping[str, Any]] | None,
+        schema: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
+        config = self.config
+        # MiniMax deprecates max_tokens; llama.cpp, vLLM and Ollama all read it (llama-cpp-python only it).
+        limit = "max_completion_tokens" if config.kind == "minimax" else "max_tokens"
         request: dict[str, Any] = {
-            "model": self.config.model,
+            "model": config.model,
             "messages": list(messages),
-            "temperature": self.config.temperature,
-            "max_completion_tokens": self.config.max_completion_tokens,
+            "temperature": config.temperature,
+            limit: config.max_completion_tokens,
         }
         if tools:
             request["tools"] = list(tools)
-        if self.config.reasoning_split:
+        if config.splits_reasoning:
             request["extra_body"] = {"reasoning_split": True}
+        mode = self.structured_output
+        if schema is not None and mode == "json_schema":
+            request["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "diagnosis", "schema": dict(schema), "strict": False},
+            }
+        elif schema is not None and mode == "json_object":
+            # `schema` beside the type is llama-cpp-python's (a grammar); other servers ignore it.
+            request["response_format"] = {"type": "json_object", "schema": dict(schema)}
         return request
 
     def cost(self, usage: Usage) -> float:
@@ -259,7 +372,7 @@ class LlmClient:
         return total / 1_000_000
 
 
-def _sdk_error(error: openai.APIError) -> LlmError:
+def _sdk_error(error: openai.APIError, *, structured: bool = False) -> LlmError:
     if isinstance(error, openai.APITimeoutError):
         return LlmError("the request timed out", retryable=True)
     if isinstance(error, openai.APIConnectionError):
@@ -269,11 +382,18 @@ def _sdk_error(error: openai.APIError) -> LlmError:
         detail = _error_text(error.body) or error.message
         retryable = status in (408, 409, 429) or status >= 500
         hint = " (check MINIMAX_API_KEY)" if status in (401, 403) else ""
+        # A server that cannot do a response format says 400 or 422; llama-cpp-python says 500 and names it.
+        refused = structured and (
+            status in (400, 422) or (status == 500 and bool(_FORMAT_REFUSAL.search(detail)))
+        )
+        if refused:
+            hint += " (the endpoint may not support llm.structured_output; try auto or none)"
         return LlmError(
             f"HTTP {status}: {detail}{hint}",
-            retryable=retryable,
+            retryable=retryable and not refused,  # the same request would be refused again
             retry_after=_retry_after(error.response),
             throttled=status == 429 or _base_code(error.body) == RATE_LIMITED_CODE,
+            refused_format=refused,
         )
     return LlmError(str(error), retryable=False)
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from aiops.llm.answer import Answer, AnswerError, parse_answer
+from aiops.llm.answer import Answer, AnswerError, answer_schema, parse_answer
 from aiops.llm.client import Completion, LlmClient, LlmError
 from aiops.llm.prompt import ActionInfo, Prompt, PromptBuilder
 from aiops.metrics import Metrics
@@ -109,7 +109,8 @@ class LlmDiagnoser:
         self.last_prompt = prompt
         ledger = Ledger(self._client, self._metrics)
         try:
-            answer = await self._answer(prompt, ledger, deadline, correlation, runbook)
+            schema = answer_schema(list(prompt.evidence_ids), [info.id for info in allowed])
+            answer = await self._answer(prompt, schema, ledger, deadline, correlation, runbook)
         except (LlmError, AnswerError) as error:
             raise DiagnosisFailed(_reason(error), ledger.usage) from None
         return _diagnosis(answer, prompt, runbook, allowed, ledger.usage)
@@ -125,12 +126,18 @@ class LlmDiagnoser:
         return [info for _, info in found if info is not None]
 
     async def _answer(
-        self, prompt: Prompt, ledger: Ledger, deadline: float, correlation: Correlation, runbook: RunbookMatch
+        self,
+        prompt: Prompt,
+        schema: Mapping[str, Any],
+        ledger: Ledger,
+        deadline: float,
+        correlation: Correlation,
+        runbook: RunbookMatch,
     ) -> Answer:
         if self._investigation is not None:
             completion = await self._investigation.run(prompt, ledger, deadline, correlation, runbook)
         else:
-            completion = await ledger.call(prompt.messages, deadline)
+            completion = await ledger.call(prompt.messages, deadline, schema=schema)
         try:
             return parse_answer(completion.content)
         except AnswerError as error:
@@ -141,7 +148,7 @@ class LlmDiagnoser:
                 _assistant(completion),
                 {"role": "user", "content": self._prompts.repair(error.problems)},
             ]
-            second = await ledger.call(repair, deadline)
+            second = await ledger.call(repair, deadline, schema=schema)
         try:
             return parse_answer(second.content)
         except AnswerError as error:
@@ -190,5 +197,6 @@ def _diagnosis(
         evidence_refs=refs,
         actions=tuple(actions),
         dropped_actions=tuple(dropped),
+        coerced=answer.coerced,
         usage=usage,
     )

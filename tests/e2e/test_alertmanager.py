@@ -159,7 +159,7 @@ def test_the_runbooks_queries_run_and_the_models_diagnosis_is_announced(
     fake_minimax.responder = lambda request: Reply(content=json.dumps(answer))
     stack = start_stack(
         TOKEN,
-        llm={"api_key": KEY, "base_url": fake_minimax.base_url, "language": "en"},
+        llm={"api_key": KEY, "base_url": fake_minimax.base_url, "provider": "minimax", "language": "en"},
         runbooks={"dir": str(tmp_path / "runbooks")},
         server={"language": "en"},
     )

@@ -101,7 +101,8 @@ async def run_case(
         _load_recordings(scenario, prometheus, loki)
         minimax.responder = lambda request: Reply(content=scenario.answer_text)
         real = model is not None or environ is not None
-        llm = dict(model or {}) if real else {"api_key": KEY, "base_url": minimax.base_url}
+        fake = {"api_key": KEY, "base_url": minimax.base_url, "provider": "minimax"}
+        llm = dict(model or {}) if real else fake
         settings = _settings(scenario, prometheus.url, loki.url, llm, environ)
         return await _run(scenario, settings, prometheus, loki)
     finally:

@@ -66,4 +66,11 @@ def runbooks(tmp_path: Path) -> Path:
 
 
 def llm(fake: FakeMiniMax, **overrides: Any) -> dict[str, Any]:
-    return {"api_key": KEY, "base_url": fake.base_url, "backoff": 0.05, "call_timeout": 5, **overrides}
+    return {
+        "api_key": KEY,
+        "base_url": fake.base_url,
+        "provider": "minimax",
+        "backoff": 0.05,
+        "call_timeout": 5,
+        **overrides,
+    }

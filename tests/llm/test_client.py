@@ -19,7 +19,14 @@ MESSAGES = [
 
 
 def client_for(fake: FakeMiniMax, **overrides: object) -> LlmClient:
-    settings = {"api_key": KEY, "base_url": fake.base_url, "backoff": 0.05, "call_timeout": 5, **overrides}
+    settings = {
+        "api_key": KEY,
+        "base_url": fake.base_url,
+        "provider": "minimax",
+        "backoff": 0.05,
+        "call_timeout": 5,
+        **overrides,
+    }
     return LlmClient(LlmConfig.model_validate(settings))
 
 
