@@ -154,14 +154,21 @@ class Recorder(LoopbackServer):
         self, method: str, path: str, body: bytes, headers: dict[str, str]
     ) -> tuple[int, bytes, str]:
         started = time.perf_counter()
-        answer = self._client.request(method, self.upstream + path, content=body, headers=headers)
-        if path.endswith("/chat/completions"):
-            exchange = Exchange(
-                _json(body), answer.status_code, _json(answer.content), time.perf_counter() - started
+        try:
+            answer = self._client.request(method, self.upstream + path, content=body, headers=headers)
+            status, content = answer.status_code, answer.content
+            kind = answer.headers.get("content-type", "application/json")
+        except httpx.HTTPError as error:  # the server died or hung up: aiops sees a gateway error
+            status, content, kind = (
+                502,
+                json.dumps({"error": {"message": str(error)}}).encode(),
+                "application/json",
             )
+        if path.endswith("/chat/completions"):
+            exchange = Exchange(_json(body), status, _json(content), time.perf_counter() - started)
             with self._lock:
                 self.exchanges.append(exchange)
-        return answer.status_code, answer.content, answer.headers.get("content-type", "application/json")
+        return status, content, kind
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         recorder = self
