@@ -40,7 +40,13 @@ def test_a_kill_between_announcement_and_diagnosis_still_brings_the_diagnosis_on
         "database": {"url": f"sqlite:///{tmp_path}/aiops.db"},
         "server": {"language": "en"},
         "queue": {"lease": "3s", "poll_interval": "200ms"},
-        "llm": {"api_key": KEY, "base_url": model.base_url, "provider": "minimax", "notify_within": "300ms", "call_timeout": "60s"},
+        "llm": {
+            "api_key": KEY,
+            "base_url": model.base_url,
+            "provider": "minimax",
+            "notify_within": "300ms",
+            "call_timeout": "60s",
+        },
     }
     aiops = AiopsProcess(tmp_path, config)
     try:
