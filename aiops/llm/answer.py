@@ -114,7 +114,9 @@ def parse_answer(text: str) -> Answer:
     """The answer in `text`; raises `AnswerError` naming what is wrong."""
     body = _json_object(text)
     try:
-        data = json.loads(body)
+        # strict=False: a raw newline or tab inside a string is read as itself. llama-cpp-python's grammar for a
+        # schema lets control characters into strings, so a constrained answer can hold them.
+        data = json.loads(body, strict=False)
     except json.JSONDecodeError as error:
         raise AnswerError(
             [f"not valid JSON: {error.msg} at line {error.lineno} column {error.colno}"]

@@ -152,17 +152,25 @@ class LlmDiagnoser:
         except AnswerError as error:
             self._metrics.llm_calls.labels("invalid").inc()
             log.warning("the model's answer is not valid (%s); asking once more", error)
-            repair = [
-                *prompt.messages,
-                _assistant(completion),
-                {"role": "user", "content": self._prompts.repair(error.problems)},
-            ]
-            second = await ledger.call(repair, deadline, schema=schema)
+            second = await ledger.call(self._repair(prompt, completion, error), deadline, schema=schema)
         try:
             return parse_answer(second.content)
         except AnswerError as error:
             self._metrics.llm_calls.labels("invalid").inc()
             raise AnswerError([f"still not valid after one repair: {error}"]) from None
+
+    def _repair(self, prompt: Prompt, completion: Completion, error: AnswerError) -> list[Mapping[str, Any]]:
+        """The conversation that asks once more. An answer cut off at the token cap is not sent back: a small
+        model shown its own runaway text (a sentence repeated until the cap) tends to write it again."""
+        if completion.finish_reason == "length":
+            cap = self._client.config.max_completion_tokens
+            cut = f"it was cut off at {cap} tokens (llm.max_completion_tokens) before it was complete"
+            return [*prompt.messages, {"role": "user", "content": self._prompts.repair([cut], short=True)}]
+        return [
+            *prompt.messages,
+            _assistant(completion),
+            {"role": "user", "content": self._prompts.repair(error.problems)},
+        ]
 
 
 def _assistant(completion: Completion) -> Mapping[str, Any]:

@@ -131,8 +131,10 @@ class PromptBuilder:
             "problems": [problem for problem in problems if problem.stage != "diagnose"],
         }
 
-    def repair(self, problems: Sequence[str]) -> str:
-        return self._templates.get_template("prompts/repair.txt.j2").render(problems=problems).strip()
+    def repair(self, problems: Sequence[str], *, short: bool = False) -> str:
+        """The message asking once more; `short` also asks for brief texts (after an answer that ran too long)."""
+        template = self._templates.get_template("prompts/repair.txt.j2")
+        return template.render(problems=problems, short=short).strip()
 
 
 def evidence_view(item_id: str, item: Evidence, detail: Detail) -> dict[str, Any]:

@@ -13,15 +13,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from aiops import service
 from aiops.actions.catalog import ActionRefused, load_catalog, render_command
-from aiops.config import Settings
+from aiops.config import Settings, load_settings
 from aiops.inventory import Inventory, without_port
 from aiops.llm.diagnoser import LlmDiagnoser
 from aiops.llm.tokens import estimate
@@ -85,35 +88,51 @@ class RecordedCommands:
         return dataclasses.replace(found, host=host)
 
 
-async def run_case(scenario: Scenario, model: Mapping[str, Any] | None = None) -> CaseResult:
-    """One scenario; `model` is the `llm` config of a real endpoint, or None for the recorded answer."""
+async def run_case(
+    scenario: Scenario, model: Mapping[str, Any] | None = None, *, environ: Mapping[str, str] | None = None
+) -> CaseResult:
+    """One scenario; `model` is the `llm` config of a real endpoint, or None for the recorded answer. `environ`,
+    when given, is the environment a user would set (`MINIMAX_BASE_URL`, `MINIMAX_API_KEY`, `MINIMAX_MODEL`),
+    applied over the settings as `aiops serve` applies it; `model` then holds only what the environment does not."""
     prometheus, loki, minimax = FakePrometheus(), FakeLoki(), FakeMiniMax()
     for fake in (prometheus, loki, minimax):
         fake.start()
     try:
         _load_recordings(scenario, prometheus, loki)
         minimax.responder = lambda request: Reply(content=scenario.answer_text)
-        llm = dict(model) if model else {"api_key": KEY, "base_url": minimax.base_url, "provider": "minimax"}
-        settings = _settings(scenario, prometheus.url, loki.url, llm)
+        real = model is not None or environ is not None
+        fake = {"api_key": KEY, "base_url": minimax.base_url, "provider": "minimax"}
+        llm = dict(model or {}) if real else fake
+        settings = _settings(scenario, prometheus.url, loki.url, llm, environ)
         return await _run(scenario, settings, prometheus, loki)
     finally:
         for fake in (prometheus, loki, minimax):
             fake.stop()
 
 
-def _settings(scenario: Scenario, prometheus: str, loki: str, llm: Mapping[str, Any]) -> Settings:
+def _settings(
+    scenario: Scenario,
+    prometheus: str,
+    loki: str,
+    llm: Mapping[str, Any],
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
     fake_host = {"address": "127.0.0.1", "user": "aiops", "key_file": NO_SUCH_KEY, "known_hosts": NO_SUCH_KEY}
-    return Settings.model_validate(
-        {
-            "database": {"url": MEMORY},
-            "prometheus": {"url": prometheus},
-            "loki": {"url": loki},
-            "runbooks": {"dir": str(scenario.runbooks)},
-            "server": {"language": "en"},
-            "hosts": dict.fromkeys(_targets(scenario), fake_host),
-            "llm": {"call_timeout": 120, "incident_deadline": 300, **llm},
-        }
-    )
+    raw = {
+        "database": {"url": MEMORY},
+        "prometheus": {"url": prometheus},
+        "loki": {"url": loki},
+        "runbooks": {"dir": str(scenario.runbooks)},
+        "server": {"language": "en"},
+        "hosts": dict.fromkeys(_targets(scenario), fake_host),
+        "llm": {"call_timeout": 120, "incident_deadline": 300, **llm},
+    }
+    if environ is None:
+        return Settings.model_validate(raw)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "aiops.yml"
+        path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+        return load_settings(path, environ)
 
 
 def _targets(scenario: Scenario) -> set[str]:

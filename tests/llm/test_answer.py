@@ -64,6 +64,12 @@ def test_a_confidence_that_means_no_level_is_refused_not_guessed(value: object) 
     assert [problem.split(":")[0] for problem in caught.value.problems] == ["confidence"]
 
 
+def test_a_raw_newline_inside_a_string_is_read_as_a_newline() -> None:
+    # What llama-cpp-python's grammar for a schema allows: control characters unescaped inside a string.
+    answer = parse_answer(json.dumps(BASE).replace("93% full.", "93% full.\n\tMostly the journal."))
+    assert answer.summary == "The root filesystem of web-1 is 93% full.\n\tMostly the journal."
+
+
 def test_a_single_string_is_a_list_of_one() -> None:
     answer = read(next_steps="Vacuum the journal", evidence="E2")
     assert (answer.next_steps, answer.evidence) == (["Vacuum the journal"], ["E2"])

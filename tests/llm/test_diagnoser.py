@@ -133,6 +133,20 @@ async def test_an_invalid_answer_is_repaired_once(
     assert "no JSON object found" in repair[-1]["content"]
 
 
+async def test_an_answer_cut_off_at_the_cap_is_not_sent_back_and_a_shorter_one_is_asked_for(
+    app_for: Any, runbooks: Path, fake_minimax: FakeMiniMax
+) -> None:
+    runaway = '{"summary": "' + "The disk is full. " * 200
+    fake_minimax.script(Reply(content=runaway, finish_reason="length"), Reply(content=json.dumps(GOOD)))
+    triage, _ = await triage_once(app_for, runbooks, fake_minimax)
+    assert triage.diagnosis.source == "llm" and triage.diagnosis.usage.calls == 2
+    first, repair = fake_minimax.requests[0]["messages"], fake_minimax.requests[1]["messages"]
+    assert repair[: len(first)] == first
+    assert [message["role"] for message in repair[len(first) :]] == ["user"]  # the runaway text is not in it
+    assert "cut off at 4096 tokens (llm.max_completion_tokens)" in repair[-1]["content"]
+    assert "Keep every text short" in repair[-1]["content"]
+
+
 async def test_twice_invalid_falls_back_to_the_offline_diagnosis_with_the_reason(
     app_for: Any,
     engine: AsyncEngine,

@@ -79,13 +79,16 @@ class Stack:
 
 
 def stack_starter(tmp_path: Path) -> Iterator[Callable[..., Stack]]:
-    """Starts exporter, aiops, Alertmanager and Prometheus (in that order); stops them all afterwards."""
+    """Starts exporter, aiops, Alertmanager and Prometheus (in that order); stops them all afterwards. `environ`
+    is the environment aiops gets beyond the test's own (the configuration's overrides are blanked otherwise)."""
     for binary in ("prometheus", "prometheus-alertmanager"):
         require(binary)  # fails in CI, skips loudly elsewhere, before anything is started
 
     with ExitStack() as cleanup:
 
-        def start(alertmanager_token: str, **sections: dict[str, Any]) -> Stack:
+        def start(
+            alertmanager_token: str, environ: dict[str, str] | None = None, **sections: dict[str, Any]
+        ) -> Stack:
             exporter = s.Exporter(GAUGE, 1).start()
             cleanup.callback(exporter.stop)
             (tmp_path / "aiops").mkdir()
@@ -98,7 +101,7 @@ def stack_starter(tmp_path: Path) -> Iterator[Callable[..., Stack]]:
                 **sections,
             }
             # The environment overrides would win over the file; the test's configuration is the file.
-            env = dict.fromkeys(ENV_OVERRIDES, "")
+            env = {**dict.fromkeys(ENV_OVERRIDES, ""), **(environ or {})}
             aiops = AiopsProcess(tmp_path / "aiops", config, env=env)
             while aiops.port == prometheus_port:  # AiopsProcess picks its own port; it must differ
                 aiops = AiopsProcess(tmp_path / "aiops", config, env=env)

@@ -81,11 +81,14 @@ class Exporter:
 class ManagedProcess:
     """A program started with its output in `<workdir>/<name>.log`, ready when `ready_url` answers 200."""
 
-    def __init__(self, name: str, argv: list[str], workdir: Path, ready_url: str) -> None:
+    def __init__(
+        self, name: str, argv: list[str], workdir: Path, ready_url: str, env: dict[str, str] | None = None
+    ) -> None:
         self.name = name
         self.argv = argv
         self.workdir = workdir
         self.ready_url = ready_url
+        self.env = env  # the whole environment of the program; the test's own when None
         self.log_path = workdir / f"{name}.log"
         self.process: subprocess.Popen[bytes] | None = None
         self._log_file: Any = None
@@ -95,6 +98,7 @@ class ManagedProcess:
         self.process = subprocess.Popen(
             self.argv,
             cwd=self.workdir,
+            env=self.env,
             stdin=subprocess.DEVNULL,
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
