@@ -41,7 +41,7 @@ def test_replay_prints_what_would_be_posted_and_stores_nothing(
     assert result.returncode == 0, result.stderr
     assert "--- would post to console ---" in result.stdout
     assert "==== [warning] Host out of disk space (instance web-1:9100) ====" in result.stdout
-    assert "min 10, max 95, last 95" in result.stdout
+    assert "最小 10，最大 95，最新 95，上升" in result.stdout  # said in zh-CN, the default language
     assert not (tmp_path / "data").exists(), "replay must not create or touch the real store"
 
 

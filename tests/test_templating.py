@@ -321,7 +321,9 @@ def chat_channels(services: Services) -> list[Any]:
     templates, http = services.templates, services.http
     robot = "https://open.feishu.cn/open-apis/bot/v2/hook/0000"
     return [
-        FeishuChannel(FeishuConfig(app_id="cli_a", app_secret=SecretStr("s"), chat_id="oc_a"), templates),
+        FeishuChannel(
+            FeishuConfig(app_id="cli_a", app_secret=SecretStr("s"), chat_id="oc_a"), templates, http
+        ),
         DingTalkChannel(
             DingTalkConfig.model_validate(
                 {

@@ -56,7 +56,7 @@ def report(cases: Sequence[LocalCase]) -> str:
     for case in cases:
         diagnosis = case.result.diagnosis
         tried = " → ".join(f"{e.response_format} {e.status}" for e in case.exchanges) or "—"
-        valid = "yes" if diagnosis.source == "llm" else f"no: {(diagnosis.unavailable or '')[:120]}"
+        valid = "yes" if diagnosis.source == "llm" else f"no: {str(diagnosis.unavailable or '')[:120]}"
         lines.append(
             f"| {case.scenario.name} | {valid} | {tried} | {len(case.answered)} | {case.result.prompt_tokens} "
             f"| {case.reported('prompt_tokens')} "

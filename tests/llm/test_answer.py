@@ -130,7 +130,7 @@ async def test_only_a_numeric_confidence_no_longer_costs_the_answer(
     triage, _ = await triage_once(app_for, runbooks, fake_minimax)
     diagnosis = triage.diagnosis
     assert (diagnosis.source, diagnosis.confidence, diagnosis.usage.calls) == ("llm", "high", 1)
-    assert diagnosis.summary == GOOD["summary"] and diagnosis.evidence_refs[0].startswith("E1: ")
+    assert diagnosis.summary == GOOD["summary"] and str(diagnosis.evidence_refs[0]).startswith("E1: ")
     stored = (await detail_of(engine))["triages"][0]["diagnosis"]
     assert stored["coerced"][0].startswith("confidence: 0.7 read as high")
     async with app_for(server={"language": "en"}) as (client, _):

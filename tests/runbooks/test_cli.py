@@ -96,7 +96,8 @@ def test_replay_shows_the_matched_runbook_and_its_evidence(
         AIOPS_PROMETHEUS_URL=fake_prometheus.url,
     )
     assert result.returncode == 0, result.stderr
-    assert "disk.md @ uncommitted (front matter alerts + 1 matcher)" in result.stdout
+    # The console speaks zh-CN, the default language.
+    assert "disk.md @ 未提交 (front matter 的 alerts 列出了该告警，且 1 个匹配条件成立)" in result.stdout
     assert (
         'disk.md: free_ratio: node_filesystem_avail_bytes{instance="web-1:9100", mountpoint="/"}'
         in result.stdout
