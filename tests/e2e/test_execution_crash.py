@@ -85,5 +85,5 @@ def test_an_execution_interrupted_by_a_crash_is_unknown_and_never_rerun(
     assert final is not None and final["state"] == "unknown"
     assert runs.read_text() == "run\n"  # started once, never again
     assert not marker.exists()  # the remote command died with aiops's connection
-    assert "clean-up on web-1 — unknown" in output
+    assert "clean-up on web-1 — outcome unknown" in output
     assert audit == ["proposed", "approved", "execution_started", "unknown"]
