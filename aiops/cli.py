@@ -1,7 +1,7 @@
 """The `aiops` command: serve, check, replay, db upgrade, runbooks, approvals, audit, hash-password.
 
-A user's mistake (bad configuration, unreadable payload) ends with a message naming the key or field and exit
-status 2, never a traceback.
+A user's mistake (bad configuration, unreadable payload, a folder that is not one) ends with a message naming the
+key, field or argument and exit status 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import asyncio
 import getpass
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from aiops import __version__, cli_actions, logs
-from aiops.config import ConfigError, Settings, load_settings
+from aiops.config import ConfigError, Settings, destinations, load_settings
 from aiops.models import AlertGroup
 from aiops.payload import WebhookPayload, describe_error
 
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         for problem in error.problems:
             print(f"  {problem}", file=sys.stderr)
         return USAGE_ERROR
-    except PayloadError as error:
+    except ArgumentError as error:
         print(f"aiops: {error}", file=sys.stderr)
         return USAGE_ERROR
     except KeyboardInterrupt:
@@ -59,18 +60,23 @@ def _parser() -> argparse.ArgumentParser:
     replay_parser = sub.add_parser(
         "replay", help="run the pipeline on a saved payload and print what would be posted"
     )
-    replay_parser.add_argument("payload", type=Path)
+    replay_parser.add_argument("payload", type=Path, metavar="PAYLOAD")
     replay_parser.set_defaults(command=replay)
     db = sub.add_parser("db", help="database maintenance").add_subparsers(required=True, metavar="ACTION")
     db.add_parser("upgrade", help="apply pending schema migrations").set_defaults(command=db_upgrade)
     books = sub.add_parser("runbooks", help="for runbook authors").add_subparsers(
         required=True, metavar="ACTION"
     )
-    books.add_parser("lint", help="check every runbook; exit 1 naming each problem").set_defaults(
-        command=runbooks_lint
+    lint_parser = books.add_parser("lint", help="check every runbook; exit 1 naming each problem")
+    lint_parser.add_argument(
+        "dir", nargs="?", type=Path, metavar="DIR", help="the runbooks folder (default: runbooks.dir)"
     )
+    lint_parser.set_defaults(command=runbooks_lint)
     match_parser = books.add_parser("match", help="which runbook each alert of a payload matches, and why")
-    match_parser.add_argument("payload", type=Path)
+    match_parser.add_argument("payload", type=Path, metavar="PAYLOAD")
+    match_parser.add_argument(
+        "--runbooks", type=Path, metavar="DIR", help="the runbooks folder (default: runbooks.dir)"
+    )
     match_parser.set_defaults(command=runbooks_match)
     sub.add_parser("hash-password", help="hash a password (viewer, approver) read from stdin").set_defaults(
         command=hash_password
@@ -102,6 +108,7 @@ def serve(args: argparse.Namespace) -> int:
             "listening on %s with an unauthenticated webhook (webhook.allow_unauthenticated)",
             settings.server.listen,
         )
+    _log_pricing(settings, log)
     log.info("aiops %s listening on http://%s", __version__, settings.server.listen)
     config = uvicorn.Config(
         create_app(settings, migrated=True),
@@ -117,6 +124,25 @@ def serve(args: argparse.Namespace) -> int:
     uvicorn.Server(config).run()
     log.info("stopped")
     return 0
+
+
+def _log_pricing(settings: Settings, log: logging.Logger) -> None:
+    """How the model's cost will be counted, when it is not by a price someone set."""
+    llm = settings.llm
+    if not llm.enabled:
+        return
+    if llm.is_local and llm.local is None:
+        log.info(
+            "llm.model %s at %s counts as a local model, no cost (llm.local: false if it is a paid API)",
+            llm.model,
+            llm.base_url,
+        )
+    elif llm.price() is None:
+        log.warning(
+            "llm.model %s has no price: its cost is shown as unknown and its tokens are counted in "
+            "aiops_llm_unpriced_tokens_total; set llm.prices, or llm.local: true for a model on your own machines",
+            llm.model,
+        )
 
 
 async def _migrate(settings: Settings) -> list[int]:
@@ -143,6 +169,12 @@ def check(args: argparse.Namespace) -> int:
     print(
         f"configuration OK: listen {settings.server.listen}, {where}, database {settings.database.url.split(':')[0]}"
     )
+    outbound = destinations(settings)
+    if outbound:
+        # No proxy variable of the environment counts: a destination uses the one its own section names.
+        print("outbound connections:")
+        for destination in outbound:
+            print(f"  {destination.name}: {destination.origin} {destination.route}")
     return 0
 
 
@@ -175,8 +207,9 @@ def replay(args: argparse.Namespace) -> int:
     return 0
 
 
-class PayloadError(Exception):
-    """A payload file that cannot be read or is not an Alertmanager payload."""
+class ArgumentError(Exception):
+    """A command-line argument naming what cannot be used: a payload that cannot be read or is not an Alertmanager
+    payload, a folder that is not one. The message starts with the argument's name."""
 
 
 def _read_payload(path: Path) -> tuple[str, AlertGroup]:
@@ -184,11 +217,23 @@ def _read_payload(path: Path) -> tuple[str, AlertGroup]:
         text = path.read_text(encoding="utf-8")
         return text, WebhookPayload.model_validate_json(text).to_group()
     except OSError as error:
-        raise PayloadError(f"cannot read {path}: {error.strerror}") from None
+        raise ArgumentError(f"PAYLOAD {path}: cannot read it: {error.strerror}") from None
     except UnicodeDecodeError:
-        raise PayloadError(f"{path} is not UTF-8 text") from None
+        raise ArgumentError(f"PAYLOAD {path}: is not UTF-8 text") from None
     except ValidationError as error:
-        raise PayloadError(f"{path} is not an Alertmanager payload: {describe_error(error)}") from None
+        raise ArgumentError(
+            f"PAYLOAD {path}: is not an Alertmanager payload: {describe_error(error)}"
+        ) from None
+
+
+def _folder(path: Path, argument: str) -> Path:
+    if not path.exists():
+        raise ArgumentError(f"{argument} {path}: does not exist")
+    if not path.is_dir():
+        raise ArgumentError(f"{argument} {path}: is not a folder")
+    if not os.access(path, os.R_OK | os.X_OK):
+        raise ArgumentError(f"{argument} {path}: cannot be read (permission denied)")
+    return path
 
 
 def db_upgrade(args: argparse.Namespace) -> int:
@@ -205,8 +250,9 @@ def db_upgrade(args: argparse.Namespace) -> int:
 def runbooks_lint(args: argparse.Namespace) -> int:
     from aiops.runbooks.lint import catalog_ids, lint
 
-    folder = _settings(args).runbooks.dir
-    problems = lint(folder, catalog_ids(folder))
+    folder = _settings(args).runbooks.dir if args.dir is None else _folder(args.dir, "DIR")
+    catalog_dir = folder if args.dir is None else _catalog_for(folder, args)
+    problems = lint(folder, catalog_ids(catalog_dir) if catalog_dir else None, catalog_dir)
     for problem in problems:
         print(problem)
     if problems:
@@ -216,12 +262,39 @@ def runbooks_lint(args: argparse.Namespace) -> int:
     return 0
 
 
+def _catalog_for(folder: Path, args: argparse.Namespace) -> Path | None:
+    """The folder whose `actions.yml` the runbooks of DIR are checked against: DIR's own, as the service would
+    read it; else the configured `runbooks.dir`'s (`./runbooks` when nothing is configured: the bundled one in a
+    checkout), said on stderr; else none, and action ids are not checked. A configuration that cannot be loaded
+    does not stop the lint: it only has no catalog to lend."""
+    from aiops.runbooks.lint import CATALOG
+
+    if (folder / CATALOG).is_file():
+        return folder
+    try:
+        configured = _settings(args).runbooks.dir
+    except ConfigError as error:
+        _note(
+            f"{folder} has no {CATALOG} and the configuration cannot be loaded ({error.problems[0]}); not checking action ids"
+        )
+        return None
+    if (configured / CATALOG).is_file():
+        _note(f"{folder} has no {CATALOG}; checking action ids against {configured / CATALOG} (runbooks.dir)")
+        return configured
+    _note(f"neither {folder} nor runbooks.dir ({configured}) has {CATALOG}; not checking action ids")
+    return None
+
+
+def _note(message: str) -> None:
+    print(f"aiops: {message}", file=sys.stderr)
+
+
 def runbooks_match(args: argparse.Namespace) -> int:
     from aiops.runbooks.explain import explain
 
-    settings = _settings(args)
+    folder = _folder(args.runbooks, "--runbooks") if args.runbooks else _settings(args).runbooks.dir
     _text, group = _read_payload(args.payload)
-    print(explain(settings.runbooks.dir, group.alerts))
+    print(explain(folder, group.alerts))
     return 0
 
 

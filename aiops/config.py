@@ -11,6 +11,7 @@ import ipaddress
 import os
 import re
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -30,7 +31,7 @@ from aiops.actions.policy import RemediationConfig
 from aiops.channels.console import ConsoleConfig
 from aiops.channels.dingtalk.config import DingTalkConfig
 from aiops.channels.dingtalk_webhook import DingTalkWebhookConfig
-from aiops.channels.feishu import FeishuConfig
+from aiops.channels.feishu import LONG_CONNECTION_ROUTE, FeishuConfig
 from aiops.channels.feishu_webhook import FeishuWebhookConfig
 from aiops.grafana import GrafanaConfig
 from aiops.inventory import Hosts
@@ -38,6 +39,7 @@ from aiops.llm.client import LlmConfig
 from aiops.passwords import Login
 from aiops.payload import field_path
 from aiops.pipeline.storm import StormConfig
+from aiops.proxy import Proxied
 from aiops.queue import QueueConfig
 from aiops.sources.history import HistoryConfig
 from aiops.sources.loki import LokiConfig
@@ -140,7 +142,7 @@ class WebhookConfig(Section):
         return self.token is not None or self.basic_auth is not None
 
 
-class UrlSection(Section):
+class AlertmanagerConfig(Section, Proxied):
     url: HttpUrl | None = None
 
 
@@ -184,7 +186,7 @@ class Settings(Section):
     queue: QueueConfig = Field(default_factory=QueueConfig)
     prometheus: PrometheusConfig = Field(default_factory=PrometheusConfig)
     history: HistoryConfig = Field(default_factory=HistoryConfig)
-    alertmanager: UrlSection = Field(default_factory=UrlSection)
+    alertmanager: AlertmanagerConfig = Field(default_factory=AlertmanagerConfig)
     loki: LokiConfig = Field(default_factory=LokiConfig)
     grafana: GrafanaConfig = Field(default_factory=GrafanaConfig)
     runbooks: RunbooksConfig = Field(default_factory=RunbooksConfig)
@@ -224,6 +226,71 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
         return Settings.model_validate(raw)
     except ValidationError as error:
         raise ConfigError([_problem(item, sources) for item in error.errors(include_url=False)]) from None
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Somewhere the service connects to, and how: `direct`, or through which proxy set where."""
+
+    name: str  # the section's key path, and what of it when it reaches more than one place
+    origin: str  # scheme://host[:port]: a robot's path, a query or a user name may carry a secret
+    route: str
+
+
+def destinations(settings: Settings) -> list[Destination]:
+    """Every outside place the configuration makes the service connect to, for `aiops check`."""
+    found: list[Destination] = []
+
+    def add(name: str, section: Proxied, url: str | None, setting: str | None = None) -> None:
+        if url:
+            found.append(Destination(name, origin(url), section.route(url, f"{setting or name}.proxy")))
+
+    if settings.llm.enabled:
+        add("llm", settings.llm, settings.llm.base_url)
+    channels = settings.channels
+    if channels.feishu is not None:
+        add("channels.feishu", channels.feishu, channels.feishu.domain)
+        if channels.feishu.callbacks == "long_connection":
+            found.append(
+                Destination(
+                    "channels.feishu long connection", origin(channels.feishu.domain), LONG_CONNECTION_ROUTE
+                )
+            )
+    if channels.dingtalk is not None:
+        dingtalk = channels.dingtalk
+        add("channels.dingtalk", dingtalk, dingtalk.api)
+        if dingtalk.token_url:
+            add("channels.dingtalk token", dingtalk, dingtalk.token_url, "channels.dingtalk")
+        if dingtalk.callbacks:
+            add("channels.dingtalk Stream", dingtalk, dingtalk.gateway_endpoint, "channels.dingtalk")
+            where = "the host the gateway names"
+            found.append(Destination("channels.dingtalk Stream WebSocket", where, _stream_route(dingtalk)))
+    for index, feishu_robot in enumerate(channels.feishu_webhook):
+        add(f"channels.feishu_webhook[{index}]", feishu_robot, feishu_robot.url)
+    for index, dingtalk_robot in enumerate(channels.dingtalk_webhook):
+        add(f"channels.dingtalk_webhook[{index}]", dingtalk_robot, dingtalk_robot.url)
+    add("grafana", settings.grafana, settings.grafana.url)
+    add("prometheus", settings.prometheus, settings.prometheus.url)
+    add("loki", settings.loki, settings.loki.url)
+    add("alertmanager", settings.alertmanager, settings.alertmanager.url)
+    if settings.hosts:
+        found.append(Destination("hosts", "ssh", "direct: SSH never goes through a proxy"))
+    return found
+
+
+def _stream_route(dingtalk: DingTalkConfig) -> str:
+    """The Stream's WebSocket goes to whichever host the gateway names, known only once it answers."""
+    if dingtalk.proxy is None:
+        return "direct"
+    unless = ", unless it is in no_proxy" if dingtalk.no_proxy else ""
+    return f"through {dingtalk.proxy} (channels.dingtalk.proxy){unless}"
+
+
+def origin(url: str) -> str:
+    """`scheme://host[:port]` of a URL, without what could be secret in the rest of it."""
+    parts = urlsplit(url)
+    host = f"[{parts.hostname}]" if parts.hostname and ":" in parts.hostname else parts.hostname or ""
+    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
 
 
 def split_listen(listen: str) -> tuple[str, int]:

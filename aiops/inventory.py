@@ -30,6 +30,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from aiops.i18n import message
+from aiops.models import Message
 from aiops.units import Seconds
 
 # `host:port` and `[v6-address]:port`, as Prometheus writes its `instance` label.
@@ -55,7 +57,11 @@ Hosts = dict[Annotated[str, Field(min_length=1)], Host]
 
 
 class HostNotFound(LookupError):
-    """An alert's target names no host of the inventory; the message says how to add it."""
+    """An alert's target names no host of the inventory; `reason` says how to add it."""
+
+    def __init__(self, reason: Message) -> None:
+        super().__init__(str(reason))
+        self.reason = reason
 
 
 class Inventory:
@@ -83,10 +89,7 @@ class Inventory:
         for name, host in self._hosts.items():
             if host.address in (target, bare):
                 return name, host
-        raise HostNotFound(
-            f"no host {target!r} in the inventory; add it under `hosts:` in the config "
-            f"(as {bare!r}, with its address, user, key_file and known_hosts)"
-        )
+        raise HostNotFound(message("refusal_no_host", target=repr(target), host=repr(bare)))
 
 
 def without_port(value: str) -> str:

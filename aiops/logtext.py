@@ -165,6 +165,13 @@ class LogSummary:
 
     def render(self, max_chars: int = 4000) -> str:
         """The templates one per line, cut to at most `max_chars` with a final `… N more templates` line."""
+        lines, left = self.fitted(max_chars)
+        if left:
+            lines.append(_more_line(left))
+        return "\n".join(lines)[:max_chars]
+
+    def fitted(self, max_chars: int = 4000) -> tuple[list[str], int]:
+        """The template lines that fit in `max_chars` with room for a `… N more templates` line, and that N."""
         total = len(self.templates) + self.omitted_templates
         reserve = len(_more_line(total)) + 1
         lines: list[str] = []
@@ -175,10 +182,7 @@ class LogSummary:
                 break
             lines.append(line)
             used += len(line) + 1
-        left = total - len(lines)
-        if left:
-            lines.append(_more_line(left))
-        return "\n".join(lines)[:max_chars]
+        return lines, total - len(lines)
 
 
 def _more_line(count: int) -> str:

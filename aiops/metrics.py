@@ -75,7 +75,15 @@ class Metrics:
             registry=r,
         )
         self.llm_cost = Counter(
-            "aiops_llm_cost_usd", "Estimated model cost in US dollars, from the configured prices", registry=r
+            "aiops_llm_cost_usd",
+            "Estimated model cost in US dollars, from the model's price (0 for a local model)",
+            registry=r,
+        )
+        self.llm_unpriced_tokens = Counter(
+            "aiops_llm_unpriced_tokens",
+            "Tokens of a model with no price (not local, not in llm.prices): their cost is not in aiops_llm_cost_usd",
+            ["kind"],
+            registry=r,
         )
         self.llm_call_duration = Histogram(
             "aiops_llm_call_duration_seconds",
@@ -119,6 +127,8 @@ class Metrics:
         # outcomes alerting rules watch start at zero instead.
         for outcome in ("ok", "error", "invalid"):
             self.llm_calls.labels(outcome)
+        for kind in ("prompt", "completion"):
+            self.llm_unpriced_tokens.labels(kind)
         for outcome in ("succeeded", "failed", "unknown", "dry_run"):
             self.executions.labels(outcome)
 

@@ -20,6 +20,28 @@ Origin = Literal["model", "runbook"]
 
 
 @dataclass(frozen=True)
+class Message:
+    """A sentence aiops says to a reader, kept as a key of the catalogs (`aiops/templates/i18n/`) and the values
+    it names, so that each channel and page says it in the configured language (`aiops.i18n.say`). A value may be
+    a message itself. `english` is the sentence said in English when it was made, for logs (`str(message)`) and
+    for a key a later version no longer knows; `detail` is text quoted from elsewhere — what Prometheus, SSH or
+    the model's endpoint answered — shown beside the sentence as it came, never translated."""
+
+    key: str
+    params: Mapping[str, str | int | float | Message] = field(default_factory=dict)
+    english: str = ""
+    detail: str | None = None
+
+    def __str__(self) -> str:
+        return self.english or self.key
+
+
+# What a reader is told: a message, or a plain string — the words of a person, the model, a runbook or an alert,
+# or a sentence stored before messages existed, shown as it is.
+Text = Message | str
+
+
+@dataclass(frozen=True)
 class Alert:
     """One alert as Alertmanager last reported it."""
 
@@ -96,7 +118,7 @@ class RunbookMatch:
 
     path: str | None
     commit: str | None
-    reason: str
+    reason: Text
     queries: tuple[RunbookQuery, ...] = ()
     title: str = ""
     actions: tuple[str, ...] = ()  # the catalog action ids the runbook allows
@@ -125,14 +147,14 @@ class Evidence:
     """What one source found, or why it found nothing (`error`)."""
 
     source: str
-    title: str
+    title: Text
     query: str
     series: tuple[SeriesSummary, ...] = ()
     omitted_series: int = 0
     window_start: datetime | None = None
     window_end: datetime | None = None
-    error: str | None = None
-    lines: tuple[str, ...] = ()  # text evidence (past incidents, logs), already reduced for a reader
+    error: Text | None = None
+    lines: tuple[Text, ...] = ()  # text evidence (past incidents, logs), already reduced for a reader
 
 
 @dataclass(frozen=True)
@@ -146,13 +168,17 @@ class ProposedAction:
 
 @dataclass(frozen=True)
 class LlmUsage:
-    """What the model calls for one diagnosis cost: tokens as the endpoint reported them, cost from config prices."""
+    """What the model calls for one diagnosis cost: tokens as the endpoint reported them, and USD estimated from
+    the model's price — 0 for a local model (`local`), None when the model has no price (unknown, not free).
+
+    A diagnosis stored before `local` existed reads back as `local=False` with the number it was shown with."""
 
     model: str
     calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    cost: float = 0.0
+    cost: float | None = 0.0
+    local: bool = False
 
 
 @dataclass(frozen=True)
@@ -166,13 +192,12 @@ class Diagnosis:
     confidence: str | None = None
     next_steps: tuple[str, ...] = ()
     impact: str | None = None
-    evidence_refs: tuple[str, ...] = ()  # titles of the evidence items the diagnosis rests on
+    evidence_refs: tuple[Text, ...] = ()  # titles of the evidence items the diagnosis rests on
     actions: tuple[ProposedAction, ...] = ()
-    dropped_actions: tuple[
-        str, ...
-    ] = ()  # proposals refused because the runbook does not allow them, with why
+    # Proposals refused because the runbook does not allow them, with why.
+    dropped_actions: tuple[Text, ...] = ()
     usage: LlmUsage | None = None
-    unavailable: str | None = None
+    unavailable: Text | None = None
     # How the model's answer was read where it missed the schema (aiops/llm/answer.py), one line each.
     coerced: tuple[str, ...] = ()
     # A storm's members share one diagnosis: the cluster it was made for and how many incidents it then had.
@@ -189,8 +214,8 @@ class Proposal:
     host: str | None
     argv: tuple[str, ...]
     risk: Risk
-    reason: str
-    refusal: str | None = None
+    reason: Text
+    refusal: Text | None = None
     origin: Origin = "runbook"
     timeout: float = 60.0
     output_cap: int = 65536
@@ -201,7 +226,7 @@ class StageError:
     """A stage that failed: the pipeline records it and goes on."""
 
     stage: str
-    message: str
+    message: Text
 
 
 @dataclass(frozen=True)

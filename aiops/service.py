@@ -32,6 +32,7 @@ from aiops.channels.feishu.longconn import LongConnection
 from aiops.channels.feishu_webhook import FeishuWebhookChannel
 from aiops.config import Settings
 from aiops.grafana.annotations import ANNOTATE, Annotations
+from aiops.i18n import message
 from aiops.inventory import Inventory
 from aiops.llm.client import LlmClient
 from aiops.llm.diagnoser import ActionLookup, LlmDiagnoser
@@ -44,6 +45,7 @@ from aiops.pipeline.notify import DELIVER
 from aiops.pipeline.outbox import Outbox
 from aiops.pipeline.plan import Planner
 from aiops.pipeline.runner import ANNOUNCE, DIAGNOSE, Pipeline, Stages
+from aiops.proxy import HttpClients
 from aiops.queue import Dedicated, Handler, WorkerPool
 from aiops.runbooks.lint import CATALOG
 from aiops.sources import Source
@@ -72,7 +74,7 @@ class Services:
     engine: AsyncEngine
     metrics: Metrics
     templates: Environment
-    http: httpx.AsyncClient
+    clients: HttpClients  # `http` for destinations reached directly, one more per section with a proxy
     pipeline: Pipeline
     approvals: Approvals
     handlers: dict[str, Handler] = field(default_factory=dict)  # job kind → what works it
@@ -81,6 +83,10 @@ class Services:
     refusal_logged_at: float | None = None  # when intake last logged refused credentials
     sweeper: asyncio.Task[None] | None = None  # expires unanswered approvals
     listeners: list[Listener] = field(default_factory=list)  # card clicks pushed by DingTalk and Feishu
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        return self.clients.direct
 
     def wake_workers(self) -> None:
         if self.pool is not None:
@@ -96,28 +102,34 @@ class Services:
             await self.pool.stop()
         if self.llm is not None:
             await self.llm.close()
-        await self.http.aclose()
+        await self.clients.aclose()
         await self.engine.dispose()
 
 
-def build_channels(settings: Settings, templates: Environment, http: httpx.AsyncClient) -> list[Channel]:
+def build_channels(settings: Settings, templates: Environment, clients: HttpClients) -> list[Channel]:
     """The one table of channels: the console, the app bots and the group robots the configuration names."""
     config = settings.channels
     channels: list[Channel] = []
     if config.console.enabled:
         channels.append(ConsoleChannel(config.console, templates))
     if config.feishu is not None:
-        channels.append(FeishuChannel(config.feishu, templates))
+        http = clients.for_section(config.feishu, "channels.feishu.proxy")
+        channels.append(FeishuChannel(config.feishu, templates, http))
     if config.dingtalk is not None:
+        http = clients.for_section(config.dingtalk, "channels.dingtalk.proxy")
         channels.append(DingTalkChannel(config.dingtalk, templates, http))
-    channels.extend(FeishuWebhookChannel(robot, templates, http) for robot in config.feishu_webhook)
-    channels.extend(DingTalkWebhookChannel(robot, templates, http) for robot in config.dingtalk_webhook)
+    for index, feishu_robot in enumerate(config.feishu_webhook):
+        http = clients.for_section(feishu_robot, f"channels.feishu_webhook[{index}].proxy")
+        channels.append(FeishuWebhookChannel(feishu_robot, templates, http))
+    for index, dingtalk_robot in enumerate(config.dingtalk_webhook):
+        http = clients.for_section(dingtalk_robot, f"channels.dingtalk_webhook[{index}].proxy")
+        channels.append(DingTalkWebhookChannel(dingtalk_robot, templates, http))
     return channels
 
 
 def build_sources(
     settings: Settings,
-    http: httpx.AsyncClient,
+    clients: HttpClients,
     engine: AsyncEngine,
     catalog: LiveCatalog,
     inventory: Inventory,
@@ -125,9 +137,10 @@ def build_sources(
 ) -> list[Source]:
     sources: list[Source] = []
     if settings.prometheus.url:
+        http = clients.for_section(settings.prometheus, "prometheus.proxy")
         sources.append(PrometheusSource(settings.prometheus, http))
     if settings.loki.url:
-        sources.append(LokiSource(settings.loki, http))
+        sources.append(LokiSource(settings.loki, clients.for_section(settings.loki, "loki.proxy")))
     if settings.hosts:
         sources.append(CommandSource(catalog, inventory, executor))
     if settings.history.enabled:
@@ -191,41 +204,42 @@ async def start(
         await migrate.upgrade(engine)
     metrics = Metrics()
     templates = build_environment(settings.server.language, settings.channels.templates)
-    http = httpx.AsyncClient(follow_redirects=False)
+    clients = HttpClients()
     offline = OfflineDiagnoser(templates)
     llm = LlmClient(settings.llm, on_throttle=metrics.llm_throttled.observe) if settings.llm.enabled else None
     catalog = LiveCatalog(settings.runbooks.dir / CATALOG)
     inventory = Inventory(settings.hosts)
     executor = SshExecutor(inventory)
-    sources = build_sources(settings, http, engine, catalog, inventory, executor)
+    sources = build_sources(settings, clients, engine, catalog, inventory, executor)
     runbooks = RunbookMatcher(settings.runbooks.dir)
     approvals = Approvals(engine, settings.remediation, metrics)
     investigator = build_investigator(settings, sources, runbooks, templates)
-    annotations = Annotations(settings.grafana, templates, settings.server.base_url, http, metrics)
+    grafana = clients.for_section(settings.grafana, "grafana.proxy")
+    annotations = Annotations(settings.grafana, templates, settings.server.base_url, grafana, metrics)
     stages = Stages(
         sources=sources,
         diagnoser=build_diagnoser(settings, llm, templates, metrics, catalog, investigator)
         if llm
         else offline,
         offline=offline,
-        channels=build_channels(settings, templates, http),
+        channels=build_channels(settings, templates, clients),
         runbooks=runbooks,
         planner=Planner(catalog, inventory, settings.remediation),
         approvals=approvals,
         notify_within=settings.llm.notify_within,
-        offline_reason=None if llm else "no model is configured (set MINIMAX_API_KEY)",
+        offline_reason=None if llm else message("llm_not_configured"),
         grafana=settings.grafana,
         annotations=annotations,
         storm=settings.storm,
     )
     metrics.watch_channels(channel.name for channel in stages.channels)
     pipeline = Pipeline(engine, stages, metrics, settings.server.base_url)
-    services = Services(settings, engine, metrics, templates, http, pipeline, approvals, llm=llm)
+    services = Services(settings, engine, metrics, templates, clients, pipeline, approvals, llm=llm)
     executions = Executions(
         engine,
         executor,
         settings.remediation,
-        http,
+        clients.for_section(settings.alertmanager, "alertmanager.proxy"),
         settings.alertmanager.url,
         settings.server.base_url,
         pipeline.report_action,

@@ -30,7 +30,9 @@ from typing import Protocol
 
 import asyncssh
 
+from aiops.i18n import message
 from aiops.inventory import Host, HostNotFound, Inventory
+from aiops.models import Message
 
 _CHUNK = 64 * 1024
 _Process = asyncssh.SSHClientProcess[bytes]
@@ -152,6 +154,22 @@ class SshExecutor:
             return self._inventory.resolve(host)
         except HostNotFound as error:
             raise UnknownHost(str(error)) from None
+
+
+_SAID: tuple[tuple[type[ExecutionError], str], ...] = (
+    (UnknownHost, "ssh_unknown_host"),
+    (KeyFileError, "ssh_key_file"),
+    (HostKeyRefused, "ssh_host_key"),
+    (AuthenticationFailed, "ssh_authentication"),
+    (ConnectionFailed, "ssh_connection"),
+)
+
+
+def said(error: ExecutionError) -> Message:
+    """What went wrong, for a reader; the error's own words, which name the host, the file and the fix, are the
+    detail."""
+    key = next((key for kind, key in _SAID if isinstance(error, kind)), "ssh_failed")
+    return message(key, detail=error)
 
 
 def command_line(argv: Sequence[str]) -> str:

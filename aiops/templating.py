@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import shlex
+from collections.abc import Mapping
 from datetime import datetime
-from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
 from jinja2 import (
     ChoiceLoader,
     Environment,
@@ -19,7 +18,12 @@ from jinja2 import (
     select_autoescape,
 )
 
-LANGUAGES = ("zh-CN", "en")
+from aiops import i18n
+from aiops.runbooks.library import UNCOMMITTED
+
+LANGUAGES = i18n.LANGUAGES
+# Where a shortened text may end: after a sentence or a clause, in either language.
+_BOUNDARY = re.compile(r"(?<=[.!?;:,])\s|(?<=[。！？；：，、])")
 
 
 def build_environment(language: str, overrides: Path | None = None) -> Environment:
@@ -38,21 +42,43 @@ def build_environment(language: str, overrides: Path | None = None) -> Environme
     def translate(key: str, **values: object) -> str:
         return catalog.get(key, key).format(**values)
 
+    def say(text: Any) -> str:
+        return i18n.say(text, language)
+
+    def commit(value: Any) -> str:
+        """A runbook's commit as a reader sees it: 12 hex digits, or that the file has uncommitted changes."""
+        return translate("runbook_uncommitted") if value in (None, UNCOMMITTED) else str(value)[:12]
+
     environment.globals["t"] = translate
     environment.globals["language"] = language
+    environment.filters["say"] = say
+    environment.filters["detail"] = i18n.detail
+    environment.filters["commit"] = commit
+    environment.filters["shorten"] = shorten
     environment.filters["when"] = _when
     environment.filters["number"] = _number
     environment.filters["shell"] = _shell
     return environment
 
 
-@cache
-def messages(language: str) -> dict[str, str]:
-    text = (
-        resources.files("aiops").joinpath("templates", "i18n", f"{language}.yml").read_text(encoding="utf-8")
-    )
-    loaded: dict[str, str] = yaml.safe_load(text)
-    return loaded
+def messages(language: str) -> Mapping[str, str]:
+    """The catalog of `language` (aiops/templates/i18n/)."""
+    return i18n.catalog(language)
+
+
+def shorten(text: Any, limit: int | None) -> str:
+    """`text` in at most `limit` characters (all of it for None): cut after the last sentence or clause that fits,
+    else after the last word, else where it must, and marked "…" when cut."""
+    value = str(text)
+    if limit is None or len(value) <= limit:
+        return value
+    room = value[: max(limit - 1, 0)]
+    ends = [found.start() for found in _BOUNDARY.finditer(room)]
+    cut = next((end for end in reversed(ends) if end >= len(room) // 3), None)
+    if cut is None:
+        space = room.rfind(" ")
+        cut = space if space >= len(room) // 3 else len(room)
+    return room[:cut].rstrip(" .,;:。，、；：") + "…"
 
 
 def _when(value: Any) -> str:

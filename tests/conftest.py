@@ -16,6 +16,7 @@ from tests.fakes.prometheus import FakePrometheus
 from tests.support.app import running, settings_for
 from tests.support.local_model import FIGURES, LocalModel, running_local_model
 from tests.support.postgres import PostgresServer
+from tests.support.proxy import Pproxy
 
 DATA = Path(__file__).parent / "data"
 
@@ -79,6 +80,16 @@ def fake_prometheus() -> Iterator[FakePrometheus]:
         yield fake
     finally:
         fake.stop()
+
+
+@pytest.fixture
+def proxy(tmp_path: Path) -> Iterator[Pproxy]:
+    """A real SOCKS5 (and HTTP) proxy on loopback that logs what it carries."""
+    server = Pproxy(tmp_path).start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+import aiops as package
+from aiops.config import Settings
 from aiops.store.migrate import migrations
 from tests.conftest import DATA
 from tests.fakes.prometheus import FakePrometheus
 
+# The checkout under test, not whichever copy of the package the interpreter has installed.
+SOURCE = str(Path(package.__file__).resolve().parents[1])
+
 
 def aiops(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    environ = {"PATH": "/usr/bin:/bin", **(env or {})}
+    environ = {"PATH": "/usr/bin:/bin", "PYTHONPATH": SOURCE, **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "aiops", *args],
         capture_output=True,
@@ -44,7 +52,7 @@ def test_replay_names_what_is_wrong_with_a_payload(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "version: unsupported version '3'" in result.stderr and "Traceback" not in result.stderr
     missing = aiops("replay", str(tmp_path / "none.json"), cwd=tmp_path)
-    assert missing.returncode == 2 and "cannot read" in missing.stderr
+    assert missing.returncode == 2 and f"PAYLOAD {tmp_path / 'none.json'}: cannot read it" in missing.stderr
 
 
 def test_db_upgrade(tmp_path: Path) -> None:
@@ -91,3 +99,25 @@ def test_check_names_catalog_problems_and_targets_that_can_never_run(tmp_path: P
         "actions.yml: reboot-db.target: 'db-9' is not a host under `hosts:`; it can never run"
         in result.stderr
     )
+
+
+def test_serve_says_how_the_models_cost_is_counted(caplog: pytest.LogCaptureFixture) -> None:
+    from aiops.cli import _log_pricing
+
+    caplog.set_level(logging.INFO, logger="aiops")
+
+    def logged(**llm: object) -> list[str]:
+        caplog.clear()
+        _log_pricing(
+            Settings.model_validate({"llm": {"api_key": "k" * 20, **llm}}), logging.getLogger("aiops")
+        )
+        return [record.getMessage() for record in caplog.records]
+
+    [local] = logged(base_url="http://ollama:11434/v1", model="qwen2.5:7b")
+    assert "llm.model qwen2.5:7b at http://ollama:11434/v1 counts as a local model, no cost" in local
+    [unpriced] = logged(model="deepseek-chat")
+    assert (
+        "llm.model deepseek-chat has no price" in unpriced and "aiops_llm_unpriced_tokens_total" in unpriced
+    )
+    assert logged() == []  # MiniMax's list price
+    assert logged(base_url="http://127.0.0.1:8080/v1", local=True) == []  # the configuration says so already

@@ -21,7 +21,8 @@ VIEWER = "viewer-Pw47cHs9Lk2Nq6"
 URL_PASSWORD = "url-Hh30vBn8Wq1Zx5"
 LOKI = "loki-Ut62bNm4Kq8Wz3"
 GRAFANA = "glsa_Gx58rTq2Vn7Lw4Pz"
-SECRETS = (TOKEN, BASIC, PROMETHEUS, MINIMAX, VIEWER, URL_PASSWORD, LOKI, GRAFANA)
+PROXY = "proxy-Ys47dKq0Mx3B"
+SECRETS = (TOKEN, BASIC, PROMETHEUS, MINIMAX, VIEWER, URL_PASSWORD, LOKI, GRAFANA, PROXY)
 
 
 def test_secrets_stay_secret(tmp_path: Path, fake_minimax: FakeMiniMax) -> None:
@@ -32,8 +33,12 @@ def test_secrets_stay_secret(tmp_path: Path, fake_minimax: FakeMiniMax) -> None:
         # Nothing listens there: the evidence stage fails and logs why.
         "prometheus": {"url": f"http://reader:{URL_PASSWORD}@127.0.0.1:9", "bearer_token": PROMETHEUS},
         "loki": {"url": "http://127.0.0.1:9", "bearer_token": LOKI},
-        # Annotations are tried there and retried: the errors are logged.
-        "grafana": {"url": "http://127.0.0.1:9", "token": GRAFANA},
+        # Annotations are tried there, through a proxy that is down too, and retried: the errors are logged.
+        "grafana": {
+            "url": "http://127.0.0.1:9",
+            "token": GRAFANA,
+            "proxy": f"socks5h://aiops:{PROXY}@127.0.0.1:9",
+        },
         "runbooks": {"dir": str(tmp_path / "runbooks")},
         "queue": {"poll_interval": "100ms"},
     }
@@ -82,6 +87,7 @@ def test_secrets_stay_secret(tmp_path: Path, fake_minimax: FakeMiniMax) -> None:
     assert "evidence source" in service.stderr() or "is unreachable" in json.dumps(seen)
     assert "MiniMax error 1004" in json.dumps(seen)  # the model was asked, with the key, and refused it
     assert "grafana at http://127.0.0.1:9 is unreachable" in service.stderr()  # an annotation was tried
+    assert "set in grafana.proxy" in service.stderr()  # through the proxy, whose URL the error shows
     assert fake_minimax.headers[0]["authorization"] == f"Bearer {MINIMAX}"
     for text in seen:
         for secret in SECRETS:

@@ -17,8 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from aiops.actions.links import approval_url, make_token, signing_key
 from aiops.actions.policy import RemediationConfig
+from aiops.i18n import message
 from aiops.metrics import Metrics
-from aiops.models import Proposal
+from aiops.models import Message, Proposal, Text
 from aiops.store import actions, jobs
 
 EXECUTE = "execute"
@@ -37,7 +38,7 @@ class Actor:
 @dataclass(frozen=True)
 class Decision:
     outcome: Outcome
-    message: str
+    message: Message
     proposal: dict[str, Any] | None = None
 
     @property
@@ -72,7 +73,12 @@ class Approvals:
                 continue  # this delivery proposed it already (a re-run after a crash)
             self._metrics.proposals.labels(state).inc()
             hashed = actions.argv_hash(proposal.host, proposal.argv)
-            detail = proposal.refusal or f"{proposal.action_id} on {proposal.host}: {' '.join(proposal.argv)}"
+            detail = proposal.refusal or message(
+                "audit_proposed",
+                action=proposal.action_id,
+                host=str(proposal.host),
+                command=" ".join(proposal.argv),
+            )
             kind = "refused" if state == "refused" else "proposed"
             await actions.audit(
                 conn,
@@ -88,7 +94,7 @@ class Approvals:
                 await actions.audit(
                     conn,
                     "approved",
-                    "remediation.mode auto: low risk runs without approval",
+                    message("audit_auto_approved"),
                     incident_id=incident_id,
                     proposal_id=proposal_id,
                     actor="policy",
@@ -115,12 +121,14 @@ class Approvals:
         """Approve or reject; idempotent, and refused with the reason when it may not take effect."""
         if not self._config.approvers.allows(actor.channel, actor.identity):
             return await self._refuse(
-                proposal_id, actor, f"{actor.identity} may not approve via {actor.channel}"
+                proposal_id,
+                actor,
+                message("decision_not_approver", who=actor.identity, channel=actor.channel),
             )
         async with self._engine.begin() as conn:
             item = await actions.proposal(conn, proposal_id, lock=True)
             if item is None:
-                return Decision("not_found", f"there is no proposal {proposal_id}")
+                return Decision("not_found", message("decision_not_found", id=proposal_id))
             decision = await self._apply(conn, item, approve, actor, expected_hash)
         self._metrics.approvals.labels(decision.outcome, actor.channel).inc()
         if decision.outcome == "approved":
@@ -131,27 +139,29 @@ class Approvals:
         self, conn: AsyncConnection, item: dict[str, Any], approve: bool, actor: Actor, expected: str | None
     ) -> Decision:
         if expected is not None and expected != item["argv_hash"]:
-            return Decision("refused", "this link was made for another command; nothing was done", item)
+            return Decision("refused", message("decision_changed"), item)
         if item["state"] != "pending":
             return _settled(item, approve)
         if item["expires_at"] is not None and item["expires_at"].timestamp() <= time.time():
             await actions.set_state(conn, item["id"], "expired", expected="pending")
-            await _audit(conn, item, "expired", "not approved in time", actor)
-            return Decision("expired", "the approval window has passed; nothing was done", item)
+            await _audit(conn, item, "expired", message("audit_expired"), actor)
+            return Decision("expired", message("decision_expired"), item)
         state: Outcome = "approved" if approve else "rejected"
         await actions.set_state(
             conn, item["id"], state, expected="pending", actor=actor.identity, channel=actor.channel
         )
-        await _audit(conn, item, state, f"{state} by {actor.identity} via {actor.channel}", actor)
+        by = {"who": actor.identity, "channel": actor.channel}
+        await _audit(conn, item, state, message(f"audit_{state}", **by), actor)
         if approve:
             await jobs.enqueue(conn, EXECUTE, f"host:{item['host']}", {"proposal_id": item["id"]})
-        return Decision(state, f"{item['action_id']} on {item['host']} {state}", {**item, "state": state})
+        said = message(f"decision_{state}", action=item["action_id"], host=str(item["host"]))
+        return Decision(state, said, {**item, "state": state})
 
-    async def _refuse(self, proposal_id: int, actor: Actor, reason: str) -> Decision:
+    async def _refuse(self, proposal_id: int, actor: Actor, reason: Message) -> Decision:
         async with self._engine.begin() as conn:
             item = await actions.proposal(conn, proposal_id)
             if item is None:
-                return Decision("not_found", f"there is no proposal {proposal_id}")
+                return Decision("not_found", message("decision_not_found", id=proposal_id))
             await _audit(conn, item, "approval_refused", reason, actor)
         return Decision("refused", reason, item)
 
@@ -175,7 +185,7 @@ class Approvals:
         """The incident resolved: what still waits for an approval will not get one."""
         for item in await actions.pending(conn, incident_id):
             if await actions.set_state(conn, item["id"], "moot", expected="pending"):
-                await _audit(conn, item, "moot", "the incident resolved before an approval", None)
+                await _audit(conn, item, "moot", message("audit_moot"), None)
 
     async def expire(self) -> None:
         async with self._engine.begin() as conn:
@@ -184,22 +194,22 @@ class Approvals:
 
 def _settled(item: dict[str, Any], approve: bool) -> Decision:
     """The answer to a decision on a proposal that is no longer pending: what happened to it, and by whom."""
-    state, who = item["state"], f"{item['decided_by']} via {item['decided_via']}"
+    state, by = item["state"], {"who": str(item["decided_by"]), "channel": str(item["decided_via"])}
     if state in _DONE and approve:
-        return Decision("already", f"already approved by {who}; it runs once", item)
+        return Decision("already", message("decision_already_approved", **by), item)
     if state == "rejected" and not approve:
-        return Decision("already", f"already rejected by {who}", item)
+        return Decision("already", message("decision_already_rejected", **by), item)
     if state == "rejected":
-        return Decision("refused", f"rejected by {who}; a rejection is final", item)
+        return Decision("refused", message("decision_rejection_final", **by), item)
     if state == "moot":
-        return Decision("moot", "the incident resolved before an approval; nothing was done", item)
+        return Decision("moot", message("decision_moot"), item)
     if state == "expired":
-        return Decision("expired", "the approval window has passed; nothing was done", item)
-    return Decision("refused", f"this proposal is {actions.STATES.get(state, state)}; nothing was done", item)
+        return Decision("expired", message("decision_expired"), item)
+    return Decision("refused", message("decision_settled", state=message(f"approval_state_{state}")), item)
 
 
 async def _audit(
-    conn: AsyncConnection, item: dict[str, Any], kind: str, detail: str, actor: Actor | None
+    conn: AsyncConnection, item: dict[str, Any], kind: str, detail: Text, actor: Actor | None
 ) -> None:
     await actions.audit(
         conn,

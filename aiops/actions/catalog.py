@@ -34,6 +34,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from aiops.i18n import message
+from aiops.models import Text
 from aiops.payload import problem
 from aiops.units import Bytes, Seconds
 
@@ -64,8 +66,8 @@ class CatalogError(Exception):
 class ActionRefused(Exception):
     """An action that cannot be rendered for this alert; `reason` says which value is missing or unsafe."""
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
+    def __init__(self, reason: Text) -> None:
+        super().__init__(str(reason))
         self.reason = reason
 
 
@@ -357,24 +359,19 @@ def _value(
     kind, _, key = param.source.partition(".")
     if kind == "proposal":
         if proposal_params is None:
-            raise ActionRefused(
-                f"{action_id}: parameter {param.name!r} comes from a proposal, and there is none"
-            )
+            raise ActionRefused(message("refusal_param_no_proposal", action=action_id, param=param.name))
         value = proposal_params.get(param.name)
     else:
         value = (labels if kind == "labels" else annotations).get(key)
     if value is None:
-        raise ActionRefused(f"{action_id}: parameter {param.name!r} needs {param.source}, which is absent")
+        raise ActionRefused(
+            message("refusal_param_absent", action=action_id, param=param.name, source=param.source)
+        )
+    names = {"action": action_id, "param": param.name, "source": param.source, "value": _shown(value)}
     if value.startswith("-") and not param.options:
-        raise ActionRefused(
-            f"{action_id}: parameter {param.name!r} from {param.source} is {_shown(value)}, which starts with '-' "
-            "and would be read as an option (set options: true on the parameter if that is intended)"
-        )
+        raise ActionRefused(message("refusal_param_option", **names))
     if not param.pattern.fullmatch(value):
-        raise ActionRefused(
-            f"{action_id}: parameter {param.name!r} from {param.source} is {_shown(value)}, "
-            f"which does not match {param.pattern.pattern!r}"
-        )
+        raise ActionRefused(message("refusal_param_pattern", **names, pattern=repr(param.pattern.pattern)))
     return value
 
 
@@ -396,7 +393,7 @@ def _target(action: Action, labels: Mapping[str, str]) -> str:
     label = action.target.removeprefix("labels.")
     value = labels.get(label)
     if not value:
-        raise ActionRefused(f"{action.id}: target label {label!r} is absent from the alert")
+        raise ActionRefused(message("refusal_target_absent", action=action.id, label=label))
     return value
 
 

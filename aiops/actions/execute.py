@@ -23,10 +23,12 @@ from aiops.actions.builtin import ACKNOWLEDGE, SILENCE, seconds
 from aiops.actions.policy import RemediationConfig
 from aiops.actions.silence import SilenceError, create_silence
 from aiops.grafana.annotations import Annotations
+from aiops.i18n import message
 from aiops.logtext import redact
 from aiops.metrics import Metrics
+from aiops.models import Message, Text
 from aiops.queue import Deferred
-from aiops.ssh import CommandResult, ExecutionError, Executor
+from aiops.ssh import CommandResult, ExecutionError, Executor, said
 from aiops.store import actions, incidents
 from aiops.store.jobs import Job
 
@@ -49,7 +51,7 @@ class Outcome:
     stdout: str = ""
     stderr: str = ""
     truncated: bool = False
-    error: str | None = None
+    error: Message | None = None
 
 
 class Executions:
@@ -114,31 +116,31 @@ class Executions:
             return item, None
         execution_id = await actions.start_execution(conn, item)
         await actions.set_state(conn, proposal_id, "running", expected="approved")
-        await _audit(conn, item, "execution_started", f"{' '.join(item['argv'])} on {item['host']}")
+        started = message("audit_execution_started", command=" ".join(item["argv"]), host=str(item["host"]))
+        await _audit(conn, item, "execution_started", started)
         return item, execution_id
 
     async def _interrupted(
         self, conn: AsyncConnection, item: dict[str, Any], earlier: dict[str, Any]
     ) -> dict[str, Any]:
-        reason = "aiops stopped while this ran; whether it completed is unknown, and it is not run again"
+        reason = message("execution_interrupted")
         await actions.finish_execution(conn, earlier["id"], "unknown", error=reason)
         await actions.set_state(conn, item["id"], "unknown", expected="running")
         await _audit(conn, item, "unknown", reason)
         self._metrics.executions.labels("unknown").inc()
-        await incidents.add_event(
-            conn, item["incident_id"], "execution_unknown", f"{item['action_id']}: {reason}"
-        )
+        event = message("event_execution", action=item["action_id"], host=str(item["host"]), outcome=reason)
+        await incidents.add_event(conn, item["incident_id"], "execution_unknown", event)
         log.error("execution of proposal %d was interrupted; outcome unknown, not retried", item["id"])
         return item
 
-    async def _limits(self, conn: AsyncConnection, item: dict[str, Any]) -> str | None:
+    async def _limits(self, conn: AsyncConnection, item: dict[str, Any]) -> Message | None:
         if await actions.running_on(conn, item["host"], item["id"]):
             raise HostBusy(f"another action runs on {item['host']}; {item['action_id']} waits for it")
         done = await actions.recent_runs(conn, item["action_id"], item["host"], time.time() - 3600)
         if done >= self._config.max_per_hour:
-            return (
-                f"rate limit: {item['action_id']} ran {done} times on {item['host']} in the last hour "
-                f"(remediation.max_per_hour: {self._config.max_per_hour})"
+            limit = self._config.max_per_hour
+            return message(
+                "refusal_rate_limit", action=item["action_id"], host=item["host"], count=done, limit=limit
             )
         return None
 
@@ -154,12 +156,12 @@ class Executions:
                 item["host"], item["argv"], timeout=item["timeout"], output_cap=item["output_cap"]
             )
         except ExecutionError as error:
-            return Outcome("failed", error=str(error))
+            return Outcome("failed", error=said(error))
         return _outcome(result)
 
     async def _silence(self, item: dict[str, Any]) -> Outcome:
         if not self._alertmanager:
-            return Outcome("failed", error="alertmanager.url is not configured (AIOPS_ALERTMANAGER_URL)")
+            return Outcome("failed", error=message("silence_no_alertmanager"))
         async with self._engine.connect() as conn:
             incident = await incidents.get(conn, item["incident_id"])
         labels = dict(incident.labels) if incident else {}
@@ -174,7 +176,7 @@ class Executions:
                 comment=comment,
             )
         except SilenceError as error:
-            return Outcome("failed", error=str(error))
+            return Outcome("failed", error=message("silence_failed", detail=error))
         return Outcome("succeeded", 0, stdout=f"silence {silence_id} for {item['argv'][1]}")
 
     async def _finish(
@@ -191,12 +193,11 @@ class Executions:
             error=outcome.error,
         )
         await actions.set_state(conn, item["id"], outcome.state, expected="running")
-        summary = outcome.error or f"exit status {outcome.exit_status}"
+        summary = outcome.error or message("command_exit_status", status=str(outcome.exit_status))
         kind = "executed" if outcome.state in ("succeeded", "dry_run") else "execution_failed"
         await _audit(conn, item, kind, summary)
-        await incidents.add_event(
-            conn, item["incident_id"], kind, f"{item['action_id']} on {item['host']}: {summary}"
-        )
+        event = message("event_execution", action=item["action_id"], host=str(item["host"]), outcome=summary)
+        await incidents.add_event(conn, item["incident_id"], kind, event)
         if self._annotations is not None:
             await self._annotations.record(
                 conn, item["incident_id"], "executed", {**item, "state": outcome.state}
@@ -213,16 +214,16 @@ class Executions:
 def _outcome(result: CommandResult) -> Outcome:
     error = None
     if result.timed_out:
-        error = f"killed at its deadline after {result.duration:.0f}s"
+        error = message("execution_deadline", seconds=round(result.duration))
     elif result.exit_status is None:
-        error = "stopped before it finished (output cap or signal)"
+        error = message("execution_stopped")
     state = "succeeded" if result.exit_status == 0 and error is None else "failed"
     return Outcome(
         state, result.exit_status, redact(result.stdout), redact(result.stderr), result.truncated, error
     )
 
 
-async def _audit(conn: AsyncConnection, item: dict[str, Any], kind: str, detail: str) -> None:
+async def _audit(conn: AsyncConnection, item: dict[str, Any], kind: str, detail: Text) -> None:
     await actions.audit(
         conn,
         kind,

@@ -17,6 +17,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from aiops.proxy import Proxied
 from aiops.units import HttpUrl, Seconds
 
 _UID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
@@ -42,7 +43,7 @@ class DashboardsConfig(BaseModel):
         return value
 
 
-class GrafanaConfig(BaseModel):
+class GrafanaConfig(Proxied):
     """The `grafana:` section. Without `url`, nothing links to Grafana and nothing is written to it."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -22,13 +22,14 @@ What MiniMax does differently from OpenAI, and what this module does about it:
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import random
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 from urllib.parse import urlsplit
 
 import openai
@@ -37,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, fi
 
 from aiops.llm.pacing import Pacer
 from aiops.llm.tokens import estimate
+from aiops.proxy import Proxied, http_client
 from aiops.units import Seconds
 
 log = logging.getLogger("aiops.llm")
@@ -82,9 +84,28 @@ DEFAULT_PRICES = {
     "MiniMax-M2.1": Price(input=0.30, output=1.20, cached_input=0.03),
     "MiniMax-M2": Price(input=0.30, output=1.20, cached_input=0.03),
 }
+FREE = Price(input=0, output=0)
+# Names that public DNS never answers (RFC 6761, RFC 6762, RFC 8375, ICANN's `.internal`): `host.docker.internal`,
+# a Kubernetes service's `*.svc.cluster.local`, a host on the office network.
+_PRIVATE_SUFFIXES = (".localhost", ".local", ".internal", ".home.arpa")
 
 
-class LlmConfig(BaseModel):
+def is_local_endpoint(base_url: str) -> bool:
+    """Whether `base_url` is on the operator's own machines: a loopback or private address (RFC 1918, unique local,
+    link-local), or a name public DNS does not serve — `localhost`, a single label (a compose service such as
+    `ollama`), one of `_PRIVATE_SUFFIXES`. The host is not resolved: where a name points says nothing certain about
+    who bills it."""
+    host = (urlsplit(base_url).hostname or "").rstrip(".").lower()
+    if not host:
+        return False
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return "." not in host or host == "localhost" or host.endswith(_PRIVATE_SUFFIXES)
+    return address.is_loopback or address.is_private
+
+
+class LlmConfig(Proxied):
     """The `llm` section. Without an API key, diagnoses are offline."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -121,6 +142,9 @@ class LlmConfig(BaseModel):
     max_steps: int = Field(default=8, ge=1, le=30)
     tool_output_cap: int = Field(default=4000, ge=200, le=100_000)  # characters of one tool result
     prices: dict[str, Price] = Field(default_factory=dict)
+    # A model served on the operator's own machines (llama.cpp, vLLM, Ollama) costs nothing. Unset: inferred from
+    # base_url (`is_local_endpoint`) unless `prices` names the model — a gateway on loopback to a paid API.
+    local: bool | None = None
 
     @field_validator("temperature")
     @classmethod
@@ -137,14 +161,7 @@ class LlmConfig(BaseModel):
     @property
     def kind(self) -> Provider:
         """The endpoint's kind: `provider`, or what the base URL's host says."""
-        if self.provider is not None:
-            return self.provider
-        host = (urlsplit(self.base_url).hostname or "").lower()
-        return (
-            "minimax"
-            if any(host == name or host.endswith("." + name) for name in MINIMAX_HOSTS)
-            else "openai"
-        )
+        return self.provider or provider_of(self.base_url)
 
     @property
     def splits_reasoning(self) -> bool:
@@ -158,7 +175,18 @@ class LlmConfig(BaseModel):
             return ("none",)  # M2 models ignore response_format; the prompt asks for the JSON
         return ("json_schema", "json_object", "none")
 
+    @property
+    def is_local(self) -> bool:
+        """Whether the model costs nothing: `local` when set, else inferred from the endpoint."""
+        if self.local is not None:
+            return self.local
+        return self.model not in self.prices and is_local_endpoint(self.base_url)
+
     def price(self) -> Price | None:
+        """USD per million tokens of `model`: zero for a local model, else `prices`, else the built-in list price
+        (MiniMax's, for its own API); None when nobody priced the model."""
+        if self.is_local:
+            return FREE
         return self.prices.get(self.model) or DEFAULT_PRICES.get(self.model)
 
 
@@ -226,7 +254,14 @@ class LlmClient:
         self.config = config
         key = config.api_key.get_secret_value() if config.api_key else "unset"
         self._sdk = sdk or AsyncOpenAI(
-            api_key=key, base_url=config.base_url, timeout=config.call_timeout, max_retries=0
+            api_key=key,
+            base_url=config.base_url,
+            timeout=config.call_timeout,
+            max_retries=0,
+            # An httpx client, the transport every outbound section shares (aiops/proxy.py): through llm.proxy
+            # when it is set, never through a proxy named only in the environment. openai 3 takes one as well as
+            # its own httpx2 client (`is_legacy_httpx_async_client`), though its type hints name only httpx2.
+            http_client=cast(Any, http_client(config, "llm.proxy", follow_redirects=True)),
         )
         self.pacer = Pacer(config.rpm, config.tpm, config.backoff)
         self._on_throttle = on_throttle  # called with the pause, for the metrics
@@ -359,11 +394,11 @@ class LlmClient:
             request["response_format"] = {"type": "json_object", "schema": dict(schema)}
         return request
 
-    def cost(self, usage: Usage) -> float:
-        """Estimated USD for one call from the configured (or default) prices; 0 when the model has no price."""
+    def cost(self, usage: Usage) -> float | None:
+        """Estimated USD for one call from the model's price (`LlmConfig.price`); None when it has none."""
         price = self.config.price()
         if price is None:
-            return 0.0
+            return None
         cached = min(usage.cached_tokens, usage.prompt_tokens) if price.cached_input is not None else 0
         fresh = usage.prompt_tokens - cached
         total = (

@@ -6,17 +6,19 @@ as coming from the model; everything else is dropped and logged, whatever the ev
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from aiops.i18n import message
 from aiops.llm.answer import Answer, AnswerError, answer_schema, parse_answer
 from aiops.llm.client import Completion, LlmClient, LlmError
 from aiops.llm.prompt import ActionInfo, Prompt, PromptBuilder
 from aiops.metrics import Metrics
-from aiops.models import Correlation, Diagnosis, Evidence, LlmUsage, ProposedAction, RunbookMatch
+from aiops.models import Correlation, Diagnosis, Evidence, LlmUsage, Message, ProposedAction, RunbookMatch
 
 log = logging.getLogger("aiops.llm")
 
@@ -24,10 +26,11 @@ ActionLookup = Callable[[str], ActionInfo | None]
 
 
 class DiagnosisFailed(Exception):
-    """No usable diagnosis; `usage` is what the attempt cost anyway."""
+    """No usable diagnosis; `reason` says why to a reader, `usage` is what the attempt cost anyway."""
 
-    def __init__(self, reason: str, usage: LlmUsage) -> None:
-        super().__init__(reason)
+    def __init__(self, reason: Message, usage: LlmUsage) -> None:
+        super().__init__(str(reason))
+        self.reason = reason
         self.usage = usage
 
 
@@ -48,7 +51,7 @@ class Ledger:
     usage: LlmUsage = field(init=False)
 
     def __post_init__(self) -> None:
-        self.usage = LlmUsage(model=self.client.config.model)
+        self.usage = LlmUsage(model=self.client.config.model, local=self.client.config.is_local)
 
     async def call(
         self, messages: Sequence[Mapping[str, Any]], deadline: float, **options: Any
@@ -65,18 +68,24 @@ class Ledger:
         return completion
 
     def record(self, completion: Completion) -> None:
-        cost = self.client.cost(completion.usage)
-        self.usage = LlmUsage(
-            model=self.usage.model,
+        tokens = completion.usage
+        cost = self.client.cost(tokens)
+        spent = self.usage.cost
+        self.usage = dataclasses.replace(
+            self.usage,
             calls=self.usage.calls + 1,
-            prompt_tokens=self.usage.prompt_tokens + completion.usage.prompt_tokens,
-            completion_tokens=self.usage.completion_tokens + completion.usage.completion_tokens,
-            cost=self.usage.cost + cost,
+            prompt_tokens=self.usage.prompt_tokens + tokens.prompt_tokens,
+            completion_tokens=self.usage.completion_tokens + tokens.completion_tokens,
+            cost=None if cost is None or spent is None else spent + cost,
         )
         self.metrics.llm_calls.labels("ok").inc()
-        self.metrics.llm_tokens.labels("prompt").inc(completion.usage.prompt_tokens)
-        self.metrics.llm_tokens.labels("completion").inc(completion.usage.completion_tokens)
-        self.metrics.llm_cost.inc(cost)
+        self.metrics.llm_tokens.labels("prompt").inc(tokens.prompt_tokens)
+        self.metrics.llm_tokens.labels("completion").inc(tokens.completion_tokens)
+        if cost is None:  # not zero: what these tokens cost is not known
+            self.metrics.llm_unpriced_tokens.labels("prompt").inc(tokens.prompt_tokens)
+            self.metrics.llm_unpriced_tokens.labels("completion").inc(tokens.completion_tokens)
+        else:
+            self.metrics.llm_cost.inc(cost)
 
     @property
     def exhausted(self) -> bool:
@@ -169,10 +178,11 @@ def _assistant(completion: Completion) -> Mapping[str, Any]:
     return dict(completion.message) or {"role": "assistant", "content": completion.content}
 
 
-def _reason(error: Exception) -> str:
+def _reason(error: Exception) -> Message:
+    """Why there is no model diagnosis, for the reader; what went wrong in the call or the answer is the detail."""
     if isinstance(error, AnswerError):
-        return f"the model's answer could not be used: {error}"
-    return f"the model did not answer: {error}"
+        return message("llm_answer_unusable", detail=error)
+    return message("llm_no_answer", detail=error)
 
 
 def _diagnosis(

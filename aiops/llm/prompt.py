@@ -18,6 +18,7 @@ from typing import Any
 
 from jinja2 import Environment
 
+from aiops.i18n import english
 from aiops.llm.answer import SCHEMA_HINT
 from aiops.llm.tokens import estimate
 from aiops.models import Correlation, Evidence, RunbookMatch, StageError
@@ -141,14 +142,14 @@ def evidence_view(item_id: str, item: Evidence, detail: Detail) -> dict[str, Any
     return {
         "id": item_id,
         "source": item.source,
-        "title": item.title,
+        "title": english(item.title),
         "query": item.query,
         "window_start": item.window_start,
         "window_end": item.window_end,
-        "error": item.error,
+        "error": english(item.error) or None,
         "series": item.series[: detail.series],
         "omitted_series": item.omitted_series + max(0, len(item.series) - detail.series),
-        "lines": item.lines[: detail.lines],
+        "lines": [english(line) for line in item.lines[: detail.lines]],
         "omitted_lines": max(0, len(item.lines) - detail.lines),
     }
 
@@ -156,7 +157,7 @@ def evidence_view(item_id: str, item: Evidence, detail: Detail) -> dict[str, Any
 def prompt_environment(templates: Environment) -> Environment:
     """The package's template environment with the filters prompts need (no HTML escaping of JSON)."""
     environment = templates.overlay()
-    environment.filters.update(clip=clip, quote=quote, pairs=pairs, clock=clock)
+    environment.filters.update(clip=clip, quote=quote, pairs=pairs, clock=clock, english=english)
     return environment
 
 

@@ -20,6 +20,7 @@ from typing import get_args
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from aiops.grafana.annotations import Annotations
+from aiops.i18n import message
 from aiops.models import Alert, AlertGroup, Change, Correlation, severity_rank
 from aiops.payload import parse
 from aiops.store import deliveries, incidents
@@ -88,7 +89,9 @@ async def _claim(
     incident_id = await incidents.create(
         conn, group.group_key, title(group), severity(group), group.common_labels
     )
-    await incidents.add_event(conn, incident_id, "opened", f"opened by {_names(group.alerts)}")
+    await incidents.add_event(
+        conn, incident_id, "opened", message("event_opened", alerts=_names(group.alerts))
+    )
     await deliveries.claim(conn, delivery_id, incident_id, opened=True)
     return incident_id, True
 
@@ -145,16 +148,16 @@ async def _record_events(
 ) -> None:
     if change == "updated":
         await incidents.add_event(
-            conn, incident_id, "alerts_added", f"new firing alerts: {_names(new_firing)}"
+            conn, incident_id, "alerts_added", message("event_alerts_added", alerts=_names(new_firing))
         )
     if change == "resolved":
-        await incidents.add_event(conn, incident_id, "resolved", "all alerts resolved")
+        await incidents.add_event(conn, incident_id, "resolved", message("event_resolved"))
     if group.truncated_alerts:
         await incidents.add_event(
             conn,
             incident_id,
             "truncated",
-            f"Alertmanager left {group.truncated_alerts} alert(s) out of this notification (max_alerts)",
+            message("event_truncated", count=group.truncated_alerts),
         )
 
 

@@ -6,7 +6,8 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
-from aiops.models import Correlation, Evidence, RunbookMatch, StageError
+from aiops.i18n import message, unexpected
+from aiops.models import Correlation, Evidence, Message, RunbookMatch, StageError
 from aiops.sources import Source
 
 log = logging.getLogger("aiops.pipeline.evidence")
@@ -28,14 +29,14 @@ async def gather(
         else:
             evidence.extend(result)
     errors.extend(
-        StageError(f"evidence:{item.source}", f"{item.title}: {item.error}")
+        StageError(f"evidence:{item.source}", message("stage_evidence", title=item.title, error=item.error))
         for item in evidence
         if item.error
     )
     return tuple(evidence), tuple(errors)
 
 
-def _reason(error: BaseException, deadline: float) -> str:
+def _reason(error: BaseException, deadline: float) -> Message:
     if isinstance(error, TimeoutError):
-        return f"no answer within the {deadline:g}s deadline"
-    return f"{type(error).__name__}: {error}"
+        return message("evidence_deadline", seconds=deadline)
+    return unexpected(error)

@@ -7,7 +7,7 @@ import dataclasses
 from pathlib import Path
 
 from aiops.models import Correlation, RunbookMatch
-from aiops.runbooks.library import RunbookLibrary
+from aiops.runbooks.library import RunbookLibrary, no_folder
 from aiops.runbooks.queries import render_queries
 
 
@@ -23,9 +23,7 @@ class RunbookMatcher:
     async def match(self, correlation: Correlation) -> RunbookMatch:
         alerts = correlation.new_firing or correlation.alerts
         if not self.directory.is_dir():
-            return RunbookMatch(
-                None, None, f"no runbook: the runbooks folder {self.directory} does not exist"
-            )
+            return RunbookMatch(None, None, no_folder(self.directory))
         async with self._lock:
             match, runbook = await asyncio.to_thread(self.library.find, alerts[0])
         if runbook is None:

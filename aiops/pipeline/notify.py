@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from aiops import i18n
 from aiops.channels import Announcement, Channel, ChannelError, Digest
 from aiops.channels.routing import Routing
 from aiops.metrics import Metrics
@@ -113,11 +114,20 @@ async def _announce(engine: AsyncEngine, channel: Channel, message: _Message) ->
         log.warning("notification to %s failed: %s", channel.name, error)
         async with engine.begin() as conn:
             await notifications.settle(conn, dedup_key, notifications.FAILED, str(error))
-            await incidents.add_event(conn, incident_id, "notify_failed", f"{channel.name}: {error}")
+            failed = i18n.message(
+                "event_notify_failed",
+                detail=error,
+                purpose=i18n.message(f"purpose_{message.purpose}"),
+                channel=channel.name,
+            )
+            await incidents.add_event(conn, incident_id, "notify_failed", failed)
         return RETRY if error.retryable else notifications.FAILED
     async with engine.begin() as conn:
         await notifications.settle(conn, dedup_key, notifications.SENT)
-        await incidents.add_event(conn, incident_id, "notified", f"{message.purpose} sent to {channel.name}")
+        sent = i18n.message(
+            "event_notified", purpose=i18n.message(f"purpose_{message.purpose}"), channel=channel.name
+        )
+        await incidents.add_event(conn, incident_id, "notified", sent)
     return notifications.SENT
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from aiops import i18n
 from aiops.channels import Channel, ChannelError, Digest, DigestEntry
 from aiops.metrics import Metrics
 from aiops.pipeline.notify import REFRESH, STORM
@@ -138,7 +139,11 @@ class Outbox:
                     conn,
                     item["incident_id"],
                     "notified",
-                    f"{item['purpose']} folded into a digest on {channel.name}",
+                    i18n.message(
+                        "event_digested",
+                        purpose=i18n.message(f"purpose_{item['purpose']}"),
+                        channel=channel.name,
+                    ),
                 )
         self._metrics.notifications.labels(channel.name, "digest").inc()
         log.info("%d notifications to %s folded into one digest", len(waiting), channel.name)
@@ -147,12 +152,15 @@ class Outbox:
     async def _settle(self, note: dict[str, Any], state: str, error: str | None = None) -> str:
         async with self._engine.begin() as conn:
             await notifications.mark(conn, note["id"], state, self._clock(), error)
-            message = f"{note['purpose']} {'sent to' if state == notifications.SENT else 'failed on'} {note['channel']}"
+            sent = state == notifications.SENT
+            names = {"purpose": i18n.message(f"purpose_{note['purpose']}"), "channel": note["channel"]}
+            said = (
+                i18n.message("event_notified", **names)
+                if sent
+                else i18n.message("event_notify_failed", detail=error, **names)
+            )
             await incidents.add_event(
-                conn,
-                note["incident_id"],
-                "notified" if state == notifications.SENT else "notify_failed",
-                message + (f": {error}" if error else ""),
+                conn, note["incident_id"], "notified" if sent else "notify_failed", said
             )
         self._metrics.notifications.labels(note["channel"], state).inc()
         return state

@@ -13,8 +13,9 @@ from aiops.actions.builtin import BUILTINS, default_params
 from aiops.actions.catalog import Action, ActionRefused, render_command
 from aiops.actions.live import LiveCatalog
 from aiops.actions.policy import RemediationConfig
+from aiops.i18n import message
 from aiops.inventory import HostNotFound, Inventory
-from aiops.models import Alert, Correlation, Diagnosis, Origin, Proposal, RunbookMatch
+from aiops.models import Alert, Correlation, Diagnosis, Message, Origin, Proposal, RunbookMatch, Text
 
 
 class Planner:
@@ -32,12 +33,13 @@ class Planner:
         if self._config.mode == "off" or not (correlation.new_firing or correlation.alerts):
             return ()
         alert = (correlation.new_firing or correlation.alerts)[0]
-        asked: list[tuple[str, str, dict[str, str], Origin]]
+        asked: list[tuple[str, Text, dict[str, str], Origin]]
         if diagnosis.source == "llm":
             asked = [(a.action_id, a.reason, dict(a.params), "model") for a in diagnosis.actions]
             refused = [_refused(text) for text in diagnosis.dropped_actions]
         else:
-            asked = [(action_id, "listed by the runbook", {}, "runbook") for action_id in runbook.actions]
+            listed = message("proposal_listed")
+            asked = [(action_id, listed, {}, "runbook") for action_id in runbook.actions]
             refused = []
         planned = [self._one(alert, runbook, *item) for item in asked]
         return tuple(_unique(planned + refused))
@@ -47,26 +49,24 @@ class Planner:
         alert: Alert,
         runbook: RunbookMatch,
         action_id: str,
-        reason: str,
+        reason: Text,
         params: Mapping[str, str],
         source: Origin,
     ) -> Proposal:
         action = self.action(action_id)
         if action_id not in runbook.actions:
-            return Proposal(
-                action_id, None, (), "high", reason, f"the runbook does not allow {action_id}", source
-            )
+            refusal = message("refusal_not_allowed", action=action_id)
+            return Proposal(action_id, None, (), "high", reason, refusal, source)
         if action is None:
-            return Proposal(
-                action_id, None, (), "high", reason, f"{action_id} is not in the action catalog", source
-            )
+            refusal = message("refusal_not_in_catalog", action=action_id)
+            return Proposal(action_id, None, (), "high", reason, refusal, source)
         try:
             command = render_command(
                 action, alert.labels, alert.annotations, {**default_params(action_id), **params}
             )
             host = self._host(command.target)
         except (ActionRefused, HostNotFound) as error:
-            return Proposal(action_id, None, (), action.risk, reason, str(error), source)
+            return Proposal(action_id, None, (), action.risk, reason, error.reason, source)
         return Proposal(
             action_id,
             host,
@@ -85,9 +85,15 @@ class Planner:
         return self._inventory.resolve(target)[0]
 
 
-def _refused(dropped: str) -> Proposal:
+def _refused(dropped: Text) -> Proposal:
+    proposed = message("proposal_by_model")
+    if isinstance(dropped, Message):
+        action_id, why = str(dropped.params.get("action", "")), dropped.params.get("why", dropped)
+        return Proposal(
+            action_id, None, (), "high", proposed, why if isinstance(why, Message) else dropped, "model"
+        )
     action_id, _, why = dropped.partition(": ")
-    return Proposal(action_id, None, (), "high", "proposed by the model", why or dropped, "model")
+    return Proposal(action_id, None, (), "high", proposed, why or dropped, "model")
 
 
 def _unique(proposals: list[Proposal]) -> list[Proposal]:

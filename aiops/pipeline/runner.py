@@ -31,21 +31,25 @@ from aiops.channels import Announcement, Channel, Digest, DigestEntry, Purpose, 
 from aiops.grafana import GrafanaConfig
 from aiops.grafana.annotations import Annotations
 from aiops.grafana.dashboards import dashboard_url
+from aiops.i18n import message, unexpected
+from aiops.llm.diagnoser import DiagnosisFailed
 from aiops.metrics import Metrics
 from aiops.models import (
     Correlation,
     Diagnosis,
     Evidence,
     Incident,
+    Message,
     Proposal,
     RunbookMatch,
     StageError,
+    Text,
     Triage,
     severity_rank,
 )
 from aiops.pipeline import storm
 from aiops.pipeline.correlate import correlate
-from aiops.pipeline.diagnose import Diagnoser, OfflineDiagnoser
+from aiops.pipeline.diagnose import Diagnoser, OfflineDiagnoser, in_messages
 from aiops.pipeline.evidence import gather
 from aiops.pipeline.match import RunbookMatcher
 from aiops.pipeline.notify import notify, notify_storm
@@ -77,7 +81,7 @@ class Stages:
     # How long an announcement waits for its own diagnosis; None: `run` waits for it (replay, tests).
     notify_within: float | None = None
     # Why the diagnoser is the offline one, when it is (no model configured).
-    offline_reason: str | None = None
+    offline_reason: Text | None = None
     # Grafana: the dashboard announcements link to, and the annotations of incidents opened and resolved.
     grafana: GrafanaConfig = field(default_factory=GrafanaConfig)
     annotations: Annotations | None = None
@@ -187,11 +191,10 @@ class Pipeline:
             await self.announce(delivery_id, TRIAGED_BY, triage)
         return triage
 
-    def _waiting(self) -> str:
+    def _waiting(self) -> Text:
         if not self._model:
-            return self.stages.offline_reason or "no model"
-        within = self.stages.notify_within or 0
-        return f"the model has not answered within {within:g}s; this will be updated"
+            return self.stages.offline_reason or message("llm_none")
+        return message("llm_waiting", seconds=self.stages.notify_within or 0)
 
     async def _schedule(
         self,
@@ -267,7 +270,7 @@ class Pipeline:
         if stored is None or stored["diagnosed_at"] is not None:
             return None
         if incident.status == "resolved":
-            await self._skip(delivery_id, incident.id, "the incident resolved before the model got to it")
+            await self._skip(delivery_id, incident.id, message("event_diagnosis_skipped"))
             return None
         prepared = _prepared(correlation, stored)
         if (
@@ -335,7 +338,7 @@ class Pipeline:
     ) -> Triage:
         """Store a diagnosis and its plan; announce the delivery with it, or edit the announcement made."""
         triage = await self._plan(correlation, prepared, diagnosis, error)
-        landed = [("diagnosed", "the model's diagnosis arrived")] if diagnosis.source == "llm" else []
+        landed = [("diagnosed", message("event_diagnosed"))] if diagnosis.source == "llm" else []
         async with self._engine.begin() as conn:
             queued = await self._record(
                 conn, triage, delivery_id, landed + _failures([error] if error else [])
@@ -355,7 +358,7 @@ class Pipeline:
             await self._notify(correlation, triage, delivery_id, suffix="-diagnosis", purpose="updated")
         return triage
 
-    async def _skip(self, delivery_id: int, incident_id: int, reason: str) -> None:
+    async def _skip(self, delivery_id: int, incident_id: int, reason: Message) -> None:
         async with self._engine.begin() as conn:
             await triages.mark_diagnosed(conn, delivery_id)
             await incidents.add_event(conn, incident_id, "diagnosis_skipped", reason)
@@ -393,7 +396,7 @@ class Pipeline:
 
     async def prepare(self, correlation: Correlation) -> Prepared:
         errors: list[StageError] = []
-        no_runbook = RunbookMatch(None, None, "no runbook: matching failed")
+        no_runbook = RunbookMatch(None, None, message("runbook_match_failed"))
         runbook = await self._stage(
             "match", errors, no_runbook, lambda: self.stages.runbooks.match(correlation)
         )
@@ -420,15 +423,16 @@ class Pipeline:
             log.warning("stage diagnose failed: %s", error)
             self._metrics.stage_failures.labels("diagnose").inc()
             self._metrics.diagnoses.labels("offline").inc()
-            offline = self._offline(correlation, prepared, str(error))
+            reason = error.reason if isinstance(error, DiagnosisFailed) else unexpected(error)
+            offline = self._offline(correlation, prepared, reason)
             usage = getattr(error, "usage", None)
-            return dataclasses.replace(offline, usage=usage), StageError("diagnose", str(error))
+            return dataclasses.replace(offline, usage=usage), StageError("diagnose", reason)
         finally:
             self._metrics.stage_duration.labels("diagnose").observe(time.perf_counter() - started)
         self._metrics.diagnoses.labels(diagnosis.source).inc()
-        return diagnosis, None
+        return in_messages(diagnosis, prepared.evidence), None
 
-    def _offline(self, correlation: Correlation, prepared: Prepared, reason: str) -> Diagnosis:
+    def _offline(self, correlation: Correlation, prepared: Prepared, reason: Text) -> Diagnosis:
         diagnosis = self.stages.offline.now(correlation, prepared.evidence, prepared.runbook)
         return dataclasses.replace(diagnosis, unavailable=reason)
 
@@ -452,13 +456,13 @@ class Pipeline:
         return Triage(correlation, prepared.runbook, prepared.evidence, diagnosis, proposals, tuple(errors))
 
     async def _record(
-        self, conn: AsyncConnection, triage: Triage, delivery_id: int, events: Sequence[tuple[str, str]]
+        self, conn: AsyncConnection, triage: Triage, delivery_id: int, events: Sequence[tuple[str, Text]]
     ) -> int:
         """Store the triage, its events and its proposals in the caller's transaction; proposals queued."""
         incident_id = triage.correlation.incident.id
         await incidents.save_triage(conn, delivery_id, triage)
-        for kind, message in events:
-            await incidents.add_event(conn, incident_id, kind, message)
+        for kind, said in events:
+            await incidents.add_event(conn, incident_id, kind, said)
         approvals = self.stages.approvals
         return (
             0
@@ -508,7 +512,7 @@ class Pipeline:
         except Exception as error:
             log.warning("stage %s failed: %s", name, error)
             self._metrics.stage_failures.labels(name).inc()
-            errors.append(StageError(name, f"{type(error).__name__}: {error}"))
+            errors.append(StageError(name, unexpected(error)))
             return fallback
         finally:
             self._metrics.stage_duration.labels(name).observe(time.perf_counter() - started)
@@ -570,8 +574,11 @@ def _adapter(kind: Any) -> TypeAdapter[Any]:
     return TypeAdapter(kind)
 
 
-def _failures(errors: Sequence[StageError]) -> list[tuple[str, str]]:
-    return [("stage_failed", f"{error.stage}: {error.message}") for error in errors]
+def _failures(errors: Sequence[StageError]) -> list[tuple[str, Text]]:
+    return [
+        ("stage_failed", message("event_stage_failed", stage=error.stage, error=error.message))
+        for error in errors
+    ]
 
 
 def _now(function: Callable[..., T], *args: object) -> Callable[[], Awaitable[T]]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from aiops.i18n import message
 from aiops.models import Correlation, Evidence
 from aiops.store import clusters
 from aiops.store.clusters import Cluster, Member
@@ -96,7 +97,7 @@ def evidence(cluster: Cluster, members: Sequence[Member]) -> Evidence:
     ]
     return Evidence(
         source="storm",
-        title=f"{len(members)} incidents with the same cause signature ({cluster.description})",
+        title=message("evidence_storm", count=len(members), signature=cluster.description),
         query=cluster.description,
         lines=tuple([*counts, *samples]),
     )

@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from aiops.models import Alert, RunbookMatch
+from aiops.i18n import message
+from aiops.models import Alert, Message, RunbookMatch
 from aiops.runbooks.model import Runbook, RunbookError, parse_runbook
 
 UNCOMMITTED = "uncommitted"
@@ -83,9 +84,7 @@ class RunbookLibrary:
     def find(self, alert: Alert) -> tuple[RunbookMatch, Runbook | None]:
         """`match`, and the runbook itself when there is one."""
         if not self.directory.is_dir():
-            return RunbookMatch(
-                None, None, f"no runbook for {_name(alert)}: {self.directory} is not a folder"
-            ), None
+            return RunbookMatch(None, None, no_folder(self.directory)), None
         entries = self._refresh()
         books = {key: entry.runbook for key, entry in sorted(entries.items()) if entry.runbook is not None}
         found = (
@@ -174,9 +173,14 @@ def _load(directory: Path, key: str, stat: _Stat) -> _Entry:
         return _Entry(stat, None, error)
 
 
-def _by_url(directory: Path, books: dict[str, Runbook], alert: Alert) -> tuple[Runbook, str] | None:
+def no_folder(directory: Path) -> Message:
+    """Why nothing matches when the runbooks folder is missing."""
+    return message("runbook_no_folder", folder=str(directory))
+
+
+def _by_url(directory: Path, books: dict[str, Runbook], alert: Alert) -> tuple[Runbook, Message] | None:
     key = url_to_key(directory, alert.annotations.get("runbook_url", ""), books.keys())
-    return (books[key], "runbook_url annotation") if key is not None else None
+    return (books[key], message("runbook_by_url")) if key is not None else None
 
 
 def url_to_key(directory: Path, url: str, known: Collection[str]) -> str | None:
@@ -217,7 +221,7 @@ def _longest_suffix(path: str, known: Collection[str]) -> str | None:
     return None
 
 
-def _by_front_matter(books: dict[str, Runbook], alert: Alert) -> tuple[Runbook, str] | None:
+def _by_front_matter(books: dict[str, Runbook], alert: Alert) -> tuple[Runbook, Message] | None:
     name = alert.name
     if not name:
         return None
@@ -230,34 +234,29 @@ def _by_front_matter(books: dict[str, Runbook], alert: Alert) -> tuple[Runbook, 
         return None
     best = max(candidates, key=lambda runbook: len(runbook.matchers))  # max keeps the first of equals
     count = len(best.matchers)
-    reason = "front matter alerts" + (f" + {count} matcher{'s' if count != 1 else ''}" if count else "")
+    reason = message("runbook_by_matchers", count=count) if count else message("runbook_by_alerts")
     return best, reason
 
 
-def _by_file_name(books: dict[str, Runbook], alert: Alert) -> tuple[Runbook, str] | None:
+def _by_file_name(books: dict[str, Runbook], alert: Alert) -> tuple[Runbook, Message] | None:
     name = alert.name
     if not name:
         return None
     unclaimed = [runbook for runbook in books.values() if not runbook.alerts]
     for runbook in unclaimed:
         if runbook.path.stem == name:
-            return runbook, "file name"
+            return runbook, message("runbook_by_file_name")
     folded = name.casefold()
     for runbook in unclaimed:
         if runbook.path.stem.casefold() == folded:
-            return runbook, "file name (ignoring case)"
+            return runbook, message("runbook_by_file_name_folded")
     return None
 
 
-def _no_match(alert: Alert, count: int) -> str:
-    name = _name(alert)
+def _no_match(alert: Alert, count: int) -> Message:
     url = alert.annotations.get("runbook_url", "").strip()
-    said = f"runbook_url {url} is not in the runbooks folder; " if url else ""
-    return (
-        f"no runbook for {name}: {said}none of {count} runbook{'s' if count != 1 else ''} "
-        f"claims it in front matter and no file is named {alert.name or '(no alertname)'}.md"
-    )
-
-
-def _name(alert: Alert) -> str:
-    return alert.name or "an alert without an alertname label"
+    if not alert.name:
+        return message("runbook_none_unnamed", count=count)
+    if url:
+        return message("runbook_none_url", alert=alert.name, url=url, count=count, file=f"{alert.name}.md")
+    return message("runbook_none", alert=alert.name, count=count, file=f"{alert.name}.md")

@@ -34,7 +34,8 @@ def catalog_ids(directory: Path) -> set[str] | None:
 
 
 def changing_ids(directory: Path) -> set[str]:
-    """The ids of catalog actions (and built-ins) that change something: risk low or high, not read."""
+    """The ids of the actions of `actions.yml` in `directory` (and built-ins) that change something: risk low or
+    high, not read."""
     path = directory / CATALOG
     changing = {action_id for action_id, action in BUILTINS.items() if action.risk != "read"}
     if not path.is_file():
@@ -64,23 +65,30 @@ def catalog_problems(directory: Path) -> list[str]:
     ]
 
 
-def lint(directory: Path, actions: set[str] | None) -> list[str]:
-    """Problems in the runbooks under `directory`; `actions` is the catalog's ids, or None to skip that check."""
+def lint(directory: Path, actions: set[str] | None, catalog_dir: Path | None = None) -> list[str]:
+    """Problems in the runbooks under `directory`; `actions` is the catalog's ids, or None to skip that check.
+
+    The catalog is `actions.yml` in `catalog_dir` (default: `directory`); its own problems are reported only when
+    it is `directory`'s, since a catalog borrowed from elsewhere is not what is being linted."""
     if not directory.is_dir():
         return [f"{directory}: is not a folder"]
+    catalog_dir = directory if catalog_dir is None else catalog_dir
+    own = catalog_dir.resolve() == directory.resolve()
+    catalog = CATALOG if own else str(catalog_dir / CATALOG)
     library = RunbookLibrary(directory)
     problems = [
         f"{error.path.as_posix()}: {problem}" for error in library.problems() for problem in error.problems
     ]
     runbooks = library.runbooks()
-    changing = changing_ids(directory)
+    changing = changing_ids(catalog_dir)
     for runbook in runbooks:
         problems.extend(_templates(runbook))
-        problems.extend(_evidence_commands(runbook, changing))
+        problems.extend(_evidence_commands(runbook, changing, catalog))
         if actions is not None:
-            problems.extend(_actions(runbook, actions))
+            problems.extend(_actions(runbook, actions, catalog))
     problems.extend(_duplicate_claims(runbooks))
-    problems.extend(catalog_problems(directory))
+    if own:
+        problems.extend(catalog_problems(directory))
     return sorted(problems, key=lambda problem: problem.split(": ", 1)[0])  # by file; stable within one
 
 
@@ -110,7 +118,7 @@ def _render_error(template: str, language: Language) -> str | None:
     return None
 
 
-def _actions(runbook: Runbook, actions: set[str]) -> list[str]:
+def _actions(runbook: Runbook, actions: set[str], catalog: str) -> list[str]:
     used = [(f"actions[{index}]", action) for index, action in enumerate(runbook.actions)]
     used += [
         (f"evidence.logs[{index}].command", log.command)
@@ -118,17 +126,17 @@ def _actions(runbook: Runbook, actions: set[str]) -> list[str]:
         if log.command is not None
     ]
     return [
-        f"{runbook.path.as_posix()}: {field}: {action!r} is not an action in {CATALOG}"
+        f"{runbook.path.as_posix()}: {field}: {action!r} is not an action in {catalog}"
         for field, action in used
         if action not in actions
     ]
 
 
-def _evidence_commands(runbook: Runbook, changing: set[str]) -> list[str]:
+def _evidence_commands(runbook: Runbook, changing: set[str], catalog: str) -> list[str]:
     """Evidence is gathered without asking anyone, so an evidence command must be a `risk: read` action."""
     return [
         f"{runbook.path.as_posix()}: evidence.logs[{index}].command: {log.command!r} is not risk: read in "
-        f"{CATALOG}; evidence runs without an approval, so only read-only actions may gather it (list it under "
+        f"{catalog}; evidence runs without an approval, so only read-only actions may gather it (list it under "
         "actions: to propose it instead)"
         for index, log in enumerate(runbook.logs)
         if log.command is not None and log.command in changing

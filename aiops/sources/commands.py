@@ -12,10 +12,11 @@ import logging
 
 from aiops.actions.catalog import ActionRefused, Catalog, RenderedCommand, render_command
 from aiops.actions.live import LiveCatalog
+from aiops.i18n import message, unexpected
 from aiops.inventory import HostNotFound, Inventory
 from aiops.logtext import compress, redact_lines
-from aiops.models import Alert, Correlation, Evidence, RunbookMatch, RunbookQuery
-from aiops.ssh import CommandResult, ExecutionError, Executor, command_line
+from aiops.models import Alert, Correlation, Evidence, Message, RunbookMatch, RunbookQuery, Text
+from aiops.ssh import CommandResult, ExecutionError, Executor, command_line, said
 
 log = logging.getLogger("aiops.sources.commands")
 
@@ -52,43 +53,43 @@ class CommandSource:
     async def run_query(self, query: RunbookQuery, alert: Alert, path: str) -> Evidence:
         """One read-only catalog command on the host `alert` names (a runbook's, or the investigation's)."""
         title = f"{path}: {query.query}"
+        if query.error is not None:
+            return Evidence(self.name, title, query.query, error=message("query_refused", detail=query.error))
         try:
             command = self._render(query, alert)
         except ActionRefused as error:
-            return Evidence(self.name, title, query.query, error=f"refused: {error.reason}")
+            return Evidence(
+                self.name, title, query.query, error=message("evidence_refused", reason=error.reason)
+            )
         try:
             host, _ = self._inventory.resolve(command.target)
         except HostNotFound as error:
-            return Evidence(
-                self.name, f"{title} on {command.target}", command_line(command.argv), error=str(error)
-            )
-        return await self._run(f"{title} on {host}", host, command, query.limit)
+            on = message("evidence_command_on", command=title, host=command.target)
+            return Evidence(self.name, on, command_line(command.argv), error=error.reason)
+        on = message("evidence_command_on", command=title, host=host)
+        return await self._run(on, host, command, query.limit)
 
     def _render(self, query: RunbookQuery, alert: Alert) -> RenderedCommand:
         """The action's command for this alert; raises `ActionRefused` for anything that may not run as evidence."""
-        if query.error is not None:
-            raise ActionRefused(query.error)
         action = self._catalog.get(query.query)
         if action is None:
-            raise ActionRefused(f"{query.query!r} is not an action in actions.yml")
+            raise ActionRefused(message("refusal_unknown_command", action=repr(query.query)))
         if action.risk != "read":
-            raise ActionRefused(
-                f"{action.id} has risk {action.risk}; only risk: read actions run as evidence"
-            )
+            raise ActionRefused(message("refusal_command_not_read", action=action.id, risk=action.risk))
         return render_command(action, alert.labels, alert.annotations, proposal_params=None)
 
-    async def _run(self, title: str, host: str, command: RenderedCommand, limit: int | None) -> Evidence:
+    async def _run(self, title: Text, host: str, command: RenderedCommand, limit: int | None) -> Evidence:
         shown = command_line(command.argv)
         try:
             result = await self._executor.run(
                 host, command.argv, timeout=command.timeout, output_cap=command.output_cap
             )
         except ExecutionError as error:
-            return Evidence(self.name, title, shown, error=str(error))
+            return Evidence(self.name, title, shown, error=said(error))
         lines = self._lines(result, limit, command.output_cap)
         return Evidence(self.name, title, shown, lines=lines, error=_failure(result))
 
-    def _lines(self, result: CommandResult, limit: int | None, cap: int) -> tuple[str, ...]:
+    def _lines(self, result: CommandResult, limit: int | None, cap: int) -> tuple[Text, ...]:
         """The output redacted and folded; with `limit`, only the last `limit` lines of each stream are read."""
         stdout = result.stdout.splitlines()
         stderr = [f"stderr: {line}" for line in result.stderr.splitlines()]
@@ -96,22 +97,22 @@ class CommandSource:
             stdout, stderr = stdout[-limit:], stderr[-limit:]
         if len(stdout) + len(stderr) <= VERBATIM_LINES:
             # Short output is read as it is: folding would mask the very values (dates, sizes) it shows.
-            lines = [line[:_LINE_CHARS] for line in redact_lines(stdout + stderr) if line.strip()]
+            lines, left = [line[:_LINE_CHARS] for line in redact_lines(stdout + stderr) if line.strip()], 0
         else:
             summary = compress(stdout + stderr, max_templates=self._max_lines)
-            lines = summary.render(max_chars=_MAX_CHARS).splitlines()
-        if result.truncated:
-            lines.append(f"(output cut at {cap} bytes per stream; the command was stopped there)")
-        return tuple(lines)
+            lines, left = summary.fitted(max_chars=_MAX_CHARS)
+        more: list[Text] = [message("log_more_templates", count=left)] if left else []
+        cut: list[Text] = [message("command_output_cut", bytes=cap)] if result.truncated else []
+        return (*lines, *more, *cut)
 
 
-def _failure(result: CommandResult) -> str | None:
+def _failure(result: CommandResult) -> Message | None:
     if result.timed_out:
-        return f"stopped at its deadline after {result.duration:.0f}s; the output until then is shown"
+        return message("command_deadline", seconds=round(result.duration))
     if result.exit_signal is not None:
-        return f"killed by signal {result.exit_signal}"
+        return message("command_signal", signal=str(result.exit_signal))
     if result.exit_status not in (0, None):
-        return f"exit status {result.exit_status}"
+        return message("command_exit_status", status=result.exit_status)
     return None
 
 
@@ -122,6 +123,4 @@ def _evidence(query: RunbookQuery, result: Evidence | BaseException, path: str) 
     if not isinstance(result, Exception):
         raise result  # cancellation and the like are not ours to swallow
     log.error("command %s failed", query.query, exc_info=result)
-    return Evidence(
-        "ssh", f"{path}: {query.query}", query.query, error=f"failed: {type(result).__name__}: {result}"
-    )
+    return Evidence("ssh", f"{path}: {query.query}", query.query, error=unexpected(result))

@@ -8,7 +8,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from aiops.models import Correlation, Evidence, RunbookMatch
+from aiops.i18n import message
+from aiops.models import Correlation, Evidence, Message, RunbookMatch
 from aiops.store import incidents
 
 # The label that says *where* an alert fired; the first one present is compared with past incidents.
@@ -34,8 +35,12 @@ class HistorySource:
         key = key_label(alert.labels)
         async with self._engine.connect() as conn:
             same = await incidents.past(conn, alert.name, correlation.incident.id, key, self._config.limit)
-        where = f"{key[0]}={key[1]}" if key else "any target"
-        title = f"past {alert.name} incidents on {where}"
+        where = f"{key[0]}={key[1]}" if key else ""
+        title = (
+            message("evidence_history", alert=alert.name, where=where)
+            if key
+            else message("evidence_history_anywhere", alert=alert.name)
+        )
         return [
             Evidence(self.name, title, f"{alert.name} {{{where}}}", lines=tuple(_line(item) for item in same))
         ]
@@ -45,14 +50,19 @@ def key_label(labels: Mapping[str, str]) -> tuple[str, str] | None:
     return next(((name, labels[name]) for name in KEY_LABELS if name in labels), None)
 
 
-def _line(item: Mapping[str, Any]) -> str:
+def _line(item: Mapping[str, Any]) -> Message:
+    """One past incident: when, how long, and the first line of what was concluded then (in its own words)."""
     opened, resolved = item["opened_at"], item["resolved_at"]
-    lasted = f"resolved after {_minutes(resolved - opened)}" if resolved else "still open"
-    diagnosis = (item["diagnosis"] or {}).get("summary", "") or "no diagnosis"
-    first = diagnosis.strip().splitlines()[0][:300] if diagnosis.strip() else "no diagnosis"
-    return f"#{item['id']} {opened:%Y-%m-%d %H:%M} UTC, {lasted}: {first}"
+    summary = str((item["diagnosis"] or {}).get("summary", "") or "").strip()
+    names = {"id": item["id"], "opened": f"{opened:%Y-%m-%d %H:%M}"}
+    said = summary.splitlines()[0][:300] if summary else message("history_no_diagnosis")
+    if resolved is None:
+        return message("history_open", **names, summary=said)
+    return message("history_resolved", **names, lasted=_lasted(resolved - opened), summary=said)
 
 
-def _minutes(delta: Any) -> str:
+def _lasted(delta: Any) -> Message:
     minutes = int(delta.total_seconds() // 60)
-    return f"{minutes} min" if minutes < 120 else f"{minutes // 60} h {minutes % 60} min"
+    if minutes < 120:
+        return message("duration_minutes", minutes=minutes)
+    return message("duration_hours", hours=minutes // 60, minutes=minutes % 60)

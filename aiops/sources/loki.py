@@ -17,10 +17,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import ConfigDict, Field, SecretStr
 
+from aiops.i18n import message
 from aiops.logtext import REDACTED, LogSummary, compress, redact_lines
-from aiops.models import Correlation, Evidence, RunbookMatch, RunbookQuery, SeriesSummary
+from aiops.models import Correlation, Evidence, Message, RunbookMatch, RunbookQuery, SeriesSummary, Text
+from aiops.proxy import Proxied
 from aiops.sources.prometheus import summarise, without_credentials
 from aiops.units import HttpUrl, Seconds
 
@@ -36,7 +38,7 @@ _TOP_SERIES = 5
 _VARYING = re.compile(r"[\w.:+-]*\d[\w.:+-]*")
 
 
-class LokiConfig(BaseModel):
+class LokiConfig(Proxied):
     """The `loki:` section: where Loki answers and how much of it one query reads."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -51,7 +53,11 @@ class LokiConfig(BaseModel):
 
 
 class LokiError(Exception):
-    """Loki could not answer; the message says why in terms an operator can act on."""
+    """Loki could not answer; `reason` says why in terms an operator can act on."""
+
+    def __init__(self, reason: Message) -> None:
+        super().__init__(str(reason))
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -102,7 +108,7 @@ class LokiSource:
         """
         title = f"{path}: {query.name}"
         if query.error is not None:
-            return Evidence(self.name, title, query.query, error=f"refused: {query.error}")
+            return Evidence(self.name, title, query.query, error=message("query_refused", detail=query.error))
         end = datetime.fromtimestamp(min(time.time(), anchor.timestamp() + self._config.after), UTC)
         start = end - timedelta(seconds=query.range)
         limit = query.limit or self._config.limit
@@ -110,7 +116,7 @@ class LokiSource:
         try:
             answer = await self.query_range(query.query, start, end, limit)
         except LokiError as error:
-            return replace(empty, error=self._scrub(str(error)))
+            return replace(empty, error=self._scrub(error.reason))
         return _filled(empty, answer, limit)
 
     async def query_range(self, query: str, start: datetime, end: datetime, limit: int) -> LokiAnswer:
@@ -126,16 +132,16 @@ class LokiSource:
 
     async def _get(self, params: dict[str, Any]) -> dict[str, Any]:
         if self._config.url is None:
-            raise LokiError("loki.url is not configured; set it to Loki's base URL, e.g. http://loki:3100")
+            raise LokiError(message("loki_no_url"))
         try:
             response = await self._client.get(
                 self._config.url + _PATH, params=params, headers=self._headers(), timeout=self._config.timeout
             )
         except httpx.TimeoutException:
-            raise LokiError(f"Loki did not answer within {self._config.timeout:g}s (loki.timeout)") from None
+            raise LokiError(message("loki_timeout", seconds=self._config.timeout)) from None
         except httpx.HTTPError as error:
             where = without_credentials(self._config.url)
-            raise LokiError(f"Loki at {where} is unreachable (check loki.url): {error}") from None
+            raise LokiError(message("loki_unreachable", detail=error, url=where)) from None
         return _data(response)
 
     def _headers(self) -> dict[str, str]:
@@ -146,14 +152,16 @@ class LokiSource:
             headers["Authorization"] = f"Bearer {self._config.bearer_token.get_secret_value()}"
         return headers
 
-    def _scrub(self, message: str) -> str:
+    def _scrub(self, reason: Message) -> Message:
         # Loki or a proxy in front of it may echo the request back; the configured secrets never leave here.
         token = self._config.bearer_token.get_secret_value() if self._config.bearer_token else None
         password = urlsplit(self._config.url).password if self._config.url else None
+        english, detail = reason.english, reason.detail
         for secret in (token, password):
             if secret:
-                message = message.replace(secret, REDACTED)
-        return message
+                english = english.replace(secret, REDACTED)
+                detail = detail.replace(secret, REDACTED) if detail else detail
+        return replace(reason, english=english, detail=detail)
 
 
 def nanoseconds(moment: datetime) -> int:
@@ -164,27 +172,19 @@ def nanoseconds(moment: datetime) -> int:
 def _data(response: httpx.Response) -> dict[str, Any]:
     status = response.status_code
     if status >= 400:
-        raise LokiError(f"Loki answered HTTP {status}{_hint(status)}: {_detail(response)}")
+        raise LokiError(message(_HINTS.get(status, "loki_http"), detail=_detail(response), status=status))
     try:
         body = response.json()
     except ValueError:
-        raise LokiError(
-            f"Loki answered HTTP {status} with a body that is not JSON: {_detail(response)}"
-        ) from None
+        raise LokiError(message("loki_not_json", detail=_detail(response), status=status)) from None
     if not isinstance(body, dict) or body.get("status") != "success":
-        raise LokiError(f"Loki refused the query: {_detail(response)}")
+        raise LokiError(message("loki_refused", detail=_detail(response)))
     data = body.get("data")
     return data if isinstance(data, dict) else {}
 
 
-def _hint(status: int) -> str:
-    if status in (401, 403):
-        return " (check loki.bearer_token and loki.tenant)"
-    if status == 404:
-        return " (check loki.url: Loki's base URL, without /loki/api/v1)"
-    if status == 429:
-        return " (Loki is rate limiting: narrow the runbook's query or its range)"
-    return ""
+# What to check for an HTTP status, as the message that says it.
+_HINTS = {401: "loki_http_auth", 403: "loki_http_auth", 404: "loki_http_not_found", 429: "loki_http_rate"}
 
 
 def _detail(response: httpx.Response) -> str:
@@ -206,15 +206,17 @@ def _json_message(response: httpx.Response) -> str | None:
 def _answer(data: dict[str, Any]) -> LokiAnswer:
     kind, result = data.get("resultType"), data.get("result")
     if not isinstance(result, list):
-        raise LokiError("Loki's answer has no data.result list: is loki.url Loki's base URL?")
+        raise LokiError(message("loki_no_result"))
     try:
         if kind == "streams":
             return LokiAnswer(_merged(result), streams=len(result))
         if kind == "matrix":
             return LokiAnswer(series=tuple(summarise(item["metric"], item["values"]) for item in result))
     except (KeyError, TypeError, ValueError, IndexError) as error:
-        raise LokiError(f"Loki's {kind} answer is malformed ({type(error).__name__}: {error})") from None
-    raise LokiError(f"Loki answered with resultType {kind!r}; a range query gives streams or matrix")
+        raise LokiError(
+            message("loki_malformed", detail=f"{type(error).__name__}: {error}", kind=str(kind))
+        ) from None
+    raise LokiError(message("loki_result_type", kind=repr(kind)))
 
 
 def _merged(streams: Sequence[dict[str, Any]]) -> tuple[LogEntry, ...]:
@@ -229,7 +231,7 @@ def _filled(empty: Evidence, answer: LokiAnswer, limit: int) -> Evidence:
     return replace(empty, series=keep, omitted_series=len(ranked) - len(keep), lines=lines)
 
 
-def log_lines(entries: Sequence[LogEntry], streams: int, limit: int) -> tuple[str, ...]:
+def log_lines(entries: Sequence[LogEntry], streams: int, limit: int) -> tuple[Text, ...]:
     """Entries (oldest first) as evidence lines: a heading, the templates with counts, the recent lines.
 
     The heading comes first because a prompt short of room keeps only an item's first lines.
@@ -239,7 +241,7 @@ def log_lines(entries: Sequence[LogEntry], streams: int, limit: int) -> tuple[st
     redacted = list(redact_lines(entry.line for entry in entries))
     if len(entries) <= VERBATIM_LINES:
         # A few lines are read as they are: folding would mask the values (dates, ids) they carry.
-        heading = f"{_count(len(entries), 'line')} from {_count(streams, 'stream')}"
+        heading = message("loki_heading", lines=_lines(len(entries)), streams=_streams(streams))
         return (
             heading,
             *(
@@ -251,27 +253,35 @@ def log_lines(entries: Sequence[LogEntry], streams: int, limit: int) -> tuple[st
     return (
         _heading(summary, len(entries), streams, limit),
         *(template.render() for template in summary.templates),
-        *([f"… {summary.omitted_templates} more templates"] if summary.omitted_templates else []),
+        *(
+            [message("log_more_templates", count=summary.omitted_templates)]
+            if summary.omitted_templates
+            else []
+        ),
         *_recent(entries, redacted),
     )
 
 
-def _heading(summary: LogSummary, read: int, streams: int, limit: int) -> str:
-    templates = len(summary.templates) + summary.omitted_templates
-    heading = f"{_count(read, 'line')} from {_count(streams, 'stream')}, {_count(templates, 'template')}"
+def _heading(summary: LogSummary, read: int, streams: int, limit: int) -> Message:
+    templates = message("loki_templates", count=len(summary.templates) + summary.omitted_templates)
+    names = {"lines": _lines(read), "streams": _streams(streams), "templates": templates}
     if read >= limit:
-        heading += f"; limit of {limit} lines reached: older lines not read"
-    return heading
+        return message("loki_heading_folded_limit", **names, limit=limit)
+    return message("loki_heading_folded", **names)
 
 
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+def _lines(count: int) -> Message:
+    return message("loki_lines", count=count)
 
 
-def _recent(entries: Sequence[LogEntry], redacted: Sequence[str]) -> list[str]:
+def _streams(count: int) -> Message:
+    return message("loki_streams", count=count)
+
+
+def _recent(entries: Sequence[LogEntry], redacted: Sequence[str]) -> list[Text]:
     """The newest `_RECENT` lines that differ in more than their varying words, oldest first, with their time."""
     shapes: set[str] = set()
-    recent: list[str] = []
+    recent: list[Text] = []
     for entry, line in zip(reversed(entries), reversed(redacted), strict=True):
         if len(recent) == _RECENT:
             break
@@ -279,7 +289,7 @@ def _recent(entries: Sequence[LogEntry], redacted: Sequence[str]) -> list[str]:
         if line.strip() and shape not in shapes:
             shapes.add(shape)
             recent.append(f"{entry.at:%H:%M:%S}Z  {_one_line(line)}")
-    return ["most recent distinct lines:", *reversed(recent)] if recent else []
+    return [message("loki_recent"), *reversed(recent)] if recent else []
 
 
 def _one_line(text: str) -> str:

@@ -15,16 +15,28 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import ConfigDict, Field, SecretStr
 
-from aiops.models import Alert, Correlation, Evidence, RunbookMatch, RunbookQuery, SeriesSummary, Trend
+from aiops.i18n import message
+from aiops.models import (
+    Alert,
+    Correlation,
+    Evidence,
+    Message,
+    RunbookMatch,
+    RunbookQuery,
+    SeriesSummary,
+    Text,
+    Trend,
+)
+from aiops.proxy import Proxied
 from aiops.units import HttpUrl, Seconds
 
 # Relative change across the window, as a share of the series' spread, below which a series counts as flat.
 _FLAT = 0.2
 
 
-class PrometheusConfig(BaseModel):
+class PrometheusConfig(Proxied):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     url: HttpUrl | None = None
@@ -38,7 +50,11 @@ class PrometheusConfig(BaseModel):
 
 
 class PrometheusError(Exception):
-    """Prometheus could not answer; the message says why in terms an operator can act on."""
+    """Prometheus could not answer; `reason` says why in terms an operator can act on."""
+
+    def __init__(self, reason: Message) -> None:
+        super().__init__(str(reason))
+        self.reason = reason
 
 
 class PrometheusSource:
@@ -52,7 +68,11 @@ class PrometheusSource:
         """The alerts' own expressions around the time they fired, then the runbook's PromQL queries."""
         alerts = correlation.new_firing or correlation.alerts
         pending = [
-            self._evaluate(f"{members[0].name}: alert expression", expression, *self._window(members))
+            self._evaluate(
+                message("evidence_alert_expression", alert=members[0].name),
+                expression,
+                *self._window(members),
+            )
             for expression, members in _by_expression(alerts).items()
         ]
         anchor = min(alert.starts_at for alert in alerts)
@@ -67,16 +87,16 @@ class PrometheusSource:
         """One PromQL query (a runbook's, or the investigation's) over its range, ending `after` past `anchor`."""
         title = f"{path}: {query.name}"
         if query.error is not None:
-            return Evidence(self.name, title, query.query, error=f"refused: {query.error}")
+            return Evidence(self.name, title, query.query, error=message("query_refused", detail=query.error))
         end = datetime.fromtimestamp(min(time.time(), anchor.timestamp() + self._config.after), UTC)
         return await self._evaluate(title, query.query, end - timedelta(seconds=query.range), end)
 
-    async def _evaluate(self, title: str, expression: str, start: datetime, end: datetime) -> Evidence:
+    async def _evaluate(self, title: Text, expression: str, start: datetime, end: datetime) -> Evidence:
         try:
             series = await self.query_range(expression, start, end)
         except PrometheusError as error:
             return Evidence(
-                self.name, title, expression, window_start=start, window_end=end, error=str(error)
+                self.name, title, expression, window_start=start, window_end=end, error=error.reason
             )
         ranked = sorted(series, key=lambda summary: summary.max, reverse=True)
         keep = ranked[: self._config.top_series]
@@ -107,7 +127,7 @@ class PrometheusSource:
 
     async def _get(self, path: str, params: dict[str, Any]) -> dict[str, Any]:
         if self._config.url is None:
-            raise PrometheusError("prometheus.url is not configured")
+            raise PrometheusError(message("prometheus_no_url"))
         headers = {}
         if self._config.bearer_token is not None:
             headers["Authorization"] = f"Bearer {self._config.bearer_token.get_secret_value()}"
@@ -116,11 +136,10 @@ class PrometheusSource:
                 self._config.url + path, params=params, headers=headers, timeout=self._config.timeout
             )
         except httpx.TimeoutException:
-            raise PrometheusError(f"Prometheus did not answer within {self._config.timeout:g}s") from None
+            raise PrometheusError(message("prometheus_timeout", seconds=self._config.timeout)) from None
         except httpx.HTTPError as error:
-            raise PrometheusError(
-                f"Prometheus at {without_credentials(self._config.url)} is unreachable: {error}"
-            ) from None
+            where = without_credentials(self._config.url)
+            raise PrometheusError(message("prometheus_unreachable", detail=error, url=where)) from None
         return _data(response)
 
 
@@ -128,13 +147,12 @@ def _data(response: httpx.Response) -> dict[str, Any]:
     try:
         body = response.json()
     except ValueError:
-        raise PrometheusError(
-            f"Prometheus answered HTTP {response.status_code} with a body that is not JSON"
-        ) from None
+        raise PrometheusError(message("prometheus_not_json", status=response.status_code)) from None
     if not isinstance(body, dict) or body.get("status") != "success":
         detail = body.get("error", "no error message") if isinstance(body, dict) else "unexpected body"
         kind = body.get("errorType", "error") if isinstance(body, dict) else "error"
-        raise PrometheusError(f"Prometheus refused the query (HTTP {response.status_code}, {kind}): {detail}")
+        said = message("prometheus_refused", detail=detail, status=response.status_code, kind=str(kind))
+        raise PrometheusError(said)
     data = body.get("data")
     return data if isinstance(data, dict) else {}
 

@@ -18,7 +18,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from aiops.models import Proposal
+from aiops.i18n import from_column, message, to_column
+from aiops.models import Proposal, Text
 from aiops.store.codec import from_epoch
 
 OPEN_STATES = ("pending",)
@@ -69,9 +70,9 @@ async def record_proposal(
             "hash": argv_hash(proposal.host, proposal.argv),
             "risk": proposal.risk,
             "origin": proposal.origin,
-            "reason": proposal.reason,
+            "reason": to_column(proposal.reason),
             "state": state,
-            "detail": proposal.refusal,
+            "detail": to_column(proposal.refusal),
             "timeout": proposal.timeout,
             "cap": proposal.output_cap,
             "now": time.time(),
@@ -84,7 +85,7 @@ async def record_proposal(
 async def audit(
     conn: AsyncConnection,
     kind: str,
-    detail: str,
+    detail: Text,
     *,
     incident_id: int | None = None,
     proposal_id: int | None = None,
@@ -105,7 +106,7 @@ async def audit(
             "actor": actor,
             "channel": channel,
             "hash": hashed,
-            "detail": detail,
+            "detail": to_column(detail),
         },
     )
 
@@ -127,7 +128,7 @@ async def set_state(
     expected: str,
     actor: str | None = None,
     channel: str | None = None,
-    detail: str | None = None,
+    detail: Text | None = None,
 ) -> bool:
     """Move a proposal from `expected` to `state`; False when it was no longer in `expected` (someone was first)."""
     decided = actor is not None
@@ -143,7 +144,7 @@ async def set_state(
             "actor": actor,
             "channel": channel,
             "now": time.time(),
-            "detail": detail,
+            "detail": to_column(detail),
             "id": proposal_id,
             "expected": expected,
         },
@@ -186,7 +187,7 @@ async def expire_due(conn: AsyncConnection, now: float | None = None) -> list[di
             await audit(
                 conn,
                 "expired",
-                "not approved in time",
+                message("audit_expired"),
                 incident_id=item["incident_id"],
                 proposal_id=item["id"],
                 hashed=item["argv_hash"],
@@ -228,7 +229,7 @@ async def finish_execution(
     stdout: str = "",
     stderr: str = "",
     truncated: bool = False,
-    error: str | None = None,
+    error: Text | None = None,
 ) -> None:
     await conn.execute(
         text(
@@ -241,7 +242,7 @@ async def finish_execution(
             "stdout": stdout,
             "stderr": stderr,
             "truncated": int(truncated),
-            "error": error,
+            "error": to_column(error),
             "now": time.time(),
             "id": execution_id,
         },
@@ -323,6 +324,8 @@ def _proposal(row: RowMapping) -> dict[str, Any]:
     item["argv"] = json.loads(item["argv"])
     for key in ("created_at", "expires_at", "decided_at"):
         item[key] = from_epoch(item[key])
+    for key in ("reason", "detail"):
+        item[key] = from_column(item[key])
     item["meaning"] = STATES.get(item["state"], item["state"])
     return item
 
@@ -331,6 +334,7 @@ def _execution(row: RowMapping) -> dict[str, Any]:
     item = dict(row)
     item["argv"] = json.loads(item["argv"])
     item["truncated"] = bool(item["truncated"])
+    item["error"] = from_column(item["error"])
     for key in ("started_at", "finished_at"):
         item[key] = from_epoch(item[key])
     return item
@@ -339,4 +343,5 @@ def _execution(row: RowMapping) -> dict[str, Any]:
 def _audit(row: RowMapping) -> dict[str, Any]:
     item = dict(row)
     item["at"] = from_epoch(item["at"])
+    item["detail"] = from_column(item["detail"])
     return item

@@ -12,7 +12,18 @@ from pydantic import TypeAdapter
 from sqlalchemy import RowMapping, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from aiops.models import Alert, Correlation, Diagnosis, Evidence, Incident, RunbookMatch, StageError, Triage
+from aiops.i18n import from_column, to_column
+from aiops.models import (
+    Alert,
+    Correlation,
+    Diagnosis,
+    Evidence,
+    Incident,
+    RunbookMatch,
+    StageError,
+    Text,
+    Triage,
+)
 from aiops.store.codec import dumps, from_epoch, loads, to_epoch
 
 
@@ -116,10 +127,11 @@ async def all_resolved(conn: AsyncConnection, incident_id: int) -> bool:
     return int(firing.scalar_one()) == 0
 
 
-async def add_event(conn: AsyncConnection, incident_id: int, kind: str, message: str) -> None:
+async def add_event(conn: AsyncConnection, incident_id: int, kind: str, message: Text) -> None:
+    """One line of the incident's timeline; a message is kept as such, to be said in the reader's language."""
     await conn.execute(
         text("INSERT INTO events (incident_id, at, kind, message) VALUES (:id, :at, :kind, :message)"),
-        {"id": incident_id, "at": time.time(), "kind": kind, "message": message},
+        {"id": incident_id, "at": time.time(), "kind": kind, "message": to_column(message)},
     )
 
 
@@ -188,7 +200,7 @@ async def detail(conn: AsyncConnection, incident_id: int) -> dict[str, Any] | No
     result["notifications"] = [_notification(note._mapping) for note in notes]
     events = await conn.execute(text("SELECT * FROM events WHERE incident_id = :id ORDER BY id"), params)
     result["timeline"] = [
-        {"at": _iso(event.at), "kind": event.kind, "message": event.message} for event in events
+        {"at": _iso(event.at), "kind": event.kind, "message": from_column(event.message)} for event in events
     ]
     return result
 

@@ -7,7 +7,10 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
+from aiops import i18n
 from aiops.grafana.dashboards import dashboard_url
+from aiops.i18n import message
+from aiops.models import Message
 from aiops.service import Services
 from aiops.store import actions, clusters, incidents
 from aiops.store.codec import MAX_ID, dumps, loads
@@ -19,7 +22,11 @@ _STATUSES = ("open", "resolved")
 
 
 class BadQuery(Exception):
-    """A query parameter that cannot be used; the message names it."""
+    """A query parameter that cannot be used; `reason` names it."""
+
+    def __init__(self, reason: Message) -> None:
+        super().__init__(str(reason))
+        self.reason = reason
 
 
 def _guard(request: Request) -> Response | None:
@@ -35,7 +42,7 @@ def _query(request: Request) -> tuple[str | None, int, int | None]:
     params = request.query_params
     status = params.get("status") or None
     if status is not None and status not in _STATUSES:
-        raise BadQuery(f"status: must be one of {', '.join(_STATUSES)}, not {status!r}")
+        raise BadQuery(message("query_bad_status", allowed=", ".join(_STATUSES), value=repr(status)))
     limit = _integer(params.get("limit", "50"), "limit", 1, MAX_LIMIT)
     before = _integer(params["before"], "before", 0, MAX_ID) if params.get("before") else None
     return status, limit, before
@@ -44,9 +51,9 @@ def _query(request: Request) -> tuple[str | None, int, int | None]:
 def _integer(value: str, name: str, least: int, most: int) -> int:
     number = _whole(value)
     if number is None:
-        raise BadQuery(f"{name}: must be a whole number, not {value[:40]!r}")
+        raise BadQuery(message("query_not_a_number", name=name, value=repr(value[:40])))
     if not least <= number <= most:
-        raise BadQuery(f"{name}: must be between {least} and {most}")
+        raise BadQuery(message("query_out_of_range", name=name, least=least, most=most))
     return number
 
 
@@ -115,8 +122,9 @@ async def api_detail(request: Request) -> Response:
         return denied
     found = await _detail(request)
     if found is None:
-        return error(404, _missing(request))
-    return JSONResponse(found)
+        return error(404, str(_missing(request)))
+    services: Services = request.app.state.services
+    return JSONResponse(i18n.plain(loads(dumps(found)), services.settings.server.language))
 
 
 async def page_list(request: Request) -> Response:
@@ -125,7 +133,7 @@ async def page_list(request: Request) -> Response:
     try:
         page = await _page(request)
     except BadQuery as bad:
-        return _html(request, "pages/error.html.j2", {"message": str(bad)}, 400)
+        return _html(request, "pages/error.html.j2", {"message": bad.reason}, 400)
     return _html(request, "pages/index.html.j2", page)
 
 
@@ -149,8 +157,8 @@ async def _dashboard_url(request: Request, incident_id: int) -> str | None:
     return dashboard_url(services.settings.grafana, incident) if incident is not None else None
 
 
-def _missing(request: Request) -> str:
-    return f"no incident {request.path_params['incident_id'][:40]}"
+def _missing(request: Request) -> Message:
+    return message("page_no_incident", id=request.path_params["incident_id"][:40])
 
 
 def _html(request: Request, name: str, context: dict[str, Any], status: int = 200) -> HTMLResponse:

@@ -159,7 +159,7 @@ def test_alert_matches_its_runbook_by_runbook_url(rule: BundledAlert, library: R
     alert = firing(rule)
     assert alert.annotations.get("runbook_url") == f"runbooks/{alert.name}.md"
     match = library.match(alert)
-    assert (match.path, match.reason) == (f"{alert.name}.md", "runbook_url annotation")
+    assert (match.path, str(match.reason)) == (f"{alert.name}.md", "runbook_url annotation")
 
 
 @pytest.mark.parametrize("rule", RULES, ids=rule_id)
@@ -169,7 +169,7 @@ def test_alert_matches_its_runbook_by_front_matter(rule: BundledAlert, library: 
         alert.name, alert.labels, {k: v for k, v in alert.annotations.items() if k != "runbook_url"}
     )
     match = library.match(without_url)
-    assert (match.path, match.reason) == (f"{alert.name}.md", "front matter alerts")
+    assert (match.path, str(match.reason)) == (f"{alert.name}.md", "front matter alerts")
     assert runbook_of(library, alert.name).alerts == (alert.name,)
 
 

@@ -11,6 +11,7 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -22,6 +23,7 @@ from aiops.channels.dingtalk.card import HASH_PREFIX, MAX_BODY
 from aiops.channels.dingtalk.openapi import OpenApi
 from aiops.channels.dingtalk.stream import DingTalkCallbacks, parse_click
 from aiops.models import Proposal
+from aiops.proxy import http_client
 from aiops.service import Services
 from aiops.store import actions
 from aiops.store.actions import argv_hash
@@ -30,6 +32,8 @@ from tests.channels.announcements import HOSTILE, announcement, digest
 from tests.conftest import DATA
 from tests.fakes.dingtalk import CLIENT_ID, GROUP, SECRET, FakeDingTalk
 from tests.support.app import AUTH
+from tests.support.binaries import free_port
+from tests.support.proxy import Pproxy
 
 TEMPLATE = "d9a2a3f4-0000-4c5e-9d3f-aiops.schema"
 APPROVERS: dict[str, Any] = {"approvers": {"dingtalk": ["staff-1"]}}
@@ -482,3 +486,80 @@ async def test_stop_ends_the_stream_thread_while_the_gateway_is_unreachable(
         await asyncio.sleep(0.3)  # the SDK has failed to open the connection and sleeps before the next try
         await asyncio.wait_for(callbacks.stop(), 10)
     assert not any(thread.name == "dingtalk-dingtalk" for thread in threading.enumerate())
+
+
+# ---- through channels.dingtalk.proxy
+
+
+async def test_cards_and_the_token_go_through_channels_dingtalk_proxy(
+    fake: FakeDingTalk, proxy: Pproxy
+) -> None:
+    settings = config(fake, proxy=proxy.socks)
+    async with http_client(settings, "channels.dingtalk.proxy") as http:
+        dingtalk = DingTalkChannel(settings, build_environment("en"), http)
+        handle = await dingtalk.send(dingtalk.render(hashed(announcement("opened"))))
+        await dingtalk.update(handle or "", dingtalk.render(announcement("resolved")))
+    assert handle in fake.cards and fake.token_requests == 1
+    assert [method for method, _, _ in fake.calls] == ["POST", "PUT"]
+    proxy.wait_for(urlsplit(fake.url).netloc)
+
+
+async def test_a_proxy_that_is_down_is_retryable_and_names_channels_dingtalk_proxy(
+    fake: FakeDingTalk,
+) -> None:
+    settings = config(fake, proxy=f"socks5h://aiops:proxy-Zr41pQx8@127.0.0.1:{free_port()}")
+    async with http_client(settings, "channels.dingtalk.proxy") as http:
+        dingtalk = DingTalkChannel(settings, build_environment("en"), http)
+        with pytest.raises(ChannelError) as raised:
+            await dingtalk.send(dingtalk.render(announcement("resolved")))
+    said = str(raised.value)
+    assert (
+        raised.value.retryable and "set in channels.dingtalk.proxy" in said and "proxy-Zr41pQx8" not in said
+    )
+    assert fake.token_requests == 0
+
+
+@pytest.mark.parametrize("kind", ["socks5h", "http"])
+async def test_the_stream_connects_through_channels_dingtalk_proxy(
+    app_for: Callable[..., Any], fake: FakeDingTalk, proxy: Pproxy, kind: str
+) -> None:
+    async with app_for(remediation=APPROVERS, server=EN) as (client, services):
+        url = proxy.socks if kind == "socks5h" else proxy.http
+        dingtalk, callbacks = await connected(fake, services, proxy=url)
+        try:
+            opened, item = await propose(client, services)
+            handle = await dingtalk.send(dingtalk.render(opened))
+            ack = await click(fake, handle, "staff-1", "approve", item["id"])
+        finally:
+            await callbacks.stop()
+    assert notice(ack, "staff-1") == "Approved: it will run once."
+    for target in (fake.url, fake.ws_url):
+        proxy.wait_for(urlsplit(target).netloc)
+
+
+async def test_without_a_proxy_the_stream_ignores_the_environment_s(
+    app_for: Callable[..., Any], fake: FakeDingTalk, proxy: Pproxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "all_proxy", "ws_proxy", "wss_proxy"):
+        monkeypatch.setenv(name, proxy.http)
+    async with app_for(remediation=APPROVERS, server=EN) as (_, services):
+        _, callbacks = await connected(fake, services)
+        await callbacks.stop()
+    assert proxy.carried() == []
+
+
+async def test_a_stream_proxy_that_is_down_is_logged_naming_the_setting(
+    app_for: Callable[..., Any], fake: FakeDingTalk, caplog: pytest.LogCaptureFixture
+) -> None:
+    down = f"socks5h://aiops:proxy-Zr41pQx8@127.0.0.1:{free_port()}"
+    async with app_for(remediation=APPROVERS, server=EN) as (_, services):
+        dingtalk = DingTalkChannel(config(fake, proxy=down), services.templates, services.http)
+        callbacks = DingTalkCallbacks(dingtalk, services.approvals, services.engine)
+        callbacks.start()
+        for _ in range(100):
+            if "could not be opened" in caplog.text:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.wait_for(callbacks.stop(), 10)
+    assert "set in channels.dingtalk.proxy" in caplog.text and "proxy-Zr41pQx8" not in caplog.text
+    assert fake.opened == []

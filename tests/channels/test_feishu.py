@@ -1,4 +1,4 @@
-"""The Feishu app bot channel: the real lark-oapi client against a fake Open API that checks tokens and card rules."""
+"""The Feishu app bot channel against a fake Open API that checks tokens and card rules."""
 
 from __future__ import annotations
 
@@ -9,17 +9,22 @@ import shlex
 import time
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
+import httpx
 import pytest
 from pydantic import ValidationError
 
 from aiops.channels import Announcement, ChannelError, Purpose, RateLimit
 from aiops.channels.feishu import FeishuChannel, FeishuConfig
 from aiops.channels.feishu.card import MAX_BYTES
+from aiops.proxy import http_client
 from aiops.store.actions import argv_hash
 from aiops.templating import build_environment, messages
 from tests.channels.announcements import HOSTILE, announcement, digest
 from tests.fakes.feishu import SECRET, FakeFeishu, card_problems
+from tests.support.binaries import free_port
+from tests.support.proxy import Pproxy
 
 PURPOSES = ("opened", "updated", "resolved", "action")
 LANGUAGES = ("zh-CN", "en")
@@ -36,12 +41,17 @@ def openapi() -> Iterator[FakeFeishu]:
 
 
 def channel(
-    fake: FakeFeishu, *, secret: str = SECRET, language: str = "zh-CN", **config: Any
+    fake: FakeFeishu,
+    http: httpx.AsyncClient,
+    *,
+    secret: str = SECRET,
+    language: str = "zh-CN",
+    **config: Any,
 ) -> FeishuChannel:
     settings = FeishuConfig(
         app_id=fake.app_id, app_secret=secret, chat_id=fake.chat_id, domain=fake.url, **config
     )
-    return FeishuChannel(settings, build_environment(language))
+    return FeishuChannel(settings, build_environment(language), http)
 
 
 def hashed(a: Announcement) -> Announcement:
@@ -64,8 +74,10 @@ def of_tag(card: dict[str, Any], tag: str) -> list[dict[str, Any]]:
     return [node for node in nodes(card["body"]) if node.get("tag") == tag]
 
 
-async def test_send_returns_the_message_id_and_update_edits_that_message(openapi: FakeFeishu) -> None:
-    feishu = channel(openapi)
+async def test_send_returns_the_message_id_and_update_edits_that_message(
+    openapi: FakeFeishu, http: httpx.AsyncClient
+) -> None:
+    feishu = channel(openapi, http)
     opened = hashed(announcement("opened"))
     handle = await feishu.send(feishu.render(opened))
     resolved = feishu.render(announcement("resolved"))
@@ -77,15 +89,19 @@ async def test_send_returns_the_message_id_and_update_edits_that_message(openapi
     assert feishu.limits == RateLimit(per_minute=100, per_second=5) and feishu.immediate is False
 
 
-async def test_a_resend_of_the_same_card_posts_one_message(openapi: FakeFeishu) -> None:
-    feishu = channel(openapi)
+async def test_a_resend_of_the_same_card_posts_one_message(
+    openapi: FakeFeishu, http: httpx.AsyncClient
+) -> None:
+    feishu = channel(openapi, http)
     body = feishu.render(hashed(announcement("opened")))
     assert await feishu.send(body) == await feishu.send(body)
     assert len(openapi.messages) == 1
 
 
-async def test_rate_limit_is_retryable_after_the_reset_feishu_names(openapi: FakeFeishu) -> None:
-    feishu = channel(openapi)
+async def test_rate_limit_is_retryable_after_the_reset_feishu_names(
+    openapi: FakeFeishu, http: httpx.AsyncClient
+) -> None:
+    feishu = channel(openapi, http)
     openapi.fail("rate_limit", reset=7)
     with pytest.raises(ChannelError) as raised:
         await feishu.send(feishu.render(announcement("resolved")))
@@ -95,26 +111,28 @@ async def test_rate_limit_is_retryable_after_the_reset_feishu_names(openapi: Fak
 
 
 @pytest.mark.parametrize("kind", ["server_error", "bad_gateway"])
-async def test_server_errors_are_retryable(openapi: FakeFeishu, kind: str) -> None:
-    feishu = channel(openapi)
+async def test_server_errors_are_retryable(openapi: FakeFeishu, kind: str, http: httpx.AsyncClient) -> None:
+    feishu = channel(openapi, http)
     openapi.fail(kind)
     with pytest.raises(ChannelError) as raised:
         await feishu.send(feishu.render(announcement("resolved")))
     assert raised.value.retryable and raised.value.retry_after is None
 
 
-async def test_an_unreachable_feishu_is_retryable() -> None:
+async def test_an_unreachable_feishu_is_retryable(http: httpx.AsyncClient) -> None:
     fake = FakeFeishu().start()
     fake.stop()  # nothing listens on its port any more
-    feishu = channel(fake)
+    feishu = channel(fake, http)
     with pytest.raises(ChannelError) as raised:
         await feishu.send(feishu.render(announcement("resolved")))
     assert raised.value.retryable
 
 
-async def test_a_wrong_app_secret_is_not_retryable_and_names_the_setting(openapi: FakeFeishu) -> None:
+async def test_a_wrong_app_secret_is_not_retryable_and_names_the_setting(
+    openapi: FakeFeishu, http: httpx.AsyncClient
+) -> None:
     wrong = "not-the-app-secret-0123456789"
-    feishu = channel(openapi, secret=wrong)
+    feishu = channel(openapi, http, secret=wrong)
     with pytest.raises(ChannelError) as raised:
         await feishu.send(feishu.render(announcement("resolved")))
     assert not raised.value.retryable
@@ -123,9 +141,9 @@ async def test_a_wrong_app_secret_is_not_retryable_and_names_the_setting(openapi
 
 
 async def test_a_refused_token_is_not_retryable_and_a_new_one_is_fetched_next_time(
-    openapi: FakeFeishu,
+    openapi: FakeFeishu, http: httpx.AsyncClient
 ) -> None:
-    feishu = channel(openapi)
+    feishu = channel(openapi, http)
     await feishu.send(feishu.render(announcement("resolved")))
     openapi.revoke_tokens()
     with pytest.raises(ChannelError) as raised:
@@ -135,18 +153,21 @@ async def test_a_refused_token_is_not_retryable_and_a_new_one_is_fetched_next_ti
     assert openapi.token_requests == 2
 
 
-async def test_a_chat_without_the_bot_is_not_retryable_and_says_what_to_fix(openapi: FakeFeishu) -> None:
+async def test_a_chat_without_the_bot_is_not_retryable_and_says_what_to_fix(
+    openapi: FakeFeishu, http: httpx.AsyncClient
+) -> None:
     feishu = FeishuChannel(
         FeishuConfig(app_id=openapi.app_id, app_secret=SECRET, chat_id="oc_elsewhere", domain=openapi.url),
         build_environment("en"),
+        http,
     )
     with pytest.raises(ChannelError) as raised:
         await feishu.send(feishu.render(announcement("resolved")))
     assert not raised.value.retryable and "230002" in str(raised.value) and "chat_id" in str(raised.value)
 
 
-async def test_a_card_feishu_refuses_is_not_retryable(openapi: FakeFeishu) -> None:
-    feishu = channel(openapi)
+async def test_a_card_feishu_refuses_is_not_retryable(openapi: FakeFeishu, http: httpx.AsyncClient) -> None:
+    feishu = channel(openapi, http)
     legacy = {"schema": "2.0", "config": {"update_multi": True}, "header": {"title": {"tag": "plain_text"}}}
     legacy["body"] = {"elements": [{"tag": "action", "actions": []}]}
     with pytest.raises(ChannelError) as raised:
@@ -154,10 +175,12 @@ async def test_a_card_feishu_refuses_is_not_retryable(openapi: FakeFeishu) -> No
     assert not raised.value.retryable and "unsupported tag action" in str(raised.value)
 
 
-async def test_fetching_the_token_does_not_block_the_event_loop(openapi: FakeFeishu) -> None:
-    """lark-oapi fetches the tenant token with a blocking call; the channel runs it off the event loop."""
+async def test_fetching_the_token_does_not_block_the_event_loop(
+    openapi: FakeFeishu, http: httpx.AsyncClient
+) -> None:
+    """A slow token answer holds up only the message waiting for it, not the event loop."""
     openapi.token_delay = 0.5
-    feishu = channel(openapi)
+    feishu = channel(openapi, http)
     ticks = 0
 
     async def tick() -> None:
@@ -176,9 +199,9 @@ async def test_fetching_the_token_does_not_block_the_event_loop(openapi: FakeFei
 @pytest.mark.parametrize("language", LANGUAGES)
 @pytest.mark.parametrize("purpose", PURPOSES)
 async def test_every_card_keeps_json_2_rules_with_hostile_values(
-    openapi: FakeFeishu, purpose: Purpose, language: str
+    openapi: FakeFeishu, purpose: Purpose, language: str, http: httpx.AsyncClient
 ) -> None:
-    feishu = channel(openapi, language=language)
+    feishu = channel(openapi, http, language=language)
     body = feishu.render(hashed(announcement(purpose, hostile=True)))  # type: ignore[arg-type]
     card = json.loads(body)
     assert card_problems(body) == []
@@ -199,9 +222,9 @@ async def test_every_card_keeps_json_2_rules_with_hostile_values(
 
 @pytest.mark.parametrize("language", LANGUAGES)
 async def test_pending_proposals_get_approve_and_reject_buttons_bound_to_their_command(
-    openapi: FakeFeishu, language: str
+    openapi: FakeFeishu, language: str, http: httpx.AsyncClient
 ) -> None:
-    feishu = channel(openapi, language=language)
+    feishu = channel(openapi, http, language=language)
     opened = hashed(announcement("opened", hostile=True))
     card = json.loads(feishu.render(opened))
     values = [node["behaviors"][0]["value"] for node in of_tag(card, "button")]
@@ -220,8 +243,10 @@ async def test_pending_proposals_get_approve_and_reject_buttons_bound_to_their_c
     assert any(catalog["refused"] in text and HOSTILE.split("\n")[0] in text for text in texts)
 
 
-async def test_decided_proposals_show_their_state_and_result_without_buttons(openapi: FakeFeishu) -> None:
-    feishu = channel(openapi, language="en")
+async def test_decided_proposals_show_their_state_and_result_without_buttons(
+    openapi: FakeFeishu, http: httpx.AsyncClient
+) -> None:
+    feishu = channel(openapi, http, language="en")
     opened = hashed(announcement("opened"))
     done = {"state": "succeeded", "decided_by": "ou_alice", "decided_via": "feishu", "decided_at": None}
     execution = {"exit_status": 0, "error": None, "stdout": "ok", "stderr": ""}
@@ -238,9 +263,9 @@ async def test_decided_proposals_show_their_state_and_result_without_buttons(ope
 
 @pytest.mark.parametrize("language", LANGUAGES)
 async def test_a_huge_announcement_is_cut_to_30kb_evidence_first_and_says_so(
-    openapi: FakeFeishu, language: str
+    openapi: FakeFeishu, language: str, http: httpx.AsyncClient
 ) -> None:
-    feishu = channel(openapi, language=language)
+    feishu = channel(openapi, http, language=language)
     body = feishu.render(hashed(announcement("opened", hostile=True, huge=True)))
     card = json.loads(body)
     assert len(body.encode()) <= MAX_BYTES and card_problems(body) == []
@@ -253,8 +278,10 @@ async def test_a_huge_announcement_is_cut_to_30kb_evidence_first_and_says_so(
     assert len(action.encode()) <= MAX_BYTES and card_problems(action) == []
 
 
-async def test_a_digest_is_one_card_linking_each_incident(openapi: FakeFeishu) -> None:
-    feishu = channel(openapi, language="en")
+async def test_a_digest_is_one_card_linking_each_incident(
+    openapi: FakeFeishu, http: httpx.AsyncClient
+) -> None:
+    feishu = channel(openapi, http, language="en")
     body = feishu.render_digest(digest(30, hostile=True))
     card = json.loads(body)
     assert card_problems(body) == [] and card["header"]["template"] == "red"
@@ -278,10 +305,40 @@ def test_the_domain_is_checked_when_the_configuration_is_read() -> None:
         FeishuConfig(**common, webhook="https://x")
 
 
-async def test_a_single_giant_value_still_fits(openapi: FakeFeishu) -> None:
-    feishu = channel(openapi, language="en")
+async def test_a_single_giant_value_still_fits(openapi: FakeFeishu, http: httpx.AsyncClient) -> None:
+    feishu = channel(openapi, http, language="en")
     opened = hashed(announcement("opened"))
     giant = dataclasses.replace(opened.incident, severity="x" * 100_000, title="t" * 100_000)
     body = feishu.render(dataclasses.replace(opened, incident=giant))
     assert len(body.encode()) <= MAX_BYTES and card_problems(body) == []
     assert await feishu.send(body) is not None
+
+
+async def test_cards_go_through_channels_feishu_proxy(openapi: FakeFeishu, proxy: Pproxy) -> None:
+    settings = FeishuConfig(
+        app_id=openapi.app_id,
+        app_secret=SECRET,
+        chat_id=openapi.chat_id,
+        domain=openapi.url,
+        proxy=proxy.socks,
+    )
+    async with http_client(settings, "channels.feishu.proxy") as http:
+        feishu = FeishuChannel(settings, build_environment("en"), http)
+        handle = await feishu.send(feishu.render(hashed(announcement("opened"))))
+        await feishu.update(handle or "", feishu.render(announcement("resolved")))
+    assert handle is not None and len(openapi.messages[handle]) == 2 and openapi.token_requests == 1
+    proxy.wait_for(urlsplit(openapi.url).netloc)
+
+
+async def test_a_proxy_that_is_down_is_retryable_and_names_channels_feishu_proxy(openapi: FakeFeishu) -> None:
+    down = f"socks5h://aiops:proxy-Pw93kLm2@127.0.0.1:{free_port()}"
+    settings = FeishuConfig(
+        app_id=openapi.app_id, app_secret=SECRET, chat_id=openapi.chat_id, domain=openapi.url, proxy=down
+    )
+    async with http_client(settings, "channels.feishu.proxy") as http:
+        feishu = FeishuChannel(settings, build_environment("en"), http)
+        with pytest.raises(ChannelError) as raised:
+            await feishu.send(feishu.render(announcement("resolved")))
+    said = str(raised.value)
+    assert raised.value.retryable and "set in channels.feishu.proxy" in said
+    assert "proxy-Pw93kLm2" not in said and openapi.token_requests == 0

@@ -8,6 +8,7 @@ import hmac
 import json
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -15,10 +16,13 @@ from pydantic import SecretStr, ValidationError
 
 from aiops.channels import ChannelError, RateLimit
 from aiops.channels.feishu_webhook import FeishuWebhookChannel, FeishuWebhookConfig, sign
+from aiops.proxy import http_client
 from aiops.templating import build_environment, messages
 from tests.channels.announcements import APPROVAL, BASE_URL, announcement, digest
 from tests.channels.conftest import SECRET
-from tests.fakes.robots import MAX_BODY, Clock, FakeFeishuRobot, feishu_card_problem
+from tests.fakes.robots import MAX_BODY, TOKEN, Clock, FakeFeishuRobot, feishu_card_problem
+from tests.support.binaries import free_port
+from tests.support.proxy import Pproxy
 
 PURPOSES = ("opened", "updated", "resolved", "action")
 LANGUAGES = ("zh-CN", "en")
@@ -309,3 +313,30 @@ def test_routing_chooses_incidents_and_mentions(http: httpx.AsyncClient) -> None
         {"severity": "info"}
     )
     assert channel.routing.mentions_for("critical") == ("ou_3f9a",)
+
+
+async def test_a_robot_posts_through_its_proxy(
+    feishu_robot: FakeFeishuRobot, clock: Clock, proxy: Pproxy
+) -> None:
+    config = FeishuWebhookConfig(
+        name="oncall", url=feishu_robot.url, secret=SecretStr(SECRET), proxy=proxy.socks
+    )
+    async with http_client(config, "channels.feishu_webhook[0].proxy") as http:
+        channel = FeishuWebhookChannel(config, build_environment("en"), http, clock=clock)
+        await channel.send(channel.render(announcement("opened")))
+    assert len(feishu_robot.messages) == 1
+    proxy.wait_for(urlsplit(feishu_robot.url).netloc)
+
+
+async def test_a_robot_behind_a_proxy_that_is_down_is_retryable_and_names_it(
+    feishu_robot: FakeFeishuRobot,
+) -> None:
+    down = f"http://aiops:proxy-Hb62tYw1@127.0.0.1:{free_port()}"
+    config = FeishuWebhookConfig(name="oncall", url=feishu_robot.url, proxy=down)
+    async with http_client(config, "channels.feishu_webhook[0].proxy") as http:
+        channel = FeishuWebhookChannel(config, build_environment("en"), http)
+        with pytest.raises(ChannelError) as raised:
+            await channel.send(channel.render(announcement("opened")))
+    said = str(raised.value)
+    assert raised.value.retryable and "set in channels.feishu_webhook[0].proxy" in said
+    assert "proxy-Hb62tYw1" not in said and TOKEN not in said and feishu_robot.messages == []

@@ -15,7 +15,7 @@ import dataclasses
 import json
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -303,7 +303,7 @@ def report(results: Sequence[CaseResult]) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        cost = f"{r.usage.cost:.5f}" if r.usage else "—"
+        cost = _cost(r.usage.cost) if r.usage else "—"
         lines.append(
             f"| {r.name} | {r.recall:.2f} | {r.prompt_tokens} | {r.naive_tokens} | {r.ratio:.3f} | {r.naive_recall:.2f} | "
             f"{'yes' if r.passed else 'no'} | {r.seconds:.1f} | {cost} |"
@@ -316,9 +316,19 @@ def report(results: Sequence[CaseResult]) -> str:
         f"| **all** | {recall:.2f} | {total_prompt} | {total_naive} | {total_prompt / max(1, total_naive):.3f} | "
         f"{naive_recall:.2f} | "
         f"{sum(r.passed for r in results)}/{len(results)} | {sum(r.seconds for r in results):.1f} | "
-        f"{sum(r.usage.cost for r in results if r.usage):.5f} |"
+        f"{_cost(_total(r.usage.cost for r in results if r.usage))} |"
     )
     return "\n".join(lines)
+
+
+def _total(costs: Iterable[float | None]) -> float | None:
+    """A sum with an unknown part is unknown."""
+    known = list(costs)
+    return None if None in known else sum(cost for cost in known if cost is not None)
+
+
+def _cost(cost: float | None) -> str:
+    return "unknown" if cost is None else f"{cost:.5f}"
 
 
 def folder_of(name: str) -> Path:

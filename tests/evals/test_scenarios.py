@@ -172,7 +172,7 @@ def _recorded_text(scenario: Scenario) -> str:
     """Everything the prompt is built from, secrets redacted as the pipeline redacts them. Whether the facts
     survive the pipeline's summaries is `test_evals.py`'s question; here, whether they are in the data at all."""
     match = RunbookLibrary(scenario.runbooks).match(scenario.alert)
-    parts = [scenario.payload_text, match.reason]
+    parts = [scenario.payload_text, str(match.reason)]
     for answer in scenario.prometheus:
         for series in answer.series:
             parts.append(json.dumps(dict(series.metric)))

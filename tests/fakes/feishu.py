@@ -11,7 +11,7 @@
 - `fail(...)` scripts the next answers of the message API: a rate limit (HTTP 429, 99991400, x-ogw-ratelimit-reset),
   an internal error (HTTP 500) or a gateway's HTML page (HTTP 502).
 
-lark-oapi caches tenant tokens per app_id for the whole process, so each fake has an app_id of its own.
+Each fake has an app_id of its own, so that no token or message of one test meets another's.
 
 `FeishuCallbacks` builds what Feishu POSTs to the callback URL: `card.action.trigger` (schema 2.0) and
 `url_verification` payloads, encrypted and signed as Feishu does when the app has an Encrypt Key.

@@ -146,4 +146,7 @@ async def test_usage_and_cost(fake_minimax: FakeMiniMax) -> None:
     assert completion.usage.prompt_tokens > 0 and completion.usage.completion_tokens > 0
     client = client_for(fake_minimax, prices={"MiniMax-M2.7": {"input": 1.0, "output": 2.0}})
     assert client.cost(Usage(prompt_tokens=1_000_000, completion_tokens=500_000)) == pytest.approx(2.0)
-    assert client_for(fake_minimax, model="unpriced").cost(Usage(prompt_tokens=10)) == 0.0
+    assert (
+        client_for(fake_minimax, model="unpriced").cost(Usage(prompt_tokens=10)) == 0.0
+    )  # local: on loopback
+    assert client_for(fake_minimax, model="unpriced", local=False).cost(Usage(prompt_tokens=10)) is None

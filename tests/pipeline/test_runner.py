@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from aiops.i18n import english
 from aiops.store import incidents
 from tests.conftest import DATA
 from tests.fakes.prometheus import FakePrometheus
@@ -32,7 +33,7 @@ async def test_prometheus_down_is_recorded_and_the_incident_is_still_announced(
     assert detail is not None
     [triage] = detail["triages"]
     [error] = triage["errors"]
-    assert error["stage"] == "evidence:prometheus" and "is unreachable" in error["message"]
+    assert error["stage"] == "evidence:prometheus" and "is unreachable" in english(error["message"])
     assert triage["diagnosis"]["source"] == "offline"
     assert any(event["kind"] == "stage_failed" for event in detail["timeline"])
     assert [(n["purpose"], n["state"]) for n in detail["notifications"]] == [("opened", "sent")]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from aiops.i18n import say
 from aiops.models import Alert
 from aiops.runbooks.library import UNCOMMITTED, RunbookLibrary, git_commit
 
@@ -62,7 +63,7 @@ def test_runbook_url_points_into_the_folder(tmp_path: Path, library: RunbookLibr
     write(tmp_path, "disk/HostOutOfDiskSpace.md", "# Disk\n")
     write(tmp_path, "HostOutOfDiskSpace.md", claims("HostOutOfDiskSpace"))  # would win by rules (b) and (c)
     found = library.match(alert(runbook_url=url))
-    assert (found.path, found.reason) == ("disk/HostOutOfDiskSpace.md", "runbook_url annotation")
+    assert (found.path, str(found.reason)) == ("disk/HostOutOfDiskSpace.md", "runbook_url annotation")
 
 
 def test_runbook_url_as_file_url_and_absolute_path(tmp_path: Path, library: RunbookLibrary) -> None:
@@ -95,7 +96,7 @@ def test_runbook_url_elsewhere_falls_through(tmp_path: Path, library: RunbookLib
     write(tmp_path, "disk/HostOutOfDiskSpace.md", "# Disk\n")
     write(tmp_path, "HostOutOfDiskSpace.md", claims("HostOutOfDiskSpace"))
     found = library.match(alert(runbook_url=url))
-    assert (found.path, found.reason) == ("HostOutOfDiskSpace.md", "front matter alerts")
+    assert (found.path, str(found.reason)) == ("HostOutOfDiskSpace.md", "front matter alerts")
 
 
 # (b) front matter
@@ -105,12 +106,12 @@ def test_front_matter_alerts_and_matchers(tmp_path: Path, library: RunbookLibrar
     write(tmp_path, "critical.md", claims("HostOutOfDiskSpace", 'severity="critical"'))
     write(tmp_path, "warning.md", claims("HostOutOfDiskSpace", 'severity=~"warn.*"'))
     found = library.match(alert(severity="critical"))
-    assert (found.path, found.reason) == ("critical.md", "front matter alerts + 1 matcher")
+    assert (found.path, str(found.reason)) == ("critical.md", "front matter alerts + 1 matcher")
     assert library.match(alert(severity="warning")).path == "warning.md"
     none = library.match(alert(severity="info"))
     assert none.path is None
     assert none.commit is None
-    assert none.reason.startswith("no runbook for HostOutOfDiskSpace: ")
+    assert str(none.reason).startswith("no runbook for HostOutOfDiskSpace: ")
 
 
 def test_most_matchers_wins_then_path_order(tmp_path: Path, library: RunbookLibrary) -> None:
@@ -119,7 +120,7 @@ def test_most_matchers_wins_then_path_order(tmp_path: Path, library: RunbookLibr
     write(tmp_path, "c_db_prod.md", claims("HostOutOfDiskSpace", 'team="db"', 'env!="dev"'))
     write(tmp_path, "d_db_prod_too.md", claims("HostOutOfDiskSpace", 'team="db"', 'env="prod"'))
     found = library.match(alert(team="db", env="prod"))
-    assert (found.path, found.reason) == ("c_db_prod.md", "front matter alerts + 2 matchers")
+    assert (found.path, str(found.reason)) == ("c_db_prod.md", "front matter alerts + 2 matchers")
     assert library.match(alert(team="db", env="dev")).path == "b_db.md"
     assert library.match(alert(team="web")).path == "a_general.md"
 
@@ -138,13 +139,16 @@ def test_file_name_case_sensitive_first(tmp_path: Path, library: RunbookLibrary)
     write(tmp_path, "a/hostoutofdiskspace.md", "# lower\n")
     write(tmp_path, "b/HostOutOfDiskSpace.md", "# exact\n")
     found = library.match(alert())
-    assert (found.path, found.reason) == ("b/HostOutOfDiskSpace.md", "file name")
+    assert (found.path, str(found.reason)) == ("b/HostOutOfDiskSpace.md", "file name")
 
 
 def test_file_name_ignoring_case(tmp_path: Path, library: RunbookLibrary) -> None:
     write(tmp_path, "kubernetes/kubepodcrashlooping.md", "# Crash looping\n")
     found = library.match(alert("KubePodCrashLooping"))
-    assert (found.path, found.reason) == ("kubernetes/kubepodcrashlooping.md", "file name (ignoring case)")
+    assert (found.path, str(found.reason)) == (
+        "kubernetes/kubepodcrashlooping.md",
+        "file name (ignoring case)",
+    )
 
 
 def test_file_name_does_not_override_front_matter(tmp_path: Path, library: RunbookLibrary) -> None:
@@ -154,7 +158,9 @@ def test_file_name_does_not_override_front_matter(tmp_path: Path, library: Runbo
     assert library.match(alert(severity="critical")).path == "HostOutOfDiskSpace.md"
     assert library.match(alert(severity="info")).path is None  # its matchers said no
     assert library.match(alert("HostOutOfMemory")).path is None  # it covers another alert
-    assert library.match(alert("KubePodCrashLooping")).reason == "file name"  # front matter without alerts
+    assert (
+        str(library.match(alert("KubePodCrashLooping")).reason) == "file name"
+    )  # front matter without alerts
 
 
 def test_no_runbook_is_said_plainly(tmp_path: Path, library: RunbookLibrary) -> None:
@@ -162,16 +168,20 @@ def test_no_runbook_is_said_plainly(tmp_path: Path, library: RunbookLibrary) -> 
     found = library.match(alert("NodeDown", runbook_url="https://wiki.example.com/NodeDown"))
     assert found.path is None
     assert found.commit is None
-    assert found.reason == (
+    assert str(found.reason) == (
         "no runbook for NodeDown: runbook_url https://wiki.example.com/NodeDown is not in the runbooks folder; "
         "none of 1 runbook claims it in front matter and no file is named NodeDown.md"
+    )
+    assert say(found.reason, "zh-CN") == (
+        "没有处置手册覆盖 NodeDown：runbook_url https://wiki.example.com/NodeDown 不在处置手册目录中；"
+        "1 份处置手册的 front matter 都没有列出它，也没有名为 NodeDown.md 的文件"
     )
 
 
 def test_missing_folder(tmp_path: Path) -> None:
     found = RunbookLibrary(tmp_path / "absent").match(alert())
     assert found.path is None
-    assert "is not a folder" in found.reason
+    assert "does not exist" in str(found.reason)
 
 
 def test_broken_files_are_skipped_and_reported(tmp_path: Path, library: RunbookLibrary) -> None:
@@ -332,7 +342,7 @@ def test_community_collection_loads_without_edits(tmp_path: Path, library: Runbo
         ("HostOutOfInodes", "node/HostOutOfInodes.md"),
     ]:
         found = library.match(alert(name, instance="db1:9100"))
-        assert (found.path, found.reason) == (path, "file name")
+        assert (found.path, str(found.reason)) == (path, "file name")
 
 
 def test_a_readme_is_not_a_runbook(tmp_path: Path) -> None:

@@ -100,7 +100,7 @@ async def gather_one(sshd: SshServer, action_id: str, **labels: str) -> Evidence
 async def test_output_comes_back_folded(sshd: SshServer) -> None:
     evidence = await gather_one(sshd, "worker-log")
     assert evidence.source == "ssh" and evidence.error is None
-    assert evidence.title == "worker.md: worker-log on web-1"
+    assert str(evidence.title) == "worker.md: worker-log on web-1"
     assert evidence.query.startswith("sh -c 'i=0; while")
     assert len(evidence.lines) == 1, evidence.lines
     assert evidence.lines[0].startswith("×500  worker <NUM> finished job in <NUM> ms")
@@ -113,7 +113,7 @@ async def test_a_limit_reads_only_the_last_lines(sshd: SshServer) -> None:
 
 async def test_secrets_in_the_output_are_redacted(sshd: SshServer) -> None:
     evidence = await gather_one(sshd, "config-dump")
-    text = "\n".join(evidence.lines)
+    text = "\n".join(map(str, evidence.lines))
     assert "hunter2" not in text and "abcdefghijklmnop1234" not in text
     assert "password=«redacted»" in text and "10.0.0.5" in text
 
@@ -127,7 +127,7 @@ async def test_parameters_come_from_labels(sshd: SshServer) -> None:
 async def test_an_unsafe_label_is_refused_and_nothing_runs(sshd: SshServer, tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     evidence = await gather_one(sshd, "unit-status", service=f"x; touch {marker}")
-    assert evidence.error is not None and evidence.error.startswith(
+    assert evidence.error is not None and str(evidence.error).startswith(
         "refused: unit-status: parameter 'unit' from labels.service is 'x; touch "
     )
     assert evidence.lines == () and not marker.exists()
@@ -135,13 +135,13 @@ async def test_an_unsafe_label_is_refused_and_nothing_runs(sshd: SshServer, tmp_
 
 async def test_a_failing_command_keeps_its_output(sshd: SshServer) -> None:
     evidence = await gather_one(sshd, "failing")
-    assert evidence.error == "exit status 2"
+    assert str(evidence.error) == "exit status 2"
     assert evidence.lines == ("disk check: sda1 has errors", "stderr: fsck needed")
 
 
 async def test_a_slow_command_is_stopped_with_what_it_said(sshd: SshServer) -> None:
     evidence = await gather_one(sshd, "slow")
-    assert evidence.error is not None and evidence.error.startswith("stopped at its deadline")
+    assert evidence.error is not None and str(evidence.error).startswith("stopped at its deadline")
     assert evidence.lines == ("partial",)
 
 
@@ -159,13 +159,16 @@ restart-worker:
 """
     )
     [evidence] = await source(sshd, catalog).gather(correlation(), runbook("restart-worker"))
-    assert evidence.error == "refused: restart-worker has risk high; only risk: read actions run as evidence"
+    assert (
+        str(evidence.error)
+        == "refused: restart-worker has risk high; only risk: read actions run as evidence"
+    )
     assert not marker.exists()
 
 
 async def test_refusals(sshd: SshServer) -> None:
     found = await source(sshd).gather(correlation(), runbook("no-such-action", "grep-for"))
-    assert [evidence.error for evidence in found] == [
+    assert [str(evidence.error) for evidence in found] == [
         "refused: 'no-such-action' is not an action in actions.yml",
         "refused: grep-for: parameter 'needle' comes from a proposal, and there is none",
     ]
@@ -173,14 +176,14 @@ async def test_refusals(sshd: SshServer) -> None:
 
 async def test_an_unknown_host_is_named(sshd: SshServer) -> None:
     evidence = await gather_one(sshd, "worker-log", instance="web-9:9100")
-    assert evidence.title == "worker.md: worker-log on web-9:9100"
+    assert str(evidence.title) == "worker.md: worker-log on web-9:9100"
     assert evidence.error is not None
-    assert "'web-9:9100'" in evidence.error and "hosts:" in evidence.error
+    assert "'web-9:9100'" in str(evidence.error) and "hosts:" in str(evidence.error)
 
 
 async def test_commands_run_together_and_fail_alone(sshd: SshServer) -> None:
     found = await source(sshd).gather(correlation(), runbook("slow", "failing", "worker-log", "config-dump"))
-    assert [evidence.title.split(": ")[1] for evidence in found] == [
+    assert [str(evidence.title).split(": ")[1] for evidence in found] == [
         "slow on web-1",
         "failing on web-1",
         "worker-log on web-1",
@@ -193,7 +196,7 @@ async def test_an_execution_error_is_evidence_not_an_exception(sshd: SshServer) 
     inventory = Inventory({"web-1": sshd.host(known_hosts=sshd.root / "absent")})
     commands = CommandSource(parse_catalog(CATALOG), inventory, SshExecutor(inventory))
     [evidence] = await commands.gather(correlation(), runbook("worker-log"))
-    assert evidence.error is not None and "known_hosts" in evidence.error
+    assert evidence.error is not None and "known_hosts" in str(evidence.error)
 
 
 async def test_no_command_queries_no_evidence(sshd: SshServer) -> None:

@@ -41,11 +41,11 @@ async def test_past_incidents_of_the_same_alert_and_target(app_for: Any, engine:
             await run(client, services, episode(starts, instance, "resolved"))
         triage = await run(client, services, episode("2026-11-24T03:00:00Z", "web-1:9100"))
     [history] = [item for item in triage.evidence if item.source == "history"]
-    assert history.title == "past HostOutOfDiskSpace incidents on instance=web-1:9100"
-    assert [line.split(" ")[0] for line in history.lines] == ["#4", "#3"], (
+    assert str(history.title) == "past HostOutOfDiskSpace incidents on instance=web-1:9100"
+    assert [str(line).split(" ")[0] for line in history.lines] == ["#4", "#3"], (
         "newest first, db-1 left out, limit 2"
     )
-    assert "resolved after" in history.lines[0]
+    assert "resolved after" in str(history.lines[0])
 
 
 async def test_no_history_is_said_plainly(app_for: Any, engine: AsyncEngine) -> None:

@@ -118,7 +118,7 @@ async def test_repeated_lines_are_folded_with_counts(fake_loki: FakeLoki, starts
     fake_loki.add(r'job="api"', [stream({"job": "api"}, lines_at(starts, lines))])
     [evidence] = await gather(fake_loki, starts, limit=5000)
     assert evidence.error is None
-    heading, first, second, *rest = evidence.lines
+    heading, first, second, *rest = map(str, evidence.lines)
     assert heading == "1001 lines from 1 stream, 2 templates"
     assert first.startswith("×1000  dial tcp <IP>:<NUM>: connect: connection refused")
     assert (
@@ -150,7 +150,7 @@ async def test_streams_are_merged_oldest_first(fake_loki: FakeLoki, starts: date
         f"{clock[1]}  second: upstream reset",
         f"{clock[2]}  third: retry gave up",
     )
-    assert evidence.lines[0] == "3 lines from 2 streams"
+    assert str(evidence.lines[0]) == "3 lines from 2 streams"
 
 
 async def test_secrets_in_log_lines_are_redacted(fake_loki: FakeLoki, starts: datetime) -> None:
@@ -163,7 +163,7 @@ async def test_secrets_in_log_lines_are_redacted(fake_loki: FakeLoki, starts: da
     ]
     fake_loki.add(r"api", [stream({"job": "api"}, lines_at(starts, lines))])
     [evidence] = await gather(fake_loki, starts)
-    text = "\n".join(evidence.lines)
+    text = "\n".join(map(str, evidence.lines))
     for secret in ("hunter2", "abcdefghijklmnop0123456789", "MIIEpAIBAAKCAQEA1xq3ZyQ8c0w"):
         assert secret not in text
     assert "password=«redacted»" in text and "Authorization: Bearer «redacted»" in text
@@ -175,7 +175,7 @@ async def test_reaching_the_limit_is_said(fake_loki: FakeLoki, starts: datetime)
     [evidence] = await gather(fake_loki, starts)
     assert fake_loki.requests[0].params["limit"] == "500"
     assert (
-        evidence.lines[0]
+        str(evidence.lines[0])
         == "500 lines from 1 stream, 1 template; limit of 500 lines reached: older lines not read"
     )
     assert evidence.lines[-1].endswith("request 599 failed: upstream timeout"), (
@@ -196,7 +196,7 @@ async def test_a_refused_query_is_not_sent(fake_loki: FakeLoki, starts: datetime
     refused = RunbookQuery("bad", "logql", '{job="{{ labels.job }}"}', 600, error="label job is not a string")
     promql = RunbookQuery("cpu", "promql", "up", 600)
     [evidence] = await gather(fake_loki, starts, runbook(refused, promql))
-    assert (evidence.title, evidence.error) == ("api.md: bad", "refused: label job is not a string")
+    assert (evidence.title, str(evidence.error)) == ("api.md: bad", "refused: label job is not a string")
     assert fake_loki.requests == []
 
 
@@ -237,7 +237,7 @@ async def test_loki_error_text_is_surfaced(fake_loki: FakeLoki, starts: datetime
     fake_loki.error = (400, "parse error at line 1, col 16: syntax error: unexpected IDENTIFIER\n")
     [evidence] = await gather(fake_loki, starts)
     assert (
-        evidence.error
+        str(evidence.error)
         == "Loki answered HTTP 400: parse error at line 1, col 16: syntax error: unexpected IDENTIFIER"
     )
     assert evidence.window_start is not None
@@ -246,8 +246,10 @@ async def test_loki_error_text_is_surfaced(fake_loki: FakeLoki, starts: datetime
 async def test_a_long_error_is_cut(fake_loki: FakeLoki, starts: datetime) -> None:
     fake_loki.error = (500, {"status": "error", "errorType": "internal", "error": "rpc error: " + "x" * 1000})
     [evidence] = await gather(fake_loki, starts)
-    assert evidence.error is not None and evidence.error.startswith("Loki answered HTTP 500: rpc error: xxx")
-    assert len(evidence.error) < 360 and evidence.error.endswith("…")
+    assert evidence.error is not None and str(evidence.error).startswith(
+        "Loki answered HTTP 500: rpc error: xxx"
+    )
+    assert len(str(evidence.error)) < 360 and str(evidence.error).endswith("…")
 
 
 @pytest.mark.parametrize(
@@ -263,7 +265,11 @@ async def test_http_errors_say_what_to_check(
 ) -> None:
     fake_loki.error = (status, "no org id\n")
     [evidence] = await gather(fake_loki, starts)
-    assert evidence.error is not None and hint in evidence.error and evidence.error.endswith(": no org id")
+    assert (
+        evidence.error is not None
+        and hint in str(evidence.error)
+        and str(evidence.error).endswith(": no org id")
+    )
 
 
 async def test_a_loki_status_error_is_surfaced(fake_loki: FakeLoki, starts: datetime) -> None:
@@ -272,13 +278,13 @@ async def test_a_loki_status_error_is_surfaced(fake_loki: FakeLoki, starts: date
         {"status": "error", "errorType": "bad_data", "error": "max entries limit exceeded"},
     )
     [evidence] = await gather(fake_loki, starts)
-    assert evidence.error == "Loki refused the query: max entries limit exceeded"
+    assert str(evidence.error) == "Loki refused the query: max entries limit exceeded"
 
 
 async def test_a_body_that_is_not_json(fake_loki: FakeLoki, starts: datetime) -> None:
     fake_loki.error = (200, "<html><body>Sign in to continue</body></html>")
     [evidence] = await gather(fake_loki, starts)
-    assert evidence.error == (
+    assert str(evidence.error) == (
         "Loki answered HTTP 200 with a body that is not JSON: <html><body>Sign in to continue</body></html>"
     )
 
@@ -296,13 +302,13 @@ async def test_an_answer_of_the_wrong_shape(
 ) -> None:
     fake_loki.error = (200, {"status": "success", "data": data})
     [evidence] = await gather(fake_loki, starts)
-    assert evidence.error is not None and says in evidence.error
+    assert evidence.error is not None and says in str(evidence.error)
 
 
 async def test_a_slow_loki_times_out(fake_loki: FakeLoki, starts: datetime) -> None:
     fake_loki.delay = 2
     [evidence] = await gather(fake_loki, starts, timeout="300ms")
-    assert evidence.error == "Loki did not answer within 0.3s (loki.timeout)"
+    assert str(evidence.error) == "Loki did not answer within 0.3s (loki.timeout)"
 
 
 async def test_an_unreachable_loki(starts: datetime) -> None:
@@ -310,14 +316,14 @@ async def test_an_unreachable_loki(starts: datetime) -> None:
         source = LokiSource(LokiConfig(url=f"http://reader:{TOKEN}@127.0.0.1:9"), client)
         [evidence] = await source.gather(correlation(starts), runbook())
     assert evidence.error is not None
-    assert evidence.error.startswith("Loki at http://127.0.0.1:9 is unreachable (check loki.url): ")
-    assert TOKEN not in evidence.error
+    assert str(evidence.error).startswith("Loki at http://127.0.0.1:9 is unreachable (check loki.url): ")
+    assert TOKEN not in str(evidence.error)
 
 
 async def test_an_unconfigured_loki(starts: datetime) -> None:
     async with httpx.AsyncClient() as client:
         [evidence] = await LokiSource(LokiConfig(), client).gather(correlation(starts), runbook())
-    assert evidence.error is not None and evidence.error.startswith("loki.url is not configured")
+    assert evidence.error is not None and str(evidence.error).startswith("loki.url is not configured")
 
 
 async def test_the_bearer_token_never_appears_in_errors(fake_loki: FakeLoki, starts: datetime) -> None:
@@ -325,8 +331,8 @@ async def test_the_bearer_token_never_appears_in_errors(fake_loki: FakeLoki, sta
     fake_loki.error = (403, f"forbidden: Authorization: Bearer {TOKEN} is not allowed for tenant team-a")
     [evidence] = await gather(fake_loki, starts, bearer_token=TOKEN, tenant="team-a")
     assert fake_loki.requests[0].headers["Authorization"] == f"Bearer {TOKEN}"
-    assert evidence.error is not None and TOKEN not in evidence.error
-    assert "forbidden: Authorization: Bearer «redacted» is not allowed" in evidence.error
+    assert evidence.error is not None and TOKEN not in str(evidence.error)
+    assert "forbidden: Authorization: Bearer «redacted» is not allowed" in str(evidence.error)
 
 
 def test_config_limits() -> None:

@@ -68,7 +68,7 @@ async def test_many_series_are_reduced(fake_prometheus: FakePrometheus) -> None:
 async def test_query_errors_are_reported(fake_prometheus: FakePrometheus) -> None:
     fake_prometheus.error = (400, "bad_data", 'parse error at char 5: unexpected "}"')
     [evidence] = await gather(fake_prometheus)
-    assert evidence.error == (
+    assert str(evidence.error) == (
         'Prometheus refused the query (HTTP 400, bad_data): parse error at char 5: unexpected "}"'
     )
 
@@ -76,14 +76,14 @@ async def test_query_errors_are_reported(fake_prometheus: FakePrometheus) -> Non
 async def test_a_slow_prometheus_times_out(fake_prometheus: FakePrometheus) -> None:
     fake_prometheus.delay = 2
     [evidence] = await gather(fake_prometheus, timeout="300ms")
-    assert evidence.error == "Prometheus did not answer within 0.3s"
+    assert str(evidence.error) == "Prometheus did not answer within 0.3s"
 
 
 async def test_an_unreachable_prometheus() -> None:
     async with httpx.AsyncClient() as client:
         source = PrometheusSource(PrometheusConfig(url="http://127.0.0.1:9"), client)
         [evidence] = await source.gather(correlation(), NO_RUNBOOK)
-    assert evidence.error is not None and evidence.error.startswith(
+    assert evidence.error is not None and str(evidence.error).startswith(
         "Prometheus at http://127.0.0.1:9 is unreachable"
     )
 
@@ -123,7 +123,7 @@ async def test_the_runbook_queries_are_evidence_too(fake_prometheus: FakePrometh
     assert (free.title, free.error, free.series[0].max) == ("disk.md: free_ratio", None, 95.0)
     assert free.window_end is not None and free.window_start is not None
     assert (free.window_end - free.window_start).total_seconds() == 6 * 3600
-    assert bad.error == "refused: stands outside a string" and not bad.series
+    assert str(bad.error) == "refused: stands outside a string" and not bad.series
     assert [r["query"] for r in fake_prometheus.requests].count(
         'node_filesystem_avail_bytes{instance="web-1:9100"}'
     ) == 1

@@ -48,6 +48,18 @@ async def test_detail_has_everything(app_for: Any) -> None:
     assert missing.status_code == 404 and missing.json() == {"error": "no incident 99"}
 
 
+async def test_a_message_is_its_key_its_values_and_its_text_in_the_servers_language(app_for: Any) -> None:
+    async with app_for() as (client, services):
+        await open_incidents(client, services, 1)
+        detail = (await client.get("/api/v1/incidents/1")).json()
+    reason = detail["triages"][0]["runbook"]["reason"]
+    assert (reason["key"], reason["params"]["alert"]) == ("runbook_none_url", "HostOutOfDiskSpace")
+    assert reason["text"].startswith("没有处置手册覆盖 HostOutOfDiskSpace：runbook_url")  # zh-CN, the default
+    assert reason["english"].startswith("no runbook for HostOutOfDiskSpace: runbook_url")
+    opened = detail["timeline"][0]["message"]
+    assert (opened["key"], opened["text"]) == ("event_opened", "由 HostOutOfDiskSpace 触发")
+
+
 async def test_bad_queries_name_the_parameter(app_for: Any) -> None:
     async with app_for() as (client, _):
         assert (await client.get("/api/v1/incidents?status=closed")).json()["error"].startswith("status:")
@@ -132,7 +144,9 @@ async def test_before_past_64_bits_is_refused_by_name(app_for: Any) -> None:
             assert answer.status_code == 400, before
             assert answer.json()["error"] == "before: must be between 0 and 9223372036854775807"
         page = await client.get("/", params={"before": str(2**64)})
-    assert page.status_code == 400 and "before: must be between" in page.text
+    assert (
+        page.status_code == 400 and "before 必须在 0 到 9223372036854775807 之间" in page.text
+    )  # zh-CN, the default
 
 
 async def test_only_ascii_digits_are_numbers(app_for: Any) -> None:

@@ -48,6 +48,7 @@ from aiops.channels.dingtalk.card import Cards
 from aiops.channels.dingtalk.config import DingTalkConfig
 from aiops.channels.dingtalk.openapi import OpenApi
 from aiops.channels.routing import Routing
+from aiops.models import Text
 
 __all__ = ["DingTalkChannel", "DingTalkConfig"]
 
@@ -81,7 +82,7 @@ class DingTalkChannel:
         """The card keys a click changes: the proposals' states, whether buttons stay, what was decided."""
         return self._cards.decision(outcome, proposal, proposals, who)
 
-    def notice(self, outcome: str, who: str, reason: str = "") -> str:
+    def notice(self, outcome: str, who: str, reason: Text = "") -> str:
         """What the person who clicked is told (their private card data)."""
         return self._cards.notice(outcome, who, reason)
 

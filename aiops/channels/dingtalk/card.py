@@ -15,6 +15,7 @@ from typing import Any, cast
 from jinja2 import Environment
 
 from aiops.channels import Announcement, Digest, digest_title
+from aiops.models import Text
 
 # Bytes of a message body. DingTalk does not document a limit for card data; the service keeps every chat message
 # under 20 KB, which DingTalk's robots also impose.
@@ -80,6 +81,7 @@ class Cards:
         self._t = cast(Callable[..., str], templates.globals["t"])
         self._shell: Callable[[Any], str] = templates.filters["shell"]
         self._when: Callable[[Any], str] = templates.filters["when"]
+        self._say: Callable[[Any], str] = templates.filters["say"]
 
     def announcement(self, announcement: Announcement) -> str:
         mentions = {staff: staff for staff in announcement.mentions}
@@ -116,8 +118,8 @@ class Cards:
             params["last_action"] = self._text("decision.md.j2", outcome=outcome, p=proposal, who=who)
         return _body(params, {})
 
-    def notice(self, outcome: str, who: str, reason: str) -> str:
-        return self._t(f"dingtalk_notice_{outcome}", who=who, reason=reason)
+    def notice(self, outcome: str, who: str, reason: Text) -> str:
+        return self._t(f"dingtalk_notice_{outcome}", who=who, reason=self._say(reason))
 
     def _params(self, announcement: Announcement, detail: Detail) -> dict[str, str]:
         context = {

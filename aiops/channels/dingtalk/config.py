@@ -5,13 +5,14 @@ from __future__ import annotations
 from pydantic import ConfigDict, Field, SecretStr
 
 from aiops.channels.routing import Routing
+from aiops.proxy import Proxied
 from aiops.units import HttpUrl, Seconds
 
 DINGTALK_API = "https://api.dingtalk.com"  # the international tenant uses https://api.dingtalk.io
 TOKEN_PATH = "/v1.0/oauth2/accessToken"
 
 
-class DingTalkConfig(Routing):
+class DingTalkConfig(Routing, Proxied):
     """One internal app posting cards to one group; `match` and `mentions` (from `Routing`) choose what it
     announces and whom it @mentions (staff ids)."""
 

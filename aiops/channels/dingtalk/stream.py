@@ -2,9 +2,11 @@
 
 The SDK's loop never returns and makes blocking HTTP calls, so it runs in a thread
 of its own, with its own event loop; each click is handed to the service's loop, where `Approvals.decide` runs and
-the card is edited. The SDK reads its gateway from DINGTALK_OPENAPI_ENDPOINT once, when it is imported, and opens
-the connection without a timeout; `_StreamClient` opens it at `channels.dingtalk.gateway` with one. Everything after
-that — the WebSocket, its frames, acks and reconnects — is the SDK's.
+the card is edited. The SDK reads its gateway from DINGTALK_OPENAPI_ENDPOINT once, when it is imported, opens the
+connection without a timeout, and opens the WebSocket with `websockets.connect(uri)`, which follows the
+environment's proxy variables and no other. `_StreamClient` asks for the connection at `channels.dingtalk.gateway`
+with a timeout, and opens both through `channels.dingtalk.proxy` when it is set (directly otherwise); the frames,
+their routing to handlers, the acks and the pings are the SDK's.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote_plus
 
 import dingtalk_stream  # type: ignore[import-untyped]  # dingtalk-stream ships no type hints
 import httpx
+import websockets
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aiops.actions.approvals import Actor, Approvals, Decision
@@ -26,10 +30,14 @@ from aiops.channels.dingtalk import DingTalkChannel
 from aiops.channels.dingtalk.card import HASH_PREFIX
 from aiops.channels.dingtalk.config import DingTalkConfig
 from aiops.channels.listener import ListenerThread
+from aiops.models import Text
+from aiops.proxy import ProxyUrl, through
 from aiops.store import actions
 
 log = logging.getLogger("aiops.channels.dingtalk")
 OPEN_CONNECTION = "/v1.0/gateway/connections/open"
+PROXY_SETTING = "channels.dingtalk.proxy"
+RECONNECT = 10.0  # seconds before the next try after the connection failed, as the SDK waits
 CARD_CALLBACK = "/v1.0/card/instances/callback"  # dingtalk_stream.Card_Callback_Router_Topic
 _DECISIONS = {"approve": True, "reject": False}
 # Outcomes after which the card shows the proposals' new states; a refusal or an unknown proposal changes nothing.
@@ -141,7 +149,7 @@ class DingTalkCallbacks(ListenerThread):
         except ChannelError as error:
             log.warning("dingtalk %s: the card could not show the decision: %s", self._config.name, error)
 
-    def _answer(self, user: object, outcome: str, reason: str = "") -> dict[str, Any]:
+    def _answer(self, user: object, outcome: str, reason: Text = "") -> dict[str, Any]:
         if not isinstance(user, str) or not user:
             return {}
         notice = self._channel.notice(outcome, user, reason)
@@ -199,13 +207,64 @@ class _CardHandler(dingtalk_stream.CallbackHandler):  # type: ignore[misc]  # an
 
 
 class _StreamClient(dingtalk_stream.DingTalkStreamClient):  # type: ignore[misc]  # an untyped SDK base class
-    """The SDK's client, opening its connection at the configured gateway and with a timeout."""
+    """The SDK's client, asking for its connection at the configured gateway with a timeout, and connecting
+    through `channels.dingtalk.proxy` when it is set."""
 
     def __init__(self, config: DingTalkConfig, logger: logging.Logger) -> None:
         secret = config.client_secret.get_secret_value()
         super().__init__(dingtalk_stream.Credential(config.client_id, secret), logger=logger)
+        self._config = config
         self._open_url = config.gateway_endpoint + OPEN_CONNECTION
         self._timeout = config.timeout
+        self._tasks: set[asyncio.Task[Any]] = set()  # the SDK's handling of each frame, kept until it ends
+
+    async def start(self) -> None:
+        """The SDK's `start`: ask for a connection, open it, hand each frame to the SDK, and start again when it
+        closes (after a pause when it failed). Unlike the SDK's, it opens the WebSocket through the channel's proxy,
+        or directly: never through one named only in the environment (websockets ≥ 15 would follow it)."""
+        self.pre_start()
+        while True:
+            connection = self.open_connection()
+            if connection is None:
+                await asyncio.sleep(RECONNECT)
+                continue
+            uri = f"{connection['endpoint']}?ticket={quote_plus(connection['ticket'])}"
+            if not await self._receive(uri):
+                await asyncio.sleep(RECONNECT)
+
+    async def _receive(self, uri: str) -> bool:
+        """One WebSocket, until the gateway closes it (True) or it fails (False, said in the log without the
+        ticket)."""
+        proxy = self._config.proxy_for(uri)
+        endpoint = uri.partition("?")[0]
+        try:
+            async with websockets.connect(
+                uri, proxy=proxy.url() if proxy else None, open_timeout=self._timeout
+            ) as websocket:
+                self.websocket = websocket
+                keepalive = asyncio.create_task(self.keepalive(websocket))
+                try:
+                    async for raw in websocket:
+                        self._handle(json.loads(raw))
+                finally:
+                    keepalive.cancel()
+            return True
+        except Exception as error:  # as the SDK does: whatever ended the connection, connect again
+            log.warning(
+                "dingtalk %s: the Stream connection to %s ended%s: %s: %s; connecting again in %.0fs",
+                self._config.name,
+                endpoint,
+                _via(proxy),
+                type(error).__name__,
+                error,
+                RECONNECT,
+            )
+            return False
+
+    def _handle(self, frame: Any) -> None:
+        task = asyncio.create_task(self.background_task(frame))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def open_connection(self) -> dict[str, Any] | None:
         """What the SDK's `open_connection` sends and returns; it runs on this thread's loop, which has nothing
@@ -218,13 +277,18 @@ class _StreamClient(dingtalk_stream.DingTalkStreamClient):  # type: ignore[misc]
             "ua": f"dingtalk-sdk-python/v{dingtalk_stream.version.VERSION_STRING}-union",
             "localIp": self.get_host_ip(),
         }
+        proxy = self._config.proxy_for(self._open_url)
         try:
-            response = httpx.post(self._open_url, json=body, timeout=self._timeout)
+            with httpx.Client(proxy=proxy.url() if proxy else None, trust_env=False) as client:
+                response = client.post(self._open_url, json=body, timeout=self._timeout)
             response.raise_for_status()
             answer = response.json()
         except (httpx.HTTPError, ValueError) as error:
             log.warning(
-                "dingtalk: the Stream connection could not be opened at %s: %s", self._open_url, error
+                "dingtalk: the Stream connection could not be opened at %s%s: %s",
+                self._open_url,
+                _via(proxy),
+                error,
             )
             return None
         if not isinstance(answer, dict) or not answer.get("endpoint") or not answer.get("ticket"):
@@ -233,8 +297,11 @@ class _StreamClient(dingtalk_stream.DingTalkStreamClient):  # type: ignore[misc]
         return answer
 
 
+def _via(proxy: ProxyUrl | None) -> str:
+    return f" ({through(proxy, PROXY_SETTING)})" if proxy is not None else ""
+
+
 async def _cancel(task: asyncio.Task[Any]) -> None:
-    """The SDK's loop catches one cancellation (to reconnect after it), so it is cancelled until it ends."""
-    while not task.done():
-        task.cancel()
-        await asyncio.wait({task}, timeout=0.1)
+    """Cancel the connection's task and wait for it to end."""
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)

@@ -20,6 +20,7 @@ from pydantic import ConfigDict, Field, SecretStr, field_validator
 from aiops.channels import Announcement, ChannelError, Digest, RateLimit, digest_title
 from aiops.channels.robot import Cut, Robot, fit, line, post
 from aiops.channels.routing import Routing
+from aiops.proxy import Proxied
 from aiops.units import HttpUrl, Seconds
 
 MAX_BODY = 20_000  # bytes of the request body (errcode 460101 beyond)
@@ -34,7 +35,7 @@ _TOO_LARGE = 460101
 _SECURITY = 310000  # signature, timestamp, keyword or IP allowlist
 
 
-class DingTalkWebhookConfig(Routing):
+class DingTalkWebhookConfig(Routing, Proxied):
     """One custom robot of one group; `match` and `mentions` (from `Routing`) choose what it announces and whom
     it @mentions (mobile numbers go to at.atMobiles, other ids to at.atUserIds)."""
 

@@ -1,10 +1,10 @@
 """The Feishu (Lark) app bot: each incident is one interactive card (card JSON 2.0) in a group chat, edited in place
 as the incident changes, with Approve / Reject buttons for the actions waiting for an approval.
 
-Cards are sent and edited through the Open API with lark-oapi (`openapi.py`); clicks come back to
-`POST /callbacks/feishu` (aiops/web/callbacks.py, verified by `callback.py`) or, with `callbacks: long_connection`,
-over a WebSocket aiops opens to Feishu (`longconn.py`); either way `clicks.py` decides them. lark-oapi takes over a
-second to import, so it is imported when a Feishu channel is built, not when the configuration is read.
+Cards are sent and edited through the Open API (`openapi.py`, over httpx, through `proxy` when it is set); clicks
+come back to `POST /callbacks/feishu` (aiops/web/callbacks.py, verified by `callback.py`) or, with
+`callbacks: long_connection`, over a WebSocket that lark-oapi opens to Feishu (`longconn.py`), never through a
+proxy; either way `clicks.py` decides them.
 
 ```yaml
 channels:
@@ -14,6 +14,7 @@ channels:
     chat_id: oc_0123456789abcdef
     encrypt_key: ${FEISHU_ENCRYPT_KEY}      # for POST /callbacks/feishu
     # callbacks: long_connection            # or receive clicks over a connection aiops opens to Feishu
+    # proxy: socks5h://proxy.example.com:1080   # for the Open API (the long connection cannot use one)
 ```
 """
 
@@ -22,20 +23,28 @@ from __future__ import annotations
 import urllib.parse
 from typing import Literal
 
+import httpx
 from jinja2 import Environment
 from pydantic import ConfigDict, Field, SecretStr, field_validator
 
 from aiops.channels import Announcement, Digest, RateLimit
 from aiops.channels.feishu.card import Cards
+from aiops.channels.feishu.openapi import OpenApi
 from aiops.channels.routing import Routing
+from aiops.proxy import Proxied
 from aiops.units import Seconds
 
 FEISHU_DOMAIN = "https://open.feishu.cn"
 LARK_DOMAIN = "https://open.larksuite.com"
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
+# lark-oapi 1.7.5 opens the long connection with `websockets.connect(…, proxy=None)` and offers no way to give one.
+LONG_CONNECTION_ROUTE = (
+    "direct: lark-oapi cannot open it through a proxy (it asks for its URL with requests, which follows HTTPS_PROXY "
+    "and NO_PROXY of the environment, and opens the WebSocket without one)"
+)
 
 
-class FeishuConfig(Routing):
+class FeishuConfig(Routing, Proxied):
     """One app bot posting to one group chat; `match` and `mentions` (from `Routing`) choose what it announces."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -80,14 +89,11 @@ class FeishuChannel:
     limits = RateLimit(per_minute=100, per_second=5)
     immediate = False
 
-    def __init__(self, config: FeishuConfig, templates: Environment) -> None:
-        # Imported here, not at the top: lark-oapi is heavy, and only a configured Feishu channel needs it.
-        from aiops.channels.feishu.openapi import OpenApi
-
+    def __init__(self, config: FeishuConfig, templates: Environment, http: httpx.AsyncClient) -> None:
         self.name = config.name
         self.routing: Routing = config
         self._cards = Cards(templates)
-        self._api = OpenApi(config)
+        self._api = OpenApi(config, http)
 
     def render(self, announcement: Announcement) -> str:
         return self._cards.announcement(announcement)

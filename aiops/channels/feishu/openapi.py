@@ -1,30 +1,29 @@
-"""Sending and editing cards through Feishu's Open API with lark-oapi, and what its answers mean for a retry.
+"""Sending and editing cards through Feishu's Open API, and what its answers mean for a retry.
 
-lark-oapi has no type hints, so everything it returns is read here and nowhere else. Its async calls (`acreate`,
-`apatch`) still fetch the tenant access token with a blocking `requests` call when the cached one is missing or
-due for renewal; `_tenant_token` does that fetch in a worker thread first, so the event loop never waits on it.
+Three calls, over the channel's httpx client: the tenant access token (`auth/v3/tenant_access_token/internal`), kept
+until five minutes before it expires; message create; message patch. lark-oapi's REST client is not used for them:
+it opens a new `httpx.AsyncClient()` per call and fetches its token with a blocking `requests` call, and neither
+takes a proxy other than the environment's, so `channels.feishu.proxy` could not apply to it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-from typing import Any
+import json
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import httpx
-import lark_oapi as lark  # type: ignore[import-untyped]  # lark-oapi ships no type hints
-from lark_oapi.api.im.v1 import (  # type: ignore[import-untyped]
-    CreateMessageRequest,
-    CreateMessageRequestBody,
-    PatchMessageRequest,
-    PatchMessageRequestBody,
-)
-from lark_oapi.core.exception import ObtainAccessTokenException  # type: ignore[import-untyped]
-from lark_oapi.core.token import TokenManager  # type: ignore[import-untyped]
 
 from aiops.channels import ChannelError
-from aiops.channels.feishu import FeishuConfig
 
+if TYPE_CHECKING:  # the package imports this module
+    from aiops.channels.feishu import FeishuConfig
+
+TOKEN_PATH = "/open-apis/auth/v3/tenant_access_token/internal"
+MESSAGES_PATH = "/open-apis/im/v1/messages"
 RATE_LIMITED = {99991400}  # "request trigger frequency limit": HTTP 429 with x-ogw-ratelimit-reset
 TOKEN_REJECTED = {99991661, 99991663, 99991668}  # the tenant access token is missing, invalid or expired
 # What an operator can do about the errors a misconfiguration causes.
@@ -37,98 +36,133 @@ _HINTS = {
     99991672: "grant the app the im:message scope and publish a new version of it",
 }
 _DEFAULT_RETRY = 1.0  # seconds, when a rate-limit answer does not say when to try again
+_TOKEN_MARGIN = 300.0  # seconds before its expiry that a token is replaced
 
 
 class OpenApi:
-    """The two Open API calls a card needs: create it in the chat, then patch it in place."""
+    """The two Open API calls a card needs, create it in the chat and patch it in place, and the token they share."""
 
-    def __init__(self, config: FeishuConfig) -> None:
-        self._chat_id = config.chat_id
-        self._client = (
-            lark.Client.builder()
-            .app_id(config.app_id)
-            .app_secret(config.app_secret.get_secret_value())
-            .domain(config.domain)
-            .timeout(config.timeout)
-            .log_level(lark.LogLevel.ERROR)
-            .build()
-        )
+    def __init__(
+        self, config: FeishuConfig, http: httpx.AsyncClient, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._config = config
+        self._http = http
+        self._clock = clock
+        self._token: tuple[str, float] | None = None  # (token, when to replace it, on `clock`)
+        self._fetching = asyncio.Lock()
 
     async def create(self, card: str) -> str:
         """Post the card to the chat; returns its message_id, the handle `patch` edits."""
-        body = (
-            CreateMessageRequestBody.builder()
-            .receive_id(self._chat_id)
-            .msg_type("interactive")
-            .content(card)
+        chat_id = self._config.chat_id
+        body = {
+            "receive_id": chat_id,
+            "msg_type": "interactive",
+            "content": card,
             # Feishu sends one message per uuid (per hour), so a retry after a lost answer does not post twice.
-            .uuid(hashlib.sha256(f"{self._chat_id}\n{card}".encode()).hexdigest()[:50])
-            .build()
-        )
-        request = CreateMessageRequest.builder().receive_id_type("chat_id").request_body(body).build()
-        response = await self._call(self._client.im.v1.message.acreate, request)
-        message_id = getattr(response.data, "message_id", None)
+            "uuid": hashlib.sha256(f"{chat_id}\n{card}".encode()).hexdigest()[:50],
+        }
+        answer = await self._call("POST", MESSAGES_PATH, body, {"receive_id_type": "chat_id"})
+        data = answer.get("data")
+        message_id = data.get("message_id") if isinstance(data, dict) else None
         if not isinstance(message_id, str) or not message_id:
             raise ChannelError("feishu: the answer to message create has no message_id", retryable=False)
         return message_id
 
     async def patch(self, message_id: str, card: str) -> None:
         """Replace the card behind `message_id` (cards can be edited for 14 days after they are sent)."""
-        body = PatchMessageRequestBody.builder().content(card).build()
-        request = PatchMessageRequest.builder().message_id(message_id).request_body(body).build()
-        await self._call(self._client.im.v1.message.apatch, request)
+        await self._call("PATCH", f"{MESSAGES_PATH}/{message_id}", {"content": card})
 
-    async def _call(self, method: Any, request: Any) -> Any:
-        await self._tenant_token()
+    async def _call(
+        self, method: str, path: str, body: Mapping[str, Any], params: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
+        token = await self._tenant_token()
+        response = await self._send(method, path, body, params, {"Authorization": f"Bearer {token}"})
+        answer = _json(response)
+        if response.is_success and answer is not None and answer.get("code") == 0:
+            return answer
+        raise self._failure(response, answer)
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any],
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
         try:
-            response = await method(request)
-        # ValueError: an answer that is not JSON, such as a gateway's error page
-        except (httpx.HTTPError, ValueError) as error:
+            return await self._http.request(
+                method,
+                self._config.domain + path,
+                params=params,
+                content=json.dumps(body, ensure_ascii=False).encode("utf-8"),
+                headers={"Content-Type": "application/json; charset=utf-8", **(headers or {})},
+                timeout=self._config.timeout,
+            )
+        except httpx.TransportError as error:
+            # The error's text never carries the token (a header) or the secret (the token request's body).
             raise ChannelError(f"feishu: {type(error).__name__}: {error}", retryable=True) from None
-        if not response.success():
-            raise self._failure(response)
-        return response
 
-    async def _tenant_token(self) -> None:
-        try:
-            await asyncio.to_thread(TokenManager.get_self_tenant_token, self._client.config)
-        except ObtainAccessTokenException as error:
-            raise _token_failure(error.code, error.msg) from None
-        except (OSError, ValueError) as error:  # requests' errors are OSErrors; ValueError: not JSON
-            raise ChannelError(
-                f"feishu: the tenant access token could not be fetched: {type(error).__name__}: {error}",
-                retryable=True,
-            ) from None
+    async def _tenant_token(self) -> str:
+        """The app's tenant access token, fetched when there is none or the one kept is about to expire."""
+        async with self._fetching:
+            if self._token is not None and self._clock() < self._token[1]:
+                return self._token[0]
+            credentials = {
+                "app_id": self._config.app_id,
+                "app_secret": self._config.app_secret.get_secret_value(),
+            }
+            response = await self._send("POST", TOKEN_PATH, credentials)
+            answer = _json(response)
+            token = (answer or {}).get("tenant_access_token")
+            expire = (answer or {}).get("expire")
+            if answer is None or response.status_code >= 500 or answer.get("code") is None:
+                raise ChannelError(
+                    f"feishu: the tenant access token could not be fetched: HTTP {response.status_code}"
+                    + ("" if answer is not None else " without a JSON answer"),
+                    retryable=True,
+                )
+            if answer.get("code") != 0 or not isinstance(token, str) or not isinstance(expire, int | float):
+                raise _token_failure(answer.get("code"), answer.get("msg"))
+            self._token = (token, self._clock() + max(float(expire) - _TOKEN_MARGIN, float(expire) / 2))
+            return token
 
-    def _failure(self, response: Any) -> ChannelError:
-        raw = response.raw
-        status = int(raw.status_code or 0) if raw is not None else 0
-        headers = {str(k).lower(): str(v) for k, v in (raw.headers or {}).items()} if raw is not None else {}
-        code, msg = int(response.code or 0), str(response.msg or "")
-        where = f"feishu: HTTP {status}, code {code}: {msg} (log_id {response.get_log_id()})"
+    def _failure(self, response: httpx.Response, answer: Mapping[str, Any] | None) -> ChannelError:
+        status = response.status_code
+        code = _code(answer)
+        msg = str((answer or {}).get("msg") or "") if answer is not None else "without a JSON answer"
+        where = f"feishu: HTTP {status}, code {code}: {msg} (log_id {response.headers.get('x-tt-logid', '')})"
         if status == 429 or code in RATE_LIMITED:
-            return ChannelError(where, retryable=True, retry_after=_reset(headers))
+            return ChannelError(where, retryable=True, retry_after=_reset(response.headers))
         if code in TOKEN_REJECTED:
-            self._forget_token()
+            self._token = None  # the next message fetches a new one
             return ChannelError(f"{where}; check channels.feishu.app_id and app_secret", retryable=False)
-        if status >= 500:
+        if status >= 500 or answer is None:  # no JSON at all: a gateway's or a proxy's page
             return ChannelError(where, retryable=True)
         return ChannelError(_hinted(where, code), retryable=False)
-
-    def _forget_token(self) -> None:
-        """Drop the cached tenant token Feishu refused, so the next message fetches a new one. The key is the one
-        lark-oapi's TokenManager uses for a self-built app."""
-        TokenManager.cache.set(f"self_tenant_token:{self._client.config.app_id}", "", 0)
 
 
 def _token_failure(code: Any, msg: Any) -> ChannelError:
     where = f"feishu: the tenant access token was refused: code {code}: {msg}"
     if code in RATE_LIMITED:
         return ChannelError(where, retryable=True, retry_after=_DEFAULT_RETRY)
-    if code is None:  # no code at all: not Feishu's answer (a gateway error page)
-        return ChannelError(where, retryable=True)
     hint = _HINTS.get(code, "check channels.feishu.app_id and channels.feishu.app_secret")
     return ChannelError(f"{where}; {hint}", retryable=False)
+
+
+def _code(answer: Mapping[str, Any] | None) -> int:
+    try:
+        return int((answer or {}).get("code") or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _json(response: httpx.Response) -> dict[str, Any] | None:
+    try:
+        answer = response.json()
+    except ValueError:
+        return None
+    return answer if isinstance(answer, dict) else None
 
 
 def _hinted(message: str, code: int) -> str:
@@ -136,7 +170,7 @@ def _hinted(message: str, code: int) -> str:
     return f"{message}; {hint}" if hint else message
 
 
-def _reset(headers: dict[str, str]) -> float:
+def _reset(headers: httpx.Headers) -> float:
     """Seconds until the rate-limit window resets, from `x-ogw-ratelimit-reset` (or Retry-After)."""
     for name in ("x-ogw-ratelimit-reset", "retry-after"):
         try:

@@ -19,6 +19,7 @@ from pydantic import ConfigDict, Field, SecretStr
 from aiops.channels import Announcement, ChannelError, Digest, RateLimit, digest_title
 from aiops.channels.robot import Cut, Robot, dumps, fit, line, post
 from aiops.channels.routing import Routing
+from aiops.proxy import Proxied
 from aiops.units import HttpUrl, Seconds
 
 MAX_BODY = 20_000  # bytes of the request body, signature included
@@ -41,7 +42,7 @@ _THROTTLED = {11232: 60.0, 9499: 1.0, 99991400: 1.0}
 _BAD_SIGNATURE = 19021
 
 
-class FeishuWebhookConfig(Routing):
+class FeishuWebhookConfig(Routing, Proxied):
     """One custom robot of one group; `match` and `mentions` (from `Routing`) choose what it announces and whom
     it @mentions (open_ids, ou_…)."""
 
