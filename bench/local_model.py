@@ -8,7 +8,8 @@ aiops is configured as an air-gapped team would, with MINIMAX_BASE_URL, MINIMAX_
 The scenarios run as `tests/llm/test_local_model.py` runs them (answers capped at 768 tokens), each exchange with
 the server kept: per scenario, whether the model's diagnosis was schema-valid, the response formats tried, the
 server's token counts and the time. The replays are `python -m aiops replay PAYLOAD` with nothing but the
-environment, as a user would try it first: no Prometheus to reach, the bundled runbooks, default settings.
+environment, as a user would try it first: no Prometheus to reach, the bundled runbooks, default settings
+(`AIOPS_CONFIG=FILE` adds a configuration file's settings, e.g. a longer `llm.call_timeout`).
 Needs `make local-model`. Results go to stdout and to bench/results/local_model.json.
 """
 
@@ -116,7 +117,6 @@ def replays(model: LocalModel, folder: Path) -> list[dict[str, Any]]:
         path.write_text(json.dumps(payload(labels, summary, expr), indent=2))
         files.append(path)
     env = {**os.environ, **model.environment(), "AIOPS_RUNBOOKS_DIR": str(ROOT / "runbooks")}
-    env.pop("AIOPS_CONFIG", None)
     header = re.compile(rf"^\S+ \(.*{re.escape(model.model)}.*\):$", re.M)
     results = []
     for path in files:

@@ -14,7 +14,7 @@ from aiops.store.engine import DatabaseConfig, create_engine
 from tests.fakes.minimax import FakeMiniMax
 from tests.fakes.prometheus import FakePrometheus
 from tests.support.app import running, settings_for
-from tests.support.local_model import LocalModel, running_local_model
+from tests.support.local_model import FIGURES, LocalModel, running_local_model
 from tests.support.postgres import PostgresServer
 from tests.support.proxy import Pproxy
 
@@ -29,6 +29,13 @@ def postgres() -> Iterator[PostgresServer]:
         yield server
     finally:
         server.stop()
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """The local model's figures (validity, tokens, latency per scenario), which no assertion covers."""
+    for figures in config.stash.get(FIGURES, []):
+        terminalreporter.write_sep("-", "local model")
+        terminalreporter.write_line(figures)
 
 
 @pytest.fixture(scope="session")

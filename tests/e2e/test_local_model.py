@@ -8,6 +8,7 @@ server that is not MiniMax, and store it with the server's token counts.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import pytest
 
 from tests.support import stack as s
 from tests.support.e2e import ACTION, DEADLINE, TOKEN, Stack, marker_runbooks
-from tests.support.local_model import LOCAL_LLM, LocalModel
+from tests.support.local_model import FIGURES, LOCAL_LLM, LocalModel
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]
 
@@ -24,7 +25,7 @@ DIAGNOSIS_DEADLINE = 300.0  # seconds: one or two calls of a 135M model on a bus
 
 
 def test_an_alert_from_alertmanager_gets_a_diagnosis_from_the_local_model(
-    start_stack: Callable[..., Stack], local_model: LocalModel, tmp_path: Path
+    start_stack: Callable[..., Stack], local_model: LocalModel, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     runbooks = marker_runbooks(tmp_path / "runbooks", tmp_path / "marker")
     stack = start_stack(
@@ -36,6 +37,7 @@ def test_an_alert_from_alertmanager_gets_a_diagnosis_from_the_local_model(
 
     listed = s.eventually(stack.incidents, timeout=DEADLINE, what="an incident", logs=logs)
     incident_id = listed[0]["id"]
+    opened = time.monotonic()
 
     def diagnosed() -> dict[str, Any] | None:
         triages = stack.incident(incident_id)["triages"]
@@ -44,6 +46,10 @@ def test_an_alert_from_alertmanager_gets_a_diagnosis_from_the_local_model(
 
     diagnosis = s.eventually(
         diagnosed, timeout=DIAGNOSIS_DEADLINE, what="the model's diagnosis of the incident", logs=logs
+    )
+    request.config.stash.setdefault(FIGURES, []).append(
+        f"aiops serve against {local_model.model}: {diagnosis['source']} diagnosis "
+        f"{time.monotonic() - opened:.1f} s after the incident opened, usage {diagnosis['usage']}"
     )
     assert diagnosis["source"] == "llm", f"{diagnosis}\n{logs()}"
     assert diagnosis["summary"] and diagnosis["confidence"] in ("low", "medium", "high")

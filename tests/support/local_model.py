@@ -39,6 +39,8 @@ CONTEXT = 16384
 # makes them sleep instead. Flash attention takes about 40% off a 1,000-token prompt on this CPU.
 THREADS, BATCH_THREADS = 1, 2
 STARTUP = 120.0  # seconds: loading a 98 MB model takes a few, a busy machine more
+# Figures of the runs against the local model, printed at the end of the session (tests/conftest.py).
+FIGURES = pytest.StashKey[list[str]]()
 
 # The `llm` settings a test adds to what the environment gives. Prompt processing, not generation, is what costs
 # here (40-120 tokens/s on a busy two-core machine, against 10-35 tokens/s generated under a grammar), so the
