@@ -58,6 +58,12 @@ _CODE_HINTS = {
 }
 _THINK = re.compile(r"<think>.*?(?:</think>|\Z)\s*", re.S)
 _FORMAT_REFUSAL = re.compile(r"response_format|json_schema|json_object|schema|grammar", re.I)
+# How servers say the prompt does not fit the model's context (OpenAI, vLLM and llama-cpp-python:
+# context_length_exceeded / "maximum context length"; llama-server: exceed_context_size_error).
+_CONTEXT_OVERFLOW = re.compile(
+    r"context.length|maximum context|context (?:size|window)|exceed_context|too many tokens|input is too long",
+    re.I,
+)
 
 Provider = Literal["minimax", "openai"]
 Structured = Literal["none", "json_object", "json_schema"]
@@ -417,6 +423,10 @@ def _sdk_error(error: openai.APIError, *, structured: bool = False) -> LlmError:
         detail = _error_text(error.body) or error.message
         retryable = status in (408, 409, 429) or status >= 500
         hint = " (check MINIMAX_API_KEY)" if status in (401, 403) else ""
+        if status in (400, 413, 422) and _CONTEXT_OVERFLOW.search(f"{detail} {error.body}"):
+            # Not the response format's fault, and the same prompt would not fit again.
+            hint = " (the prompt does not fit the model's context: lower llm.prompt_budget or give the server more)"
+            return LlmError(f"HTTP {status}: {detail}{hint}", retryable=False)
         # A server that cannot do a response format says 400 or 422; llama-cpp-python says 500 and names it.
         refused = structured and (
             status in (400, 422) or (status == 500 and bool(_FORMAT_REFUSAL.search(detail)))

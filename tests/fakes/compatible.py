@@ -6,11 +6,14 @@ does with `response_format` is chosen per test, as the servers of protocols §9 
 - `formats={"json_schema", "json_object"}`: both accepted (vLLM, Ollama, newer llama-server);
 - `formats={"json_object"}`: `json_schema` refused with HTTP 500 naming it, as llama-cpp-python's server does;
 - `formats=set()`: any `response_format` refused with HTTP 400, as a strict server does.
+With `context=N`, a request whose messages come to more than about N tokens (4 characters each) is refused with
+HTTP 400 as llama-cpp-python's server refuses it (`context_length_exceeded`), whatever its format.
 When the request asks for a format it accepts, the reply is the scripted content without a `<think>` block.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from tests.fakes.minimax import FakeMiniMax, Reply
@@ -19,9 +22,10 @@ KEY = "local-model-key"
 
 
 class FakeCompatible(FakeMiniMax):
-    def __init__(self, formats: set[str], key: str = KEY) -> None:
+    def __init__(self, formats: set[str], key: str = KEY, context: int | None = None) -> None:
         super().__init__(key=key)
         self.formats = formats
+        self.context = context
 
     def answer(
         self, request: dict[str, Any], authorization: str
@@ -30,6 +34,17 @@ class FakeCompatible(FakeMiniMax):
             return 401, {}, _error(401, "invalid api key", "authentication_error")
         if not 0 <= float(request.get("temperature", 1.0)) <= 2:
             return 400, {}, _error(400, "temperature must be between 0 and 2", "invalid_request_error")
+        prompt = len(json.dumps(request.get("messages", []))) // 4
+        completion = int(request.get("max_tokens") or 0)
+        if self.context is not None and prompt + completion > self.context:
+            message = (
+                f"This model's maximum context length is {self.context} tokens. However, you requested"
+                f" {prompt + completion} tokens ({prompt} in the messages, {completion} in the completion)."
+                " Please reduce the length of the messages or completion."
+            )
+            body = _error(400, message, "invalid_request_error")
+            body["error"]["code"] = "context_length_exceeded"
+            return 400, {}, body
         kind = (request.get("response_format") or {}).get("type")
         if kind == "json_schema" and "json_schema" not in self.formats and "json_object" in self.formats:
             message = "1 validation error: response_format.type Input should be 'text' or 'json_object'"

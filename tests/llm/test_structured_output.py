@@ -160,3 +160,24 @@ async def test_environment_variables_alone_give_a_model_diagnosis_from_a_local_s
         "restart-service",
     ], "a constrained model can only propose what the runbook allows"
     assert compatible.requests[-1]["model"] == "smollm2"
+
+
+async def test_a_prompt_longer_than_the_context_is_not_taken_for_a_refused_format() -> None:
+    # llama-cpp-python answers an overflowing prompt with HTTP 400, as it answers a format it cannot do: stepping
+    # down would lose the schema for good and resend the same prompt twice more.
+    fake = FakeCompatible({"json_schema", "json_object"}, context=5000).start()
+    fake.responder = lambda _request: Reply(content=json.dumps(GOOD))
+    try:
+        client = generic(fake)
+        with pytest.raises(LlmError) as caught:
+            await client.complete([{"role": "user", "content": "x" * 4000}], schema=SCHEMA)
+        assert "llm.prompt_budget" in str(caught.value) and "context" in str(caught.value)
+        assert not caught.value.retryable and not caught.value.refused_format
+        assert formats_of(fake) == ["json_schema"], "sent once, not retried, not stepped down"
+        assert client.structured_output == "json_schema"
+        completion = await client.complete(
+            MESSAGES, schema=SCHEMA
+        )  # a prompt that fits still gets the schema
+        assert json.loads(completion.content) == GOOD and formats_of(fake)[-1] == "json_schema"
+    finally:
+        fake.stop()
