@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cache
 from typing import Any, TypeVar
 
@@ -170,7 +171,8 @@ class Pipeline:
             shared = _shared(placement.cluster)
             if shared is not None:
                 triage = await self._plan(correlation, prepared, self._for_member(shared, triage.diagnosis))
-            queued = await self._record(conn, triage, delivery_id, _failures(triage.errors))
+            diagnosed = self._diagnosed_now(correlation, shared)
+            queued = await self._record(conn, triage, delivery_id, diagnosed + _failures(triage.errors))
             if shared is not None:
                 await triages.mark_diagnosed(conn, delivery_id)
             now = shared is not None or not self._model or self.stages.notify_within == 0
@@ -184,6 +186,22 @@ class Pipeline:
             self._metrics.storms.inc()
             await self._storm_card(placement.cluster, "formed")
         return triage
+
+    def _diagnosed_now(self, correlation: Correlation, shared: Diagnosis | None) -> list[tuple[str, Text]]:
+        """The `diagnosed` event of a triage that is its own diagnosis: its storm's, landed already, or the
+        offline one when there is no model (for the opening delivery; later ones only add to it)."""
+        if shared is not None:
+            self._observe_diagnosis(correlation)
+            return [("diagnosed", message("event_diagnosed"))]
+        if not self._model and correlation.change == "opened":
+            self._observe_diagnosis(correlation)
+            return [("diagnosed", message("event_diagnosed_offline"))]
+        return []
+
+    def _observe_diagnosis(self, correlation: Correlation) -> None:
+        if correlation.change == "opened":
+            incident = correlation.incident
+            self._metrics.time_to_diagnosis.labels(incident.severity).observe(_since(incident.opened_at))
 
     async def _resume(self, correlation: Correlation, delivery_id: int, stored: Mapping[str, Any]) -> Triage:
         triage = _from_store(correlation, stored)
@@ -233,6 +251,8 @@ class Pipeline:
             waiting = await triages.unannounced(conn, incident_id)
         for earlier in waiting:
             await self.announce(earlier, "resolve")
+        incident = correlation.incident
+        self._metrics.time_to_resolve.labels(incident.severity).observe(_since(incident.opened_at))
         await self._notify(correlation, None, delivery_id)
 
     # -- announcement
@@ -339,6 +359,8 @@ class Pipeline:
         """Store a diagnosis and its plan; announce the delivery with it, or edit the announcement made."""
         triage = await self._plan(correlation, prepared, diagnosis, error)
         landed = [("diagnosed", message("event_diagnosed"))] if diagnosis.source == "llm" else []
+        if landed:
+            self._observe_diagnosis(correlation)
         async with self._engine.begin() as conn:
             queued = await self._record(
                 conn, triage, delivery_id, landed + _failures([error] if error else [])
@@ -530,6 +552,8 @@ class Pipeline:
                 "resolved" if triage is None else "opened" if correlation.change == "opened" else "updated"
             )
         incident = correlation.incident
+        if purpose == "opened" and not suffix:
+            self._metrics.time_to_announce.labels(incident.severity).observe(_since(incident.opened_at))
         async with self._engine.connect() as conn:
             proposals = await actions.of_delivery(conn, delivery_id) if triage is not None else []
         links = await self.stages.approvals.links(self._base_url, proposals) if self.stages.approvals else {}
@@ -544,6 +568,10 @@ class Pipeline:
                 f"delivery-{delivery_id}{suffix}",
                 self._metrics,
             )
+
+
+def _since(moment: datetime) -> float:
+    return max(0.0, time.time() - moment.timestamp())
 
 
 def _timer(delivery_id: int) -> str:
