@@ -60,6 +60,14 @@ class Approvals:
         self._metrics = metrics or Metrics()
         self.wake = wake
 
+    @property
+    def config(self) -> RemediationConfig:
+        return self._config
+
+    def pause_url(self, base_url: str) -> str | None:
+        """Where approvers pause automatic remediation, when there is any (`remediation.mode: auto`)."""
+        return f"{base_url}/remediation" if self._config.mode == "auto" else None
+
     async def record(
         self, conn: AsyncConnection, incident_id: int, delivery_id: int, proposals: Sequence[Proposal]
     ) -> int:

@@ -74,7 +74,7 @@ async def _storm_hosts(
 
 
 def paused_message(state: Switch) -> Message:
-    return message("held_paused", who=str(state.actor), channel=str(state.channel), since=_when(state))
+    return message("held_paused", who=str(state.actor), channel=str(state.channel), since=when(state))
 
 
 async def status(engine: AsyncEngine) -> Switch:
@@ -127,10 +127,10 @@ def _may(config: RemediationConfig, pause: bool, channel: str, identity: str) ->
 def _already(state: Switch) -> Message:
     if state.paused:
         return message(
-            "switch_already_paused", who=str(state.actor), channel=str(state.channel), since=_when(state)
+            "switch_already_paused", who=str(state.actor), channel=str(state.channel), since=when(state)
         )
     return message("switch_not_paused")
 
 
-def _when(state: Switch) -> str:
+def when(state: Switch) -> str:
     return "—" if state.since is None else f"{state.since:%Y-%m-%d %H:%M:%S} UTC"

@@ -523,7 +523,9 @@ class Pipeline:
         """An announcement of `incident`, with the links every one carries: its page and its dashboard."""
         url = f"{self._base_url}/incidents/{incident.id}"
         dashboard = dashboard_url(self.stages.grafana, incident)
-        return Announcement(purpose, incident, triage, url, dashboard, **details)
+        approvals = self.stages.approvals
+        pause = approvals.pause_url(self._base_url) if approvals is not None else None
+        return Announcement(purpose, incident, triage, url, dashboard, pause_url=pause, **details)
 
     async def _stage(
         self, name: str, errors: list[StageError], fallback: T, run: Callable[[], Awaitable[T]]

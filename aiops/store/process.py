@@ -24,6 +24,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from aiops.i18n import message
+from aiops.models import Text
 from aiops.store.codec import from_epoch
 
 STAGES = ("opened", "announced", "diagnosed", "proposed", "decided", "executed", "verified", "resolved")
@@ -37,7 +39,7 @@ class Stage:
     name: str
     at: datetime | None
     after: float | None
-    detail: str = ""
+    detail: Text = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {"stage": self.name, "at": self.at, "after_seconds": self.after, "detail": self.detail}
@@ -53,7 +55,7 @@ async def timeline(conn: AsyncConnection, incident_id: int) -> list[Stage] | Non
     if row is None:
         return None
     opened = float(row.opened_at)
-    found: dict[str, tuple[float | None, str]] = {
+    found: dict[str, tuple[float | None, Text]] = {
         "opened": (opened, ""),
         "announced": (await _announced(conn, incident_id), ""),
         "diagnosed": (await _first(conn, _DIAGNOSED, incident_id), ""),
@@ -66,7 +68,7 @@ async def timeline(conn: AsyncConnection, incident_id: int) -> list[Stage] | Non
     return [_stage(name, *found[name], opened) for name in STAGES]
 
 
-def _stage(name: str, at: float | None, detail: str, opened: float) -> Stage:
+def _stage(name: str, at: float | None, detail: Text, opened: float) -> Stage:
     return Stage(name, from_epoch(at), None if at is None else round(max(0.0, at - opened), 3), detail)
 
 
@@ -90,7 +92,7 @@ async def _announced(conn: AsyncConnection, incident_id: int) -> float | None:
     )
 
 
-async def _decided(conn: AsyncConnection, incident_id: int) -> tuple[float | None, str]:
+async def _decided(conn: AsyncConnection, incident_id: int) -> tuple[float | None, Text]:
     row = (
         await conn.execute(
             text(
@@ -103,10 +105,11 @@ async def _decided(conn: AsyncConnection, incident_id: int) -> tuple[float | Non
     if row is None:
         return None, ""
     verdict = "rejected" if row.state == "rejected" else "approved"
-    return float(row.decided_at), f"{verdict} by {row.decided_by} via {row.decided_via}"
+    said = message(f"process_{verdict}_by", who=str(row.decided_by), via=str(row.decided_via))
+    return float(row.decided_at), said
 
 
-async def _executed(conn: AsyncConnection, incident_id: int) -> tuple[float | None, str]:
+async def _executed(conn: AsyncConnection, incident_id: int) -> tuple[float | None, Text]:
     row = (
         await conn.execute(
             text(
@@ -119,10 +122,12 @@ async def _executed(conn: AsyncConnection, incident_id: int) -> tuple[float | No
     ).one_or_none()
     if row is None:
         return None, ""
-    return float(row.finished_at), f"{row.action_id} on {row.host}: {row.state}"
+    state = message(f"approval_state_{row.state}")
+    said = message("process_executed_detail", action=row.action_id, host=str(row.host), state=state)
+    return float(row.finished_at), said
 
 
-async def _verified(conn: AsyncConnection, incident_id: int) -> tuple[float | None, str]:
+async def _verified(conn: AsyncConnection, incident_id: int) -> tuple[float | None, Text]:
     """VERIFIED STAGE: when the first verification of the incident's executions was decided, and its outcome.
 
     The `verifications` table (migration 0007) comes with the verification of executions, built apart; once it is
