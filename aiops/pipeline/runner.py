@@ -260,14 +260,23 @@ class Pipeline:
     async def announce(self, delivery_id: int, who: str, triage: Triage | None = None) -> bool:
         """Announce the delivery as stored, unless another job has; True when this one did."""
         async with self._engine.begin() as conn:
+            fresh = not await triages.announced(conn, delivery_id)
             claimed = await triages.claim_announcement(conn, delivery_id, who)
         if not claimed:
             return False
         if triage is None:
             triage = await self._stored(delivery_id)
         if triage is not None:
+            if fresh:
+                self._observe_announcement(triage.correlation)
             await self._notify(triage.correlation, triage, delivery_id)
         return True
+
+    def _observe_announcement(self, correlation: Correlation) -> None:
+        """`aiops_time_to_announce_seconds`, once per incident: when the delivery that opened it is announced."""
+        if correlation.change == "opened":
+            incident = correlation.incident
+            self._metrics.time_to_announce.labels(incident.severity).observe(_since(incident.opened_at))
 
     async def _stored(self, delivery_id: int) -> Triage | None:
         correlation, stored = await self._reread(delivery_id)
@@ -366,6 +375,7 @@ class Pipeline:
                 conn, triage, delivery_id, landed + _failures([error] if error else [])
             )
             await triages.mark_diagnosed(conn, delivery_id)
+            fresh = not await triages.announced(conn, delivery_id)
             first = await triages.claim_announcement(conn, delivery_id, DIAGNOSE)
             if first:
                 await jobs.cancel(conn, _timer(delivery_id))
@@ -374,6 +384,8 @@ class Pipeline:
         # A card that already says resolved is not reopened: the late diagnosis is on the incident's page.
         resolved = now is not None and now.status == "resolved"
         if first:
+            if fresh:
+                self._observe_announcement(correlation)
             await self._notify(correlation, triage, delivery_id)
         elif not resolved:
             self._metrics.diagnoses.labels("late").inc()
@@ -554,8 +566,6 @@ class Pipeline:
                 "resolved" if triage is None else "opened" if correlation.change == "opened" else "updated"
             )
         incident = correlation.incident
-        if purpose == "opened" and not suffix:
-            self._metrics.time_to_announce.labels(incident.severity).observe(_since(incident.opened_at))
         async with self._engine.connect() as conn:
             proposals = await actions.of_delivery(conn, delivery_id) if triage is not None else []
         links = await self.stages.approvals.links(self._base_url, proposals) if self.stages.approvals else {}

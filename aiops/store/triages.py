@@ -40,6 +40,14 @@ async def claim_announcement(conn: AsyncConnection, delivery_id: int, who: str) 
     return bool(result.rowcount)
 
 
+async def announced(conn: AsyncConnection, delivery_id: int) -> bool:
+    """Whether the delivery's announcement was claimed already (by anyone, before a re-run)."""
+    row = await conn.execute(
+        text("SELECT announced_at FROM triages WHERE delivery_id = :id"), {"id": delivery_id}
+    )
+    return row.scalar_one_or_none() is not None
+
+
 async def mark_diagnosed(conn: AsyncConnection, delivery_id: int) -> None:
     await conn.execute(
         text("UPDATE triages SET diagnosed_at = COALESCE(diagnosed_at, :now) WHERE delivery_id = :id"),
