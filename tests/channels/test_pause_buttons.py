@@ -16,14 +16,17 @@ from aiops.web.callbacks import feishu_clicks
 from tests.channels.test_dingtalk import click as dingtalk_click
 from tests.channels.test_dingtalk import connected, notice
 from tests.channels.test_dingtalk import propose as dingtalk_propose
+from tests.channels.test_feishu_longconn import listening, push
 from tests.fakes.dingtalk import FakeDingTalk
-from tests.fakes.feishu import FeishuCallbacks, card_problems
+from tests.fakes.feishu import SECRET, FakeFeishu, FeishuCallbacks, card_problems
+from tests.fakes.feishu_ws import FakeLongConnection
 from tests.web.test_feishu_callbacks import ENCRYPT_KEY, ENCRYPTED, TOKEN, callback_client, propose
 from tests.web.test_feishu_callbacks import click as feishu_click
 from tests.web.test_remediation import audit
 
 AUTO: dict[str, Any] = {"mode": "auto", "approvers": {"feishu": ["ou_alice"], "dingtalk": ["staff-1"]}}
 EN = {"language": "en"}
+LONG = FeishuCallbacks("unused-in-long-connection-mode")
 
 
 @pytest.fixture
@@ -33,6 +36,18 @@ def fake() -> Iterator[FakeDingTalk]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def feishu() -> Iterator[FakeFeishu]:
+    """Feishu's Open API and its long-connection gateway, faked on loopback."""
+    fake = FakeFeishu().start()
+    fake.gateway = FakeLongConnection(fake.app_id, SECRET).start()
+    try:
+        yield fake
+    finally:
+        fake.gateway.stop()
+        fake.stop()
 
 
 def pause_buttons(card: dict[str, Any]) -> list[dict[str, Any]]:
@@ -99,3 +114,17 @@ async def test_an_approvers_pause_click_on_a_dingtalk_card_pauses(
     assert "Automatic remediation is paused" in notice(answer, "staff-1")
     assert now.paused and (now.actor, now.channel) == ("staff-1", "dingtalk")
     assert ("remediation_paused", "staff-1", "dingtalk") in trail
+
+
+async def test_a_pause_click_over_feishus_long_connection_pauses(
+    app_for: Callable[..., Any], feishu: FakeFeishu
+) -> None:
+    async with listening(app_for, feishu) as (services, item, gateway):
+        pause = {"decision": "pause", "incident": item["incident_id"]}
+        stranger = await push(gateway, LONG.card_action("ou_mallory", pause))
+        still = await guardrails.status(services.engine)
+        answer = await push(gateway, LONG.card_action("ou_alice", pause))
+        now = await guardrails.status(services.engine)
+    assert stranger.body is not None and stranger.body["toast"]["type"] == "error" and not still.paused
+    assert answer.body is not None and answer.body["toast"]["type"] == "success"
+    assert now.paused and (now.actor, now.channel) == ("ou_alice", "feishu")
