@@ -1,4 +1,5 @@
-"""The `aiops` command: serve, check, replay, db upgrade, runbooks, approvals, audit, hash-password.
+"""The `aiops` command: serve, check, replay, db upgrade, runbooks, approvals, audit, remediation, incidents,
+hash-password.
 
 A user's mistake (bad configuration, unreadable payload, a folder that is not one) ends with a message naming the
 key, field or argument and exit status 2, never a traceback.
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from aiops import __version__, cli_actions, logs
+from aiops import __version__, cli_actions, cli_remediation, logs
 from aiops.config import ConfigError, Settings, destinations, load_settings
 from aiops.models import AlertGroup
 from aiops.payload import WebhookPayload, describe_error
@@ -82,6 +83,7 @@ def _parser() -> argparse.ArgumentParser:
         command=hash_password
     )
     cli_actions.add_commands(sub, _settings)
+    cli_remediation.add_commands(sub, _settings)
     return parser
 
 

@@ -9,6 +9,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from aiops.store.jobs import QueueStats
 
 _STAGE_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+# The fault process: seconds to minutes to a first card or a diagnosis, up to hours for a person's decision or
+# a resolution.
+_PROCESS_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 43200, 86400)
 
 
 class Metrics:
@@ -122,6 +125,39 @@ class Metrics:
             ["source"],
             registry=r,
         )
+        self.time_to_announce = Histogram(
+            "aiops_time_to_announce_seconds",
+            "From an incident opening to its first announcement being handed to the channels",
+            ["severity"],
+            buckets=_PROCESS_BUCKETS,
+            registry=r,
+        )
+        self.time_to_diagnosis = Histogram(
+            "aiops_time_to_diagnosis_seconds",
+            "From an incident opening to its first diagnosis (the model's, or the offline one without a model)",
+            ["severity"],
+            buckets=_PROCESS_BUCKETS,
+            registry=r,
+        )
+        self.time_to_decision = Histogram(
+            "aiops_time_to_decision_seconds",
+            "From a proposal to its decision; `decided_via` is the channel, or auto for the policy (0 s)",
+            ["severity", "decided_via", "outcome"],
+            buckets=_PROCESS_BUCKETS,
+            registry=r,
+        )
+        self.time_to_resolve = Histogram(
+            "aiops_time_to_resolve_seconds",
+            "From an incident opening to all its alerts resolving (mean: MTTR)",
+            ["severity"],
+            buckets=_PROCESS_BUCKETS,
+            registry=r,
+        )
+        self.remediation_paused = Gauge(
+            "aiops_remediation_paused",
+            "1 while automatic remediation is paused (aiops remediation pause)",
+            registry=r,
+        )
 
         # A labelled series appears when first incremented, and `increase()` cannot see that first step; the
         # outcomes alerting rules watch start at zero instead.
@@ -139,7 +175,11 @@ class Metrics:
                 self.notifications.labels(name, outcome)
 
     def observe_store(
-        self, queue: QueueStats, incidents: dict[str, int], approvals: tuple[int, float] = (0, 0.0)
+        self,
+        queue: QueueStats,
+        incidents: dict[str, int],
+        approvals: tuple[int, float] = (0, 0.0),
+        paused: bool = False,
     ) -> None:
         """Refresh the gauges that mirror the store, just before a scrape; `approvals` is (pending, oldest age)."""
         self.queue_jobs.labels("pending").set(queue.pending)
@@ -150,6 +190,7 @@ class Metrics:
             self.incidents.labels(status).set(incidents.get(status, 0))
         self.approvals_pending.set(approvals[0])
         self.approvals_oldest_pending_age.set(approvals[1])
+        self.remediation_paused.set(1 if paused else 0)
 
     def exposition(self) -> bytes:
         return bytes(generate_latest(self.registry))

@@ -219,6 +219,9 @@ class Proposal:
     origin: Origin = "runbook"
     timeout: float = 60.0
     output_cap: int = 65536
+    alertname: str | None = (
+        None  # the alert rule it was planned for (the per-rule budget of `auto` counts it)
+    )
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ from aiops.channels.feishu import FeishuChannel, FeishuConfig
 from aiops.channels.feishu.card import Cards
 from aiops.channels.feishu.clicks import FeishuClicks
 from aiops.channels.feishu_webhook import FeishuWebhookChannel, FeishuWebhookConfig
+from aiops.export import incident_markdown
 from aiops.passwords import hash_password
 from aiops.pipeline.notify import DELIVER
 from aiops.service import Services
@@ -401,6 +402,7 @@ async def pages(client: httpx.AsyncClient, rendered: Rendered) -> None:
         rendered.add(f"page {path}", (await client.get(path)).text)
     approval = await client.get("/approvals/not-a-token", headers=AS_ALICE)
     rendered.add("approval page, bad link", approval.text)
+    rendered.add("remediation page", (await client.get("/remediation", headers=AS_ALICE)).text)
 
 
 async def by_hand(services: Services, channels: list[Any], rendered: Rendered) -> None:
@@ -424,6 +426,9 @@ async def by_hand(services: Services, channels: list[Any], rendered: Rendered) -
                 f"{channel.name} digest", channel.render_digest(Digest(entries, "http://aiops", storm))
             )
     rendered.add("feishu, too many proposals", await crowded(services))
+    for number in (1, 2, 3):
+        exported = await incident_markdown(services.engine, services.templates, "http://aiops", number)
+        rendered.add("incident export", exported or "")
     dingtalk = next(channel for channel in channels if isinstance(channel, DingTalkChannel))
     executed = next(item for item in proposals if item["execution"] is not None)
     for outcome in ("approved", "rejected"):

@@ -15,12 +15,13 @@ from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from aiops.actions import guardrails
 from aiops.actions.links import approval_url, make_token, signing_key
 from aiops.actions.policy import RemediationConfig
 from aiops.i18n import message
 from aiops.metrics import Metrics
 from aiops.models import Message, Proposal, Text
-from aiops.store import actions, jobs
+from aiops.store import actions, incidents, jobs
 
 EXECUTE = "execute"
 Outcome = Literal["approved", "rejected", "already", "refused", "expired", "moot", "not_found"]
@@ -59,6 +60,14 @@ class Approvals:
         self._metrics = metrics or Metrics()
         self.wake = wake
 
+    @property
+    def config(self) -> RemediationConfig:
+        return self._config
+
+    def pause_url(self, base_url: str) -> str | None:
+        """Where approvers pause automatic remediation, when there is any (`remediation.mode: auto`)."""
+        return f"{base_url}/remediation" if self._config.mode == "auto" else None
+
     async def record(
         self, conn: AsyncConnection, incident_id: int, delivery_id: int, proposals: Sequence[Proposal]
     ) -> int:
@@ -66,8 +75,13 @@ class Approvals:
         queued = 0
         for proposal in proposals:
             state, expires = self._initial(proposal)
+            held = None
+            if state == "approved":
+                held = await guardrails.hold(conn, self._config, incident_id, proposal)
+                if held is not None:
+                    state, expires = "pending", time.time() + self._config.approval_ttl
             proposal_id = await actions.record_proposal(
-                conn, incident_id, delivery_id, proposal, state, expires
+                conn, incident_id, delivery_id, proposal, state, expires, held
             )
             if proposal_id is None:
                 continue  # this delivery proposed it already (a re-run after a crash)
@@ -90,7 +104,19 @@ class Approvals:
                 channel="pipeline",
                 hashed=hashed,
             )
+            if held is not None:
+                await actions.audit(
+                    conn,
+                    "held",
+                    held,
+                    incident_id=incident_id,
+                    proposal_id=proposal_id,
+                    actor="policy",
+                    channel="auto",
+                    hashed=hashed,
+                )
             if state == "approved":
+                await self._observe_decision(conn, incident_id, 0.0, "approved", "auto")
                 await actions.audit(
                     conn,
                     "approved",
@@ -131,9 +157,23 @@ class Approvals:
                 return Decision("not_found", message("decision_not_found", id=proposal_id))
             decision = await self._apply(conn, item, approve, actor, expected_hash)
         self._metrics.approvals.labels(decision.outcome, actor.channel).inc()
+        if decision.took_effect and decision.proposal is not None:
+            waited = time.time() - decision.proposal["created_at"].timestamp()
+            async with self._engine.connect() as conn:
+                await self._observe_decision(
+                    conn, decision.proposal["incident_id"], waited, decision.outcome, actor.channel
+                )
         if decision.outcome == "approved":
             self.wake()
         return decision
+
+    async def _observe_decision(
+        self, conn: AsyncConnection, incident_id: int, waited: float, outcome: str, how: str
+    ) -> None:
+        """`aiops_time_to_decision_seconds`: from the proposal to its decision (0 when the policy decided)."""
+        incident = await incidents.get(conn, incident_id)
+        severity = incident.severity if incident is not None else "none"
+        self._metrics.time_to_decision.labels(severity, how, outcome).observe(max(0.0, waited))
 
     async def _apply(
         self, conn: AsyncConnection, item: dict[str, Any], approve: bool, actor: Actor, expected: str | None

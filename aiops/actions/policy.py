@@ -27,6 +27,19 @@ class Approvers(BaseModel):
         return identity in getattr(self, channel, [])
 
 
+class Budgets(BaseModel):
+    """How much `auto` may run by itself; past a budget a proposal waits for an approval like a `high` one."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Automatic runs per alert rule (alertname) in the last hour, and for the whole service.
+    per_rule_per_hour: Annotated[int, Field(ge=1, le=10000)] = 5
+    per_hour: Annotated[int, Field(ge=1, le=10000)] = 20
+    # Distinct hosts touched automatically per storm cluster: a storm is one cause, so a fix that needs many
+    # hosts at once is a decision for a person.
+    hosts_per_storm: Annotated[int, Field(ge=1, le=10000)] = 3
+
+
 class RemediationConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -36,6 +49,7 @@ class RemediationConfig(BaseModel):
     dry_run: bool = False  # render, record and approve, but never connect
     approval_ttl: Seconds = 1800.0
     max_per_hour: Annotated[int, Field(ge=1, le=1000)] = 3  # executions per action and host
+    budgets: Budgets = Field(default_factory=Budgets)  # of `auto`: per alert rule, service, storm cluster
     approvers: Approvers = Field(default_factory=Approvers)
     # Approvers' logins on the web approval page (hashes from `aiops hash-password`) ...
     web_users: list[Login] = Field(default_factory=list)

@@ -26,6 +26,9 @@ class Announcement:
     mentions: Sequence[str] = ()  # platform user ids to @mention (on-call for this severity)
     # An "updated" card re-rendered to show what became of its actions: only edited where a message exists.
     refresh: bool = False
+    # Set when remediation.mode is auto: the page where approvers pause automatic remediation. Cards with
+    # buttons offer a Pause button instead; robots, whose buttons can only be links, link here.
+    pause_url: str | None = None
 
 
 class ChannelError(Exception):

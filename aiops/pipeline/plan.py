@@ -7,6 +7,7 @@ in the inventory — becomes a refused proposal carrying the reason, never a "fi
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 
 from aiops.actions.builtin import BUILTINS, default_params
@@ -42,7 +43,9 @@ class Planner:
             asked = [(action_id, listed, {}, "runbook") for action_id in runbook.actions]
             refused = []
         planned = [self._one(alert, runbook, *item) for item in asked]
-        return tuple(_unique(planned + refused))
+        return tuple(
+            dataclasses.replace(proposal, alertname=alert.name) for proposal in _unique(planned + refused)
+        )
 
     def _one(
         self,

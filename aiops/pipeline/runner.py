@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cache
 from typing import Any, TypeVar
 
@@ -170,7 +171,8 @@ class Pipeline:
             shared = _shared(placement.cluster)
             if shared is not None:
                 triage = await self._plan(correlation, prepared, self._for_member(shared, triage.diagnosis))
-            queued = await self._record(conn, triage, delivery_id, _failures(triage.errors))
+            diagnosed = self._diagnosed_now(correlation, shared)
+            queued = await self._record(conn, triage, delivery_id, diagnosed + _failures(triage.errors))
             if shared is not None:
                 await triages.mark_diagnosed(conn, delivery_id)
             now = shared is not None or not self._model or self.stages.notify_within == 0
@@ -184,6 +186,22 @@ class Pipeline:
             self._metrics.storms.inc()
             await self._storm_card(placement.cluster, "formed")
         return triage
+
+    def _diagnosed_now(self, correlation: Correlation, shared: Diagnosis | None) -> list[tuple[str, Text]]:
+        """The `diagnosed` event of a triage that is its own diagnosis: its storm's, landed already, or the
+        offline one when there is no model (for the opening delivery; later ones only add to it)."""
+        if shared is not None:
+            self._observe_diagnosis(correlation)
+            return [("diagnosed", message("event_diagnosed"))]
+        if not self._model and correlation.change == "opened":
+            self._observe_diagnosis(correlation)
+            return [("diagnosed", message("event_diagnosed_offline"))]
+        return []
+
+    def _observe_diagnosis(self, correlation: Correlation) -> None:
+        if correlation.change == "opened":
+            incident = correlation.incident
+            self._metrics.time_to_diagnosis.labels(incident.severity).observe(_since(incident.opened_at))
 
     async def _resume(self, correlation: Correlation, delivery_id: int, stored: Mapping[str, Any]) -> Triage:
         triage = _from_store(correlation, stored)
@@ -233,6 +251,8 @@ class Pipeline:
             waiting = await triages.unannounced(conn, incident_id)
         for earlier in waiting:
             await self.announce(earlier, "resolve")
+        incident = correlation.incident
+        self._metrics.time_to_resolve.labels(incident.severity).observe(_since(incident.opened_at))
         await self._notify(correlation, None, delivery_id)
 
     # -- announcement
@@ -240,14 +260,23 @@ class Pipeline:
     async def announce(self, delivery_id: int, who: str, triage: Triage | None = None) -> bool:
         """Announce the delivery as stored, unless another job has; True when this one did."""
         async with self._engine.begin() as conn:
+            fresh = not await triages.announced(conn, delivery_id)
             claimed = await triages.claim_announcement(conn, delivery_id, who)
         if not claimed:
             return False
         if triage is None:
             triage = await self._stored(delivery_id)
         if triage is not None:
+            if fresh:
+                self._observe_announcement(triage.correlation)
             await self._notify(triage.correlation, triage, delivery_id)
         return True
+
+    def _observe_announcement(self, correlation: Correlation) -> None:
+        """`aiops_time_to_announce_seconds`, once per incident: when the delivery that opened it is announced."""
+        if correlation.change == "opened":
+            incident = correlation.incident
+            self._metrics.time_to_announce.labels(incident.severity).observe(_since(incident.opened_at))
 
     async def _stored(self, delivery_id: int) -> Triage | None:
         correlation, stored = await self._reread(delivery_id)
@@ -339,11 +368,14 @@ class Pipeline:
         """Store a diagnosis and its plan; announce the delivery with it, or edit the announcement made."""
         triage = await self._plan(correlation, prepared, diagnosis, error)
         landed = [("diagnosed", message("event_diagnosed"))] if diagnosis.source == "llm" else []
+        if landed:
+            self._observe_diagnosis(correlation)
         async with self._engine.begin() as conn:
             queued = await self._record(
                 conn, triage, delivery_id, landed + _failures([error] if error else [])
             )
             await triages.mark_diagnosed(conn, delivery_id)
+            fresh = not await triages.announced(conn, delivery_id)
             first = await triages.claim_announcement(conn, delivery_id, DIAGNOSE)
             if first:
                 await jobs.cancel(conn, _timer(delivery_id))
@@ -352,6 +384,8 @@ class Pipeline:
         # A card that already says resolved is not reopened: the late diagnosis is on the incident's page.
         resolved = now is not None and now.status == "resolved"
         if first:
+            if fresh:
+                self._observe_announcement(correlation)
             await self._notify(correlation, triage, delivery_id)
         elif not resolved:
             self._metrics.diagnoses.labels("late").inc()
@@ -501,7 +535,9 @@ class Pipeline:
         """An announcement of `incident`, with the links every one carries: its page and its dashboard."""
         url = f"{self._base_url}/incidents/{incident.id}"
         dashboard = dashboard_url(self.stages.grafana, incident)
-        return Announcement(purpose, incident, triage, url, dashboard, **details)
+        approvals = self.stages.approvals
+        pause = approvals.pause_url(self._base_url) if approvals is not None else None
+        return Announcement(purpose, incident, triage, url, dashboard, pause_url=pause, **details)
 
     async def _stage(
         self, name: str, errors: list[StageError], fallback: T, run: Callable[[], Awaitable[T]]
@@ -544,6 +580,10 @@ class Pipeline:
                 f"delivery-{delivery_id}{suffix}",
                 self._metrics,
             )
+
+
+def _since(moment: datetime) -> float:
+    return max(0.0, time.time() - moment.timestamp())
 
 
 def _timer(delivery_id: int) -> str:

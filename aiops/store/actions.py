@@ -52,16 +52,27 @@ async def record_proposal(
     proposal: Proposal,
     state: str,
     expires_at: float | None,
+    held: Text | None = None,
 ) -> int | None:
-    """The proposal's id, or None when this delivery already proposed the same argv (a re-run after a crash)."""
+    """The proposal's id, or None when this delivery already proposed the same argv (a re-run after a crash).
+    One recorded `approved` was approved by the policy (`remediation.mode: auto`): decided by `policy` via `auto`
+    as it is recorded. `held` says which guardrail made one `auto` would have run wait for an approval."""
+    now = time.time()
+    automatic = state == "approved"
     row = await conn.execute(
         text(
             "INSERT INTO proposals (incident_id, delivery_id, action_id, host, argv, argv_hash, risk, origin, reason,"
-            " state, detail, timeout, output_cap, created_at, expires_at) VALUES (:incident, :delivery, :action,"
-            " :host, :argv, :hash, :risk, :origin, :reason, :state, :detail, :timeout, :cap, :now, :expires)"
+            " state, detail, timeout, output_cap, created_at, expires_at, held, alertname, decided_by, decided_via,"
+            " decided_at) VALUES (:incident, :delivery, :action, :host, :argv, :hash, :risk, :origin, :reason,"
+            " :state, :detail, :timeout, :cap, :now, :expires, :held, :alertname, :by, :via, :decided)"
             " ON CONFLICT (delivery_id, action_id, argv_hash) DO NOTHING RETURNING id"
         ),
         {
+            "held": to_column(held),
+            "alertname": proposal.alertname,
+            "by": "policy" if automatic else None,
+            "via": "auto" if automatic else None,
+            "decided": now if automatic else None,
             "incident": incident_id,
             "delivery": delivery_id,
             "action": proposal.action_id,
@@ -75,7 +86,7 @@ async def record_proposal(
             "detail": to_column(proposal.refusal),
             "timeout": proposal.timeout,
             "cap": proposal.output_cap,
-            "now": time.time(),
+            "now": now,
             "expires": expires_at,
         },
     )
@@ -324,8 +335,8 @@ def _proposal(row: RowMapping) -> dict[str, Any]:
     item["argv"] = json.loads(item["argv"])
     for key in ("created_at", "expires_at", "decided_at"):
         item[key] = from_epoch(item[key])
-    for key in ("reason", "detail"):
-        item[key] = from_column(item[key])
+    for key in ("reason", "detail", "held"):
+        item[key] = from_column(item.get(key))
     item["meaning"] = STATES.get(item["state"], item["state"])
     return item
 

@@ -32,17 +32,25 @@ async def claim_announcement(conn: AsyncConnection, delivery_id: int, who: str) 
     (the announcement's notifications are idempotent, so finishing it again sends nothing twice)."""
     result = await conn.execute(
         text(
-            "UPDATE triages SET announced_by = :who WHERE delivery_id = :id"
-            " AND (announced_by IS NULL OR announced_by = :who)"
+            "UPDATE triages SET announced_by = :who, announced_at = COALESCE(announced_at, :now)"
+            " WHERE delivery_id = :id AND (announced_by IS NULL OR announced_by = :who)"
         ),
-        {"who": who, "id": delivery_id},
+        {"who": who, "id": delivery_id, "now": time.time()},
     )
     return bool(result.rowcount)
 
 
+async def announced(conn: AsyncConnection, delivery_id: int) -> bool:
+    """Whether the delivery's announcement was claimed already (by anyone, before a re-run)."""
+    row = await conn.execute(
+        text("SELECT announced_at FROM triages WHERE delivery_id = :id"), {"id": delivery_id}
+    )
+    return row.scalar_one_or_none() is not None
+
+
 async def mark_diagnosed(conn: AsyncConnection, delivery_id: int) -> None:
     await conn.execute(
-        text("UPDATE triages SET diagnosed_at = :now WHERE delivery_id = :id"),
+        text("UPDATE triages SET diagnosed_at = COALESCE(diagnosed_at, :now) WHERE delivery_id = :id"),
         {"now": time.time(), "id": delivery_id},
     )
 

@@ -11,7 +11,7 @@ from starlette.routing import Route
 
 from aiops import service
 from aiops.config import Settings
-from aiops.web import approvals, callbacks, health, incidents, intake, openapi
+from aiops.web import approvals, callbacks, health, incidents, intake, openapi, remediation
 
 
 def routes() -> list[Route]:
@@ -24,6 +24,7 @@ def routes() -> list[Route]:
         Route("/incidents/{incident_id}", incidents.page_detail),
         Route("/approvals/{token}", approvals.page, methods=["GET"]),
         Route("/approvals/{token}", approvals.decide, methods=["POST"]),
+        *remediation.routes(),
         *callbacks.routes(),
         Route("/healthz", health.healthz),
         Route("/readyz", health.readyz),

@@ -88,7 +88,7 @@ async def decide(request: Request) -> Response:
     visit = await _admit(request)
     if isinstance(visit, Response):
         return visit
-    form = await _form(request)
+    form = await read_form(request)
     if form is None or not proof_matches(visit.key, visit.token, visit.user, form.get("proof", "")):
         return _message(request, "approval_stale_form", 403)
     choice = form.get("decision")
@@ -119,7 +119,7 @@ async def _admit(request: Request) -> _Visit | Response:
     The login comes first, so that someone without one learns nothing, not even whether a link is valid."""
     services: Services = request.app.state.services
     config = services.settings.remediation
-    user = await _approver(config, request)
+    user = await signed_in(config, request)
     if user is None:
         return _login_required(request, config)
     key = await signing_key(services.engine, config)
@@ -131,7 +131,7 @@ async def _admit(request: Request) -> _Visit | Response:
     return _Visit(services, user, key, token, claims)
 
 
-async def _approver(config: RemediationConfig, request: Request) -> str | None:
+async def signed_in(config: RemediationConfig, request: Request) -> str | None:
     """Who is asking: the trusted proxy's header when one is configured, else a `web_users` Basic login."""
     if config.trusted_user_header is not None:
         return request.headers.get(config.trusted_user_header, "").strip() or None
@@ -175,7 +175,7 @@ def _result(request: Request, user: str, decision: Decision) -> Response:
     )
 
 
-async def _form(request: Request) -> dict[str, str] | None:
+async def read_form(request: Request) -> dict[str, str] | None:
     """The urlencoded form's fields (the first value of each), or None when it is too large or not a form."""
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media != "application/x-www-form-urlencoded":

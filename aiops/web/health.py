@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from aiops.service import Services
-from aiops.store import actions, incidents, jobs
+from aiops.store import actions, guardrails, incidents, jobs
 
 
 async def healthz(request: Request) -> Response:
@@ -48,5 +48,6 @@ async def metrics(request: Request) -> Response:
                 await jobs.stats(conn),
                 await incidents.count_by_status(conn),
                 await actions.pending_stats(conn),
+                (await guardrails.switch(conn)).paused,
             )
     return Response(services.metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -12,7 +12,7 @@ from aiops.grafana.dashboards import dashboard_url
 from aiops.i18n import message
 from aiops.models import Message
 from aiops.service import Services
-from aiops.store import actions, clusters, incidents
+from aiops.store import actions, clusters, incidents, process
 from aiops.store.codec import MAX_ID, dumps, loads
 from aiops.web.auth import viewer_allowed
 from aiops.web.responses import error
@@ -94,10 +94,12 @@ async def _detail(request: Request, links: bool = False) -> dict[str, Any] | Non
         found = await incidents.detail(conn, incident_id)
         remediation = await actions.of_incident(conn, incident_id) if found is not None else None
         storm = await clusters.summary(conn, incident_id) if found is not None else None
+        stages = await process.timeline(conn, incident_id) if found is not None else None
     if found is None or remediation is None:
         return None
     found.update(loads(dumps(remediation)))
     found["cluster"] = storm
+    found["process"] = loads(dumps([stage.as_dict() for stage in stages or []]))
     if links:
         urls = await services.approvals.links(services.settings.server.base_url, remediation["proposals"])
         for item in found["proposals"]:

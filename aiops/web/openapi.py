@@ -18,6 +18,36 @@ def _error(description: str) -> dict[str, Any]:
     }
 
 
+def _remediation() -> dict[str, Any]:
+    """The pause switch of automatic remediation."""
+    switch = {
+        "description": "the pause switch as it stands",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RemediationSwitch"}}},
+    }
+    flip = {
+        "summary": "",
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
+        "responses": {
+            "200": switch,
+            "401": _error("no approver login (remediation.web_users or remediation.trusted_user_header)"),
+            "403": _error("not in remediation.approvers.web; nothing changed"),
+            "415": _error("not application/json"),
+        },
+    }
+    return {
+        "/api/v1/remediation": {
+            "get": {
+                "summary": "Whether automatic remediation is paused, by whom, since when",
+                "responses": {"200": switch},
+            }
+        },
+        "/api/v1/remediation/pause": {"post": {**flip, "summary": "Pause automatic remediation (approvers)"}},
+        "/api/v1/remediation/resume": {
+            "post": {**flip, "summary": "Resume automatic remediation (approvers)"}
+        },
+    }
+
+
 def document() -> dict[str, Any]:
     payload = WebhookPayload.model_json_schema(ref_template="#/components/schemas/{model}")
     definitions = payload.pop("$defs", {})
@@ -70,6 +100,7 @@ def document() -> dict[str, Any]:
                     "responses": {"200": {"description": "the incident"}, "404": _error("no such incident")},
                 }
             },
+            **_remediation(),
             "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "alive"}}}},
             "/readyz": {
                 "get": {
@@ -88,6 +119,19 @@ def document() -> dict[str, Any]:
             "schemas": {
                 "WebhookPayload": payload,
                 **definitions,
+                "RemediationSwitch": {
+                    "type": "object",
+                    "properties": {
+                        "paused": {"type": "boolean"},
+                        "by": {"type": ["string", "null"]},
+                        "via": {"type": ["string", "null"]},
+                        "since": {"type": ["string", "null"], "format": "date-time"},
+                        "mode": {"enum": ["off", "suggest", "approve", "auto"]},
+                        "outcome": {"enum": ["paused", "resumed", "already", "refused"]},
+                        "message": {"type": "string"},
+                    },
+                    "required": ["paused", "mode"],
+                },
                 "Error": {
                     "type": "object",
                     "properties": {"error": {"type": "string"}},

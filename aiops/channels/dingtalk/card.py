@@ -103,6 +103,7 @@ class Cards:
                 "dashboard_link_text": "",
                 "proposals": "[]",
                 "actions_open": _FALSE,
+                "pause_open": _FALSE,
                 "last_action": "",
             }
 
@@ -163,6 +164,8 @@ class Cards:
             "evidence": self._text("evidence.md.j2", **context),
             "runbook": self._text("runbook.md.j2", **context),
             **self._proposals(announcement.proposals),
+            # The template's Pause button (its callback sends decision "pause" and incident_id) shows on "true".
+            "pause_open": _TRUE if announcement.pause_url is not None else _FALSE,
         }
         if announcement.purpose == "opened":
             params["last_action"] = ""

@@ -24,6 +24,7 @@ import httpx
 import websockets
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from aiops.actions import guardrails
 from aiops.actions.approvals import Actor, Approvals, Decision
 from aiops.channels import ChannelError
 from aiops.channels.dingtalk import DingTalkChannel
@@ -40,6 +41,7 @@ PROXY_SETTING = "channels.dingtalk.proxy"
 RECONNECT = 10.0  # seconds before the next try after the connection failed, as the SDK waits
 CARD_CALLBACK = "/v1.0/card/instances/callback"  # dingtalk_stream.Card_Callback_Router_Topic
 _DECISIONS = {"approve": True, "reject": False}
+PAUSE = "pause"  # the decision of the card template's Pause button
 # Outcomes after which the card shows the proposals' new states; a refusal or an unknown proposal changes nothing.
 _EDITS = frozenset({"approved", "rejected", "already", "expired", "moot"})
 # Seconds a click may take on the service's loop before the callback is answered without a notice (the decision
@@ -61,7 +63,16 @@ class Click:
     hash_prefix: str
 
 
-def parse_click(data: Mapping[str, Any]) -> Click | None:
+@dataclass(frozen=True)
+class PauseClick:
+    """A press of the Pause button of automatic remediation, by whom (staff id), on which incident's card."""
+
+    out_track_id: str
+    user: str
+    incident_id: int
+
+
+def parse_click(data: Mapping[str, Any]) -> Click | PauseClick | None:
     """The card callback's data, or None when it is not a click on one of our buttons."""
     private = _object(_object(data.get("content")).get("cardPrivateData"))
     params = _object(private.get("params"))
@@ -70,6 +81,8 @@ def parse_click(data: Mapping[str, Any]) -> Click | None:
         action_ids[0] if isinstance(action_ids, list) and action_ids else None
     )
     user, card, hashed = data.get("userId"), data.get("outTrackId"), params.get("hash")
+    if decision == PAUSE:
+        return _pause_click(card, user, params.get("incident_id"))
     try:
         proposal_id = int(params["proposal_id"])
     except (KeyError, TypeError, ValueError):
@@ -79,6 +92,14 @@ def parse_click(data: Mapping[str, Any]) -> Click | None:
     if len(str(hashed)) < HASH_PREFIX:
         return None
     return Click(str(card), str(user), proposal_id, _DECISIONS[decision], str(hashed))
+
+
+def _pause_click(card: object, user: object, incident: object) -> PauseClick | None:
+    if not (isinstance(card, str) and card and isinstance(user, str) and user):
+        return None
+    if not (isinstance(incident, str | int) and str(incident).isascii() and str(incident).isdigit()):
+        return None
+    return PauseClick(card, user, int(incident))
 
 
 def _object(value: object) -> dict[str, Any]:
@@ -119,6 +140,8 @@ class DingTalkCallbacks(ListenerThread):
         if click is None:
             log.warning("dingtalk %s: a card callback that is not a click on a proposal", self._config.name)
             return self._answer(data.get("userId"), "bad_click")
+        if isinstance(click, PauseClick):
+            return await self._pause(click)
         hashed = await self._argv_hash(click)
         if hashed is None or not hashed.startswith(click.hash_prefix):
             return self._answer(click.user, "not_found" if hashed is None else "changed")
@@ -131,6 +154,19 @@ class DingTalkCallbacks(ListenerThread):
         if decision.proposal is not None and decision.outcome in _EDITS:
             await self._edit(click, decision, decision.proposal)
         return self._answer(click.user, decision.outcome, decision.message)
+
+    async def _pause(self, click: PauseClick) -> dict[str, Any]:
+        """The Pause button: automatic remediation paused, for an allow-listed approver only."""
+        config = self._approvals.config
+        switched = await guardrails.switch(self._engine, config, True, "dingtalk", click.user)
+        log.info(
+            "dingtalk %s: Pause clicked by %s on incident %d: %s",
+            self._config.name,
+            click.user,
+            click.incident_id,
+            switched.outcome,
+        )
+        return self._answer(click.user, switched.outcome, switched.message)
 
     async def _argv_hash(self, click: Click) -> str | None:
         """The whole argv hash of the proposal clicked (None when there is no such proposal): the decision is

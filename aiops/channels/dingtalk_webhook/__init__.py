@@ -136,6 +136,8 @@ class DingTalkWebhookChannel(Robot[DingTalkWebhookConfig]):
             if link and proposal["state"] == "pending":
                 label = self._t("robot_approve_button", id=proposal["id"], action=proposal["action_id"])
                 buttons.append({"title": line(label, 60), "actionURL": link})
+        if shown and announcement.pause_url is not None:
+            buttons.append({"title": self._t("pause_on_web"), "actionURL": announcement.pause_url})
         return buttons
 
     def _text(self, template: str, **context: Any) -> str:

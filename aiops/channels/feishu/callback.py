@@ -57,6 +57,15 @@ class Click:
     message_id: str | None = None
 
 
+@dataclass(frozen=True)
+class PauseClick:
+    """The Pause button of automatic remediation pressed by `open_id`, on the card of `incident_id`."""
+
+    open_id: str
+    incident_id: int
+    message_id: str | None = None
+
+
 def open_request(config: FeishuConfig, body: bytes, headers: Mapping[str, str]) -> dict[str, Any]:
     """The callback's payload, once the request is shown to come from Feishu; raises `Refused` otherwise."""
     if not config.accepts_callbacks:
@@ -86,7 +95,7 @@ def event_type(payload: Mapping[str, Any]) -> str | None:
     return str(header.get("event_type")) if isinstance(header, dict) else None
 
 
-def click(payload: Mapping[str, Any]) -> Click:
+def click(payload: Mapping[str, Any]) -> Click | PauseClick:
     """The click a `card.action.trigger` callback reports; raises `Malformed` when its value is not one of ours."""
     event = _field(payload, "event")
     open_id = _field(event, "operator").get("open_id")
@@ -97,19 +106,31 @@ def click(payload: Mapping[str, Any]) -> Click:
         raise Malformed("event.operator.open_id is missing")
     if not _OPEN_ID.fullmatch(open_id):
         raise Malformed(f"event.operator.open_id is not a Feishu open_id: {open_id!r:.40}")
+    context = event.get("context")
+    message_id = context.get("open_message_id") if isinstance(context, dict) else None
+    if decision == "pause":
+        incident_id = _proposal_id(value.get("incident"))
+        if incident_id is None:
+            raise Malformed("event.action.value.incident is not an incident id")
+        return PauseClick(open_id, incident_id, message_id)
     if proposal_id is None:
         raise Malformed(f"event.action.value.proposal is not a proposal id: {proposal!r:.40}")
     if decision not in ("approve", "reject"):
         raise Malformed(f"event.action.value.decision must be approve or reject, not {decision!r}")
     if not isinstance(prefix, str) or not _HEX.fullmatch(prefix):
         raise Malformed("event.action.value.hash is not a hex argv hash prefix")
-    context = event.get("context")
-    message_id = context.get("open_message_id") if isinstance(context, dict) else None
     return Click(open_id, proposal_id, decision == "approve", prefix, message_id)
 
 
+def clicked(click: Click | PauseClick) -> str:
+    """What was clicked, for a log line."""
+    if isinstance(click, PauseClick):
+        return f"Pause (incident {click.incident_id})"
+    return f"proposal {click.proposal_id}"
+
+
 def _proposal_id(value: object) -> int | None:
-    """The id a button's value names, as a JSON number or a string of ASCII digits (`str.isdigit()` also takes
+    """The id (of a proposal, or an incident) a button's value names, as a JSON number or a string of ASCII digits (`str.isdigit()` also takes
     '²', which `int()` refuses), and no larger than the store's ids."""
     if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= len(str(MAX_ID)):
         value = int(value)

@@ -25,6 +25,7 @@ from aiops.channels import Announcement, Digest
 
 MAX_BYTES = 30_000  # Feishu refuses cards over 30 KB; kept a little under, whichever K Feishu means
 HASH_PREFIX = 16  # hex digits of a proposal's argv hash carried by its buttons
+PAUSE = "pause"  # the decision a Pause button sends
 BUTTON_TEXT = 100  # characters Feishu allows on a button
 TITLE = 200  # characters kept of a header title
 COLOURS = {"critical": "red", "error": "red", "warning": "orange", "info": "blue"}
@@ -152,7 +153,15 @@ class Cards:
                 web = announcement.approval_links.get(proposal["id"])
                 if web:
                     elements.append(markdown(link(web, self._t("decide_on_web"))))
+        if announcement.pause_url is not None:
+            elements.append(self._pause(announcement.incident.id))
         return elements
+
+    def _pause(self, incident_id: int) -> Element:
+        """The Pause button of automatic remediation (`remediation.mode: auto`), for approvers."""
+        pause = button(self._t("pause_button"), "danger", {"decision": PAUSE, "incident": incident_id})
+        pause["confirm"] = confirm(self._t("pause_confirm_title"), self._t("pause_confirm_text"))
+        return pause
 
     def _buttons(self, proposal: Mapping[str, Any]) -> Element:
         """Approve and Reject side by side, each confirming the exact command before it calls back."""

@@ -15,13 +15,15 @@ from typing import Any
 from jinja2 import Environment
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from aiops.actions import guardrails
 from aiops.actions.approvals import Actor, Approvals, Decision
 from aiops.actions.policy import Approvers
 from aiops.channels import Announcement
-from aiops.channels.feishu.callback import Click
+from aiops.channels.feishu.callback import Click, PauseClick
 from aiops.channels.feishu.card import HASH_PREFIX, Cards
 from aiops.grafana import GrafanaConfig
 from aiops.grafana.dashboards import dashboard_url
+from aiops.i18n import say
 from aiops.store import actions, incidents
 
 log = logging.getLogger("aiops.channels.feishu")
@@ -45,12 +47,15 @@ class FeishuClicks:
         self._engine = engine
         self._approvals = approvals
         self._approvers = approvers
+        self._language = str(templates.globals["language"])
         self._templates = templates
         self._base_url = base_url
         self._grafana = grafana or GrafanaConfig()
 
-    async def answer(self, click: Click) -> dict[str, Any]:
+    async def answer(self, click: Click | PauseClick) -> dict[str, Any]:
         """Decide what `click` asks and say how it went, in Feishu's callback answer."""
+        if isinstance(click, PauseClick):
+            return await self.pause(click)
         async with self._engine.connect() as conn:
             item = await actions.proposal(conn, click.proposal_id)
         if item is None:
@@ -75,6 +80,21 @@ class FeishuClicks:
             if card is not None:
                 answer["card"] = {"type": "raw", "data": json.loads(card)}
         return answer
+
+    async def pause(self, click: PauseClick) -> dict[str, Any]:
+        """The Pause button: automatic remediation paused, for an allow-listed approver only."""
+        switched = await guardrails.switch(self._engine, self._approvals.config, True, FEISHU, click.open_id)
+        log.info(
+            "Feishu pause click by %s on incident %d: %s", click.open_id, click.incident_id, switched.outcome
+        )
+        kind = (
+            "error"
+            if switched.outcome == "refused"
+            else "success"
+            if switched.outcome == "paused"
+            else "info"
+        )
+        return {"toast": {"type": kind, "content": say(switched.message, self._language)}}
 
     def toast(self, kind: str, **context: Any) -> dict[str, Any]:
         values = {"outcome": "refused", "message": "", "refusal": None, "who": "", **context}
@@ -119,5 +139,6 @@ class FeishuClicks:
             proposals=shown,
             approval_links=await self._approvals.links(self._base_url, shown),
             dashboard_url=dashboard_url(self._grafana, incident),
+            pause_url=self._approvals.pause_url(self._base_url),
         )
         return Cards(self._templates).announcement(announcement)

@@ -64,14 +64,16 @@ class LongConnection(ListenerThread):
             return future.result(timeout=ANSWER_WITHIN)
         except concurrent.futures.TimeoutError:
             log.warning(
-                "feishu %s: the click on proposal %d took over %.1fs; answered that it is being decided",
+                "feishu %s: the click on %s took over %.1fs; answered that it is being decided",
                 self._config.name,
-                click.proposal_id,
+                feishu_callback.clicked(click),
                 ANSWER_WITHIN,
             )
             return self._clicks.toast("info", refusal="slow")
         except Exception:
-            log.exception("feishu %s: the click on proposal %d failed", self._config.name, click.proposal_id)
+            log.exception(
+                "feishu %s: the click on %s failed", self._config.name, feishu_callback.clicked(click)
+            )
             return self._clicks.toast("error", outcome="refused")
 
     def _run(self) -> None:

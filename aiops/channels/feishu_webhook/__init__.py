@@ -130,6 +130,8 @@ class FeishuWebhookChannel(Robot[FeishuWebhookConfig]):
             if link and proposal["state"] == "pending":
                 label = self._t("robot_approve_button", id=proposal["id"], action=proposal["action_id"])
                 elements.append(_button(line(label, 100), link, "primary_filled"))
+        if shown and announcement.pause_url is not None:
+            elements.append(_button(self._t("pause_on_web"), announcement.pause_url, "danger"))
         return elements
 
     def _text(self, template: str, **context: Any) -> str:
