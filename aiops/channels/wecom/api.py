@@ -28,7 +28,6 @@ from typing import Any, Literal
 
 import httpx
 
-from aiops.channels import ChannelError
 from aiops.channels.wecom.errors import TOKEN_REJECTED, WeComError, gateway_failure, refusal
 
 BASE_URL = "https://qyapi.weixin.qq.com"
@@ -198,8 +197,9 @@ class AppClient:
     async def send_markdown(self, touser: Sequence[str], content: str) -> str:
         """Send a markdown message (at most `MARKDOWN_LIMIT` bytes; see `markdown.fit`); returns its msgid."""
         if len(content.encode("utf-8")) > MARKDOWN_LIMIT:
-            raise ChannelError(
+            raise WeComError(
                 f"wecom: markdown of {len(content.encode())} bytes is over the app's {MARKDOWN_LIMIT}",
+                errcode=0,
                 retryable=False,
             )
         answer = await self._call(SEND_PATH, self._message(touser, "markdown", {"content": content}))
