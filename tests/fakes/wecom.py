@@ -11,7 +11,7 @@ Server API (all answers HTTP 200 with `errcode`, as WeCom's are):
 - `POST /cgi-bin/message/update_template_card` spends a response code: once, within 72 h.
 - `trusted_ips`, when set, is the app's 企业可信IP: calls from other addresses answer 60020.
 - `POST /cgi-bin/webhook/send?key` is the group robot: unknown key 93000, over 20 messages in 60 s 45009 (the
-  message is dropped), markdown over 4,096 bytes 40058.
+  message is dropped), markdown over 4,096 bytes or text over 2,048 40058.
 - `busy(n)` makes the next n calls answer -1; `outage = True` answers HTTP 503 with an HTML page.
 
 Codes marked "not verified" are placeholders: WeCom's answer for that case is not documented where we looked.
@@ -48,6 +48,7 @@ AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"  # 43 characters, as WeC
 TASK_ID = re.compile(r"[0-9A-Za-z_\-@]{1,128}")
 ROBOT_PER_MINUTE = 20
 ROBOT_MARKDOWN = 4096
+ROBOT_TEXT = 2048
 APP_MARKDOWN = 2048
 RESPONSE_CODE_LIFETIME = 72 * 3600.0
 
@@ -220,8 +221,9 @@ class FakeWeCom(LoopbackServer):
         if not isinstance(body, dict) or body.get("msgtype") not in ("text", "markdown", "markdown_v2"):
             return _err(40008, "invalid message type")
         content = str((body.get(body["msgtype"]) or {}).get("content") or "")
-        if len(content.encode("utf-8")) > ROBOT_MARKDOWN:
-            return _err(40058, f"{body['msgtype']}.content exceed max length {ROBOT_MARKDOWN}")
+        limit = ROBOT_TEXT if body["msgtype"] == "text" else ROBOT_MARKDOWN
+        if len(content.encode("utf-8")) > limit:
+            return _err(40058, f"{body['msgtype']}.content exceed max length {limit}")
         robot.arrivals.append(now)
         robot.messages.append(body)
         return OK

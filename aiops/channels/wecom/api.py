@@ -217,7 +217,7 @@ class AppClient:
         spends `response_code`."""
         if (replace_name is None) == (card is None):
             raise ValueError("give either replace_name or card")
-        self._spend(response_code)
+        self._check_unspent(response_code)
         body: dict[str, Any] = {
             "userids": list(userids),  # an array here, where message/send wants "a|b"
             "agentid": self.agent_id,
@@ -227,15 +227,19 @@ class AppClient:
         try:
             await self._call(UPDATE_PATH, body)
         except WeComError as error:
-            if error.retryable or error.errcode != 40058:
+            if error.retryable:  # WeCom did not take the code: a retry may spend it
+                raise
+            self._spent[response_code.value] = response_code.issued
+            if error.errcode != 40058:
                 raise
             raise ResponseCodeRefused(
                 f"{error}; the response_code was refused (used already, or over 72 h old)",
                 errcode=error.errcode,
                 retryable=False,
             ) from None
+        self._spent[response_code.value] = response_code.issued
 
-    def _spend(self, code: ResponseCode) -> None:
+    def _check_unspent(self, code: ResponseCode) -> None:
         now = self._clock()
         self._spent = {k: v for k, v in self._spent.items() if now - v < RESPONSE_CODE_LIFETIME}
         if code.value in self._spent:
@@ -250,7 +254,6 @@ class AppClient:
                 errcode=0,
                 retryable=False,
             )
-        self._spent[code.value] = code.issued
 
     def _message(self, touser: Sequence[str], msgtype: str, content: Mapping[str, Any]) -> dict[str, Any]:
         if not touser:

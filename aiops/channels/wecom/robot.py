@@ -2,7 +2,7 @@
 
 The key is the robot's only credential, so it never appears in an error. The robot takes at most 20 messages a
 minute (WeCom's "群机器人配置说明", 91770). Past that it answers 45009 and drops the message, so `Pacer` keeps each
-robot under the limit on this side. Markdown is limited to 4,096 bytes; a longer one is refused with 40058. Every
+robot under the limit on this side. Markdown is limited to 4,096 bytes (text to 2,048); a longer one is refused with 40058. Every
 refusal comes back as HTTP 200 with an `errcode`, read as for the app (`errors`). A robot cannot receive clicks:
 its cards carry links, to the web approval page.
 """
@@ -25,6 +25,7 @@ from aiops.channels.wecom.markdown import size
 
 SEND_PATH = "/cgi-bin/webhook/send"
 MARKDOWN_LIMIT = 4096  # bytes
+LIMITS = {"markdown": MARKDOWN_LIMIT, "markdown_v2": MARKDOWN_LIMIT, "text": 2048}  # bytes of `content`
 PER_MINUTE = 20
 WINDOW = 60.0  # seconds
 
@@ -112,12 +113,13 @@ async def send(
 
 
 def _check_size(message: dict[str, Any]) -> None:
-    if message.get("msgtype") not in ("markdown", "markdown_v2"):
+    kind = str(message.get("msgtype"))
+    if kind not in LIMITS:
         return
-    content = str((message.get(message["msgtype"]) or {}).get("content") or "")
-    if size(content) > MARKDOWN_LIMIT:
+    content = str((message.get(kind) or {}).get("content") or "")
+    if size(content) > LIMITS[kind]:
         raise WeComError(
-            f"wecom robot: markdown of {size(content)} bytes is over the robot's {MARKDOWN_LIMIT} "
+            f"wecom robot: {kind} of {size(content)} bytes is over the robot's {LIMITS[kind]} "
             "(cut it with markdown.cut, or fit the rendering)",
             errcode=0,
             retryable=False,

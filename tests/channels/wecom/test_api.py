@@ -207,3 +207,16 @@ async def test_markdown_over_the_apps_2048_bytes_is_refused_before_sending(
     with pytest.raises(WeComError, match="2048"):
         await client.send_markdown(USERS, "告" * 683)
     assert len(fake.messages) == 1
+
+
+async def test_a_code_wecom_did_not_take_can_be_used_on_a_retry(
+    fake: FakeWeCom, http: httpx.AsyncClient, clock: Clock
+) -> None:
+    client = app(fake, http, clock)
+    sent = await client.send_template_card(USERS, card())
+    fake.busy()
+    with pytest.raises(WeComError) as busy:
+        await client.update_template_card(USERS, sent.response_code, replace_name="Approved")
+    assert busy.value.retryable
+    await client.update_template_card(USERS, sent.response_code, replace_name="Approved")
+    assert len(fake.updates) == 1

@@ -10,9 +10,11 @@ import pytest
 
 from aiops.channels import ChannelError
 from aiops.channels.wecom import markdown
+from aiops.channels.wecom.api import MARKDOWN_LIMIT as APP_LIMIT
 from aiops.channels.wecom.errors import WeComError
 from aiops.channels.wecom.robot import MARKDOWN_LIMIT, Pacer, markdown_message, send
-from tests.channels.announcements import HOSTILE
+from tests.channels.hostile import CASES, IDS
+from tests.channels.wecom.conftest import app
 from tests.fakes.robots import Clock
 from tests.fakes.wecom import ROBOT_KEY, FakeWeCom, robot_contents
 
@@ -102,18 +104,32 @@ async def test_markdown_over_4096_bytes_is_refused_before_sending(
     assert not refused.value.retryable and fake.calls == []
 
 
-@pytest.mark.parametrize(
-    "text", [HOSTILE * 300, "磁盘已满，请扩容。" * 3000, ("<@zhangsan> " + HOSTILE) * 200]
-)
-async def test_hostile_and_huge_text_is_escaped_cut_and_delivered(
+@pytest.mark.parametrize("text", CASES, ids=IDS)
+async def test_hostile_text_is_escaped_cut_and_delivered_the_same_by_app_and_robot(
     fake: FakeWeCom, http: httpx.AsyncClient, clock: Clock, text: str
 ) -> None:
-    assert len(text.encode()) > 20_000
+    """One escape for the dialect: the app's message (2,048 bytes) is the robot's (4,096) cut shorter."""
     headline = '<font color="warning">**HostOutOfDiskSpace**</font>\n'
-    content = markdown.cut(headline + markdown.escape(text), MARKDOWN_LIMIT)
-    await post(fake, http, content, pacer(clock))
-    [delivered] = robot_contents(fake)
-    assert markdown.size(delivered) <= MARKDOWN_LIMIT and delivered.endswith("…")
-    body = delivered.removeprefix(headline)
-    assert body != delivered  # the message's own markup is intact
-    assert not set(body) & set("<>*[]`#")  # the user's text opens no tag, mention, link or emphasis
+    await post(fake, http, markdown.cut(headline + markdown.escape(text), MARKDOWN_LIMIT), pacer(clock))
+    await app(fake, http, clock).send_markdown(
+        ["zhangsan"], markdown.cut(headline + markdown.escape(text), APP_LIMIT)
+    )
+    [by_robot] = robot_contents(fake)
+    by_app = fake.messages[0]["markdown"]["content"]
+    assert markdown.size(by_robot) <= MARKDOWN_LIMIT and markdown.size(by_app) <= APP_LIMIT
+    assert by_robot.startswith(by_app.removesuffix(markdown.ELLIPSIS))
+    for delivered in (by_robot, by_app):
+        body = delivered.removeprefix(headline)
+        assert body != delivered  # the message's own markup is intact
+        assert not set(body) & set(
+            "<>*[]`#\x00\x1b\u202e"
+        )  # the text opens no tag, mention, link or emphasis
+
+
+async def test_text_over_2048_bytes_is_refused_before_sending(
+    fake: FakeWeCom, http: httpx.AsyncClient, clock: Clock
+) -> None:
+    text = {"msgtype": "text", "text": {"content": "警" * 683}}
+    with pytest.raises(WeComError, match="2048"):
+        await send(http, ROBOT_KEY, text, pacer=pacer(clock), base_url=fake.url)
+    assert fake.calls == []
