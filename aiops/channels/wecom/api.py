@@ -34,7 +34,7 @@ BASE_URL = "https://qyapi.weixin.qq.com"
 TOKEN_PATH = "/cgi-bin/gettoken"
 SEND_PATH = "/cgi-bin/message/send"
 UPDATE_PATH = "/cgi-bin/message/update_template_card"
-MARKDOWN_LIMIT = 2048  # bytes: an app's markdown message (the group robot allows 4,096)
+MARKDOWN_LIMIT = 2048  # bytes: an app's markdown message (发送应用消息, 90236; the group robot allows 4,096)
 TASK_ID_LIMIT = 128  # bytes
 KEY_LIMIT = 1024  # bytes, a button's key
 BUTTONS_LIMIT = 6
@@ -169,7 +169,7 @@ class AppClient:
         agent_id: int,
         base_url: str = BASE_URL,
         tokens: TokenCache | None = None,
-        timeout: float = 10.0,
+        time_limit: float = 10.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._http = http
@@ -177,7 +177,7 @@ class AppClient:
         self._base = base_url.rstrip("/")
         self._tokens = tokens or TokenCache(clock)
         self._token_key = hashlib.sha256(f"{corp_id}\n{corp_secret}".encode()).hexdigest()
-        self._timeout = timeout
+        self._time_limit = time_limit
         self._clock = clock
         self._spent: dict[str, float] = {}  # response codes this client used, with when they were issued
 
@@ -195,7 +195,7 @@ class AppClient:
         return SentCard(msgid, ResponseCode(code, self._clock()), _invalid_users(answer))
 
     async def send_markdown(self, touser: Sequence[str], content: str) -> str:
-        """Send a markdown message (at most `MARKDOWN_LIMIT` bytes; see `markdown.fit`); returns its msgid."""
+        """Send a markdown message (at most `MARKDOWN_LIMIT` bytes; see `markdown.cut`); returns its msgid."""
         if len(content.encode("utf-8")) > MARKDOWN_LIMIT:
             raise WeComError(
                 f"wecom: markdown of {len(content.encode())} bytes is over the app's {MARKDOWN_LIMIT}",
@@ -304,7 +304,7 @@ class AppClient:
                 params=params,
                 content=content,
                 headers=headers,
-                timeout=self._timeout,
+                timeout=self._time_limit,
             )
         except httpx.TransportError as error:
             # httpx's transport errors do not repeat the URL, whose query carries the token or the secret.

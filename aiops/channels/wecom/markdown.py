@@ -1,12 +1,13 @@
 """WeCom's markdown (the app's and the group robot's `markdown` message), and how user text is kept out of its
 markup.
 
-The dialect (WeCom's "markdown类型", 90236 and 91770) has headings (`#`), bold (`**`), links (`[text](url)`),
-inline code (`` ` ``), quotes (`>`), `<font color="info|comment|warning">` and `<@userid>` mentions. WeCom
-documents no escape: a backslash is shown as is and does not stop the markup after it. So each markup character in
-user text is replaced by its full-width form (`＜` for `<`, `＊` for `*`…). A reader still sees it, but it cannot open
+The dialect (WeCom's "markdown类型", 90236 and 91770) has headings (`#`), bold (`**`) and italics (`*`), links
+(`[text](url)`), inline code (`` ` ``), quotes (`>`), `<font color="info|comment|warning">` and `<@userid>`
+mentions. WeCom documents no escape, so a backslash cannot be relied on to stop markup. Instead each markup character
+in user text is replaced by its full-width form (`＜` for `<`, `＊` for `*`…). A reader still sees it, but it cannot open
 a tag, a mention, a link or emphasis. Being one character each, the replacements cannot be split by a cut either.
-`_` and `~` are left alone: this dialect has no italics or strike-through, and metric names are full of `_`.
+`_` and `~` are left alone: this dialect has no `_` emphasis or strike-through, and metric names are full of `_`.
+This is the `markdown` type only: `markdown_v2` adds lists, tables (`|`), rules and images, and would need more.
 
 Limits are UTF-8 bytes (a CJK character is three), not characters: 4,096 for the robot, 2,048 for the app.
 """

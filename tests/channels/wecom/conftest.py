@@ -27,7 +27,7 @@ def app(fake: FakeWeCom, http: httpx.AsyncClient, clock: Clock, **changes: objec
         "corp_secret": SECRET,
         "agent_id": AGENT_ID,
         "base_url": fake.url,
-        "timeout": 5.0,
+        "time_limit": 5.0,
         "clock": clock,
         **changes,
     }
