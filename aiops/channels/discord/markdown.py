@@ -1,10 +1,10 @@
 """Discord's markdown, and how user text is kept out of its markup and its mentions.
 
-Discord honours a backslash before any markdown character, and a mention written `\\<@123>` shows as text. So user
-text has `\\ * _ ~ ` | [ ] <` backslash-escaped everywhere, and `# - > 1.` at the start of a line, where they make
-headings, lists, quotes and subtext. `@everyone` and `@here` get a zero-width space after the `@`, so that they
-show as written but are no mention even where `allowed_mentions` is forgotten. Every message aiops sends sets
-`allowed_mentions` anyway (`api.message`).
+Discord honours a backslash before any markdown character. So user text has `\\ * _ ~ ` | [ ] <` backslash-escaped
+everywhere, and `# - > 1.` at the start of a line, where they make headings, lists, quotes and subtext. Mentions
+(`@everyone`, `@here`, `<@id>`, `<@&role>`, `<#channel>`, `</command:id>`) also get a zero-width space after their
+`@`, `#` or `/`, as discord.py's `escape_mentions` does: they show as written but mention no one, even where
+`allowed_mentions` is forgotten. Every message aiops sends sets `allowed_mentions` anyway (`api.message`).
 
 Limits are in characters: 2,000 for `content`, 4,096 for an embed's description. They are counted here in UTF-16
 code units, which is never less than the characters however Discord counts them (an emoji outside the BMP is two).
@@ -16,7 +16,7 @@ import re
 
 _ANYWHERE = re.compile(r"([\\*_~`|\[\]<])")
 _LINE_START = re.compile(r"^(\s*)(#|-|>|\d+\.)", re.MULTILINE)
-_MASS_MENTION = re.compile(r"@(everyone|here)")
+_MENTION = re.compile(r"@(?=everyone|here|[!&]?\d)|(?<=<)[#/](?=\w)")
 _INVISIBLE = re.compile("[\x00-\x08\x0b-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
 ELLIPSIS = "…"
 ZERO_WIDTH_SPACE = "\u200b"
@@ -26,7 +26,7 @@ def escape(text: object) -> str:
     """`text` as Discord markdown that shows it literally, line breaks kept."""
     plain = _INVISIBLE.sub("", str(text).replace("\r\n", "\n"))
     escaped = _LINE_START.sub(_escape_line_start, _ANYWHERE.sub(r"\\\1", plain))
-    return _MASS_MENTION.sub("@" + ZERO_WIDTH_SPACE + r"\1", escaped)
+    return _MENTION.sub(lambda match: match.group(0) + ZERO_WIDTH_SPACE, escaped)
 
 
 def _escape_line_start(match: re.Match[str]) -> str:

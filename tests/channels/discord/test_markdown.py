@@ -34,10 +34,13 @@ def test_line_starts_cannot_make_headings_lists_quotes_or_subtext() -> None:
 
 
 def test_mentions_are_neutralised() -> None:
-    escaped = escape("@everyone @here <@4001> <@&5001> <#6001>")
+    escaped = escape("@everyone @here <@4001> <@&5001> <#6001> </deploy:7001> mail@example.com")
+    assert "mail@example.com" in escaped
     assert "@everyone" not in escaped and "@here" not in escaped
     assert f"@{ZERO_WIDTH_SPACE}everyone" in escaped
-    assert "\\<@4001>" in escaped and "\\<@&5001>" in escaped and "\\<#6001>" in escaped
+    for mention in ("<@4001>", "<@&5001>", "<#6001>", "</deploy:7001>"):
+        assert mention not in escaped
+    assert f"\\<@{ZERO_WIDTH_SPACE}4001>" in escaped and f"\\<#{ZERO_WIDTH_SPACE}6001>" in escaped
 
 
 def test_the_hostile_string_shows_its_words_and_makes_no_markup() -> None:
