@@ -18,6 +18,7 @@ Ed25519 as PyNaCl does.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -99,7 +100,7 @@ class Verifier:
             age = abs(self._clock() - float(timestamp))
         except ValueError:
             raise InteractionRefused("the signature timestamp is not a number") from None
-        if age > self._max_age:
+        if not math.isfinite(age) or age > self._max_age:
             raise InteractionRefused(
                 f"the request was signed {age:.0f} s away from this server's clock (allowed: {self._max_age:.0f} s);"
                 " a replay, or this server's clock is wrong"

@@ -23,6 +23,7 @@ from tests.channels.discord.conftest import Sleeps, rest
 from tests.fakes.discord import BOT_TOKEN, CHANNEL, FakeDiscord
 from tests.fakes.robots import Clock
 from tests.support.binaries import free_port
+from tests.support.logs import aiops_logging
 
 
 async def test_a_message_with_buttons_is_posted_then_edited(
@@ -197,3 +198,24 @@ async def test_an_unreachable_discord_is_retryable(
     with pytest.raises(DiscordError) as refused:
         await client.create_message(CHANNEL, message("card"))
     assert refused.value.retryable and BOT_TOKEN not in str(refused.value)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="httpx logs each request's URL at INFO, and an interaction's token (which edits its message for 15 "
+    "minutes) is in the path: aiops/logs.py must redact /interactions/…/<token> and /webhooks/…/<token> first",
+)
+async def test_interaction_tokens_stay_out_of_the_logs(
+    fake: FakeDiscord,
+    http: httpx.AsyncClient,
+    clock: Clock,
+    sleeps: Sleeps,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    client = rest(fake, http, clock, sleeps)
+    message_id = await client.create_message(CHANNEL, message("card", components=[approval_row(42)]))
+    pressed = interactions.parse(fake.press(custom_id("approve", 42), "4001", message_id)[1])
+    with aiops_logging([BOT_TOKEN]):
+        await client.respond(pressed.id, pressed.token, interactions.deferred_update())
+    logged = capsys.readouterr().err
+    assert BOT_TOKEN not in logged and pressed.token not in logged

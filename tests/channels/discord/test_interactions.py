@@ -75,6 +75,15 @@ def test_a_stale_request_is_refused_even_when_signed(fake: FakeDiscord, clock: C
         Verifier(fake.public_key, clock=clock).verify(headers, raw)
 
 
+@pytest.mark.parametrize("timestamp", ["nan", "inf", "-1e999", "soon"])
+def test_a_timestamp_that_is_no_time_is_refused_even_when_signed(
+    fake: FakeDiscord, clock: Clock, timestamp: str
+) -> None:
+    raw = b'{"type":1}'
+    with pytest.raises(InteractionRefused):
+        Verifier(fake.public_key, clock=clock).verify(fake.sign(raw, timestamp), raw)
+
+
 @pytest.mark.parametrize("in_guild", [True, False])
 def test_a_button_press_says_who_pressed_what_on_which_message(
     fake: FakeDiscord, clock: Clock, in_guild: bool

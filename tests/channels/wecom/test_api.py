@@ -23,6 +23,7 @@ from tests.channels.wecom.conftest import app
 from tests.fakes.robots import Clock
 from tests.fakes.wecom import SECRET, FakeWeCom
 from tests.support.binaries import free_port
+from tests.support.logs import aiops_logging
 
 USERS = ["zhangsan", "lisi"]
 
@@ -220,3 +221,18 @@ async def test_a_code_wecom_did_not_take_can_be_used_on_a_retry(
     assert busy.value.retryable
     await client.update_template_card(USERS, sent.response_code, replace_name="Approved")
     assert len(fake.updates) == 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="httpx logs each request's URL at INFO, and WeCom wants the access token in the query: aiops/logs.py "
+    "must redact access_token= (and the robot's key=) before a WeCom channel is wired in",
+)
+async def test_the_access_token_stays_out_of_the_logs(
+    fake: FakeWeCom, http: httpx.AsyncClient, clock: Clock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with aiops_logging([SECRET]):
+        await app(fake, http, clock).send_markdown(USERS, "one")
+    logged = capsys.readouterr().err
+    assert SECRET not in logged
+    assert not any(token in logged for token in fake.tokens)
