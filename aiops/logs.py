@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import Iterable
 
 REDACTED = "«redacted»"
+# Credentials that travel in URLs, which httpx logs for every request: WeCom's access token and robot key (and
+# DingTalk's robot token) in the query, Discord's interaction and webhook tokens in the path. Tokens fetched at
+# run time are in no configuration, so they are found by where they sit.
+_IN_QUERY = re.compile(r"([?&](?:access_token|corpsecret|key|token|secret|sign)=)[^&#\s\"'>]+", re.I)
+_IN_PATH = re.compile(r"(/(?:interactions|webhooks)/\d+/)[\w.-]+")
 
 
 class Redactor(logging.Filter):
@@ -17,7 +23,8 @@ class Redactor(logging.Filter):
     def redact(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, REDACTED)
-        return text
+        text = _IN_QUERY.sub(rf"\1{REDACTED}", text)
+        return _IN_PATH.sub(rf"\1{REDACTED}", text)
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()

@@ -200,11 +200,6 @@ async def test_an_unreachable_discord_is_retryable(
     assert refused.value.retryable and BOT_TOKEN not in str(refused.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="httpx logs each request's URL at INFO, and an interaction's token (which edits its message for 15 "
-    "minutes) is in the path: aiops/logs.py must redact /interactions/…/<token> and /webhooks/…/<token> first",
-)
 async def test_interaction_tokens_stay_out_of_the_logs(
     fake: FakeDiscord,
     http: httpx.AsyncClient,

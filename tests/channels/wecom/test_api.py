@@ -223,11 +223,6 @@ async def test_a_code_wecom_did_not_take_can_be_used_on_a_retry(
     assert len(fake.updates) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="httpx logs each request's URL at INFO, and WeCom wants the access token in the query: aiops/logs.py "
-    "must redact access_token= (and the robot's key=) before a WeCom channel is wired in",
-)
 async def test_the_access_token_stays_out_of_the_logs(
     fake: FakeWeCom, http: httpx.AsyncClient, clock: Clock, capsys: pytest.CaptureFixture[str]
 ) -> None:
