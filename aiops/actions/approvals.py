@@ -4,6 +4,10 @@ Every channel (CLI, web page, and the chat buttons) ends in `Approvals.decide`, 
 approver is allow-listed for that channel, the proposal is still pending and unexpired, the decision is bound to the
 exact argv and host the person saw, and a second decision changes nothing. An approval enqueues the execution; the
 queue runs one execution per host at a time (its serial key is the host).
+
+Under `remediation.mode: auto`, a `low` proposal is approved by the policy — unless the circuit breaker is tripped,
+or the same action already ran on the incident (a fix that did not work is never retried by itself): it then
+waits for a person like a `high` one, and says why.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from aiops.actions.policy import RemediationConfig
 from aiops.i18n import message
 from aiops.metrics import Metrics
 from aiops.models import Message, Proposal, Text
-from aiops.store import actions, jobs
+from aiops.store import actions, jobs, verifications
 
 EXECUTE = "execute"
 Outcome = Literal["approved", "rejected", "already", "refused", "expired", "moot", "not_found"]
@@ -66,11 +70,16 @@ class Approvals:
         queued = 0
         for proposal in proposals:
             state, expires = self._initial(proposal)
+            held = await self._held(conn, incident_id, proposal) if state == "approved" else None
+            if held is not None:
+                state, expires = "pending", time.time() + self._config.approval_ttl
             proposal_id = await actions.record_proposal(
                 conn, incident_id, delivery_id, proposal, state, expires
             )
             if proposal_id is None:
                 continue  # this delivery proposed it already (a re-run after a crash)
+            if held is not None:
+                await actions.set_state(conn, proposal_id, "pending", expected="pending", detail=held)
             self._metrics.proposals.labels(state).inc()
             hashed = actions.argv_hash(proposal.host, proposal.argv)
             detail = proposal.refusal or message(
@@ -90,6 +99,17 @@ class Approvals:
                 channel="pipeline",
                 hashed=hashed,
             )
+            if held is not None:
+                await actions.audit(
+                    conn,
+                    "held",
+                    held,
+                    incident_id=incident_id,
+                    proposal_id=proposal_id,
+                    actor="policy",
+                    channel="auto",
+                    hashed=hashed,
+                )
             if state == "approved":
                 await actions.audit(
                     conn,
@@ -114,6 +134,14 @@ class Approvals:
         if mode == "auto" and proposal.risk == "low":
             return "approved", None
         return "pending", time.time() + self._config.approval_ttl
+
+    async def _held(self, conn: AsyncConnection, incident_id: int, proposal: Proposal) -> Message | None:
+        """Why a proposal the policy would run by itself waits for a person instead; None when it runs."""
+        if await verifications.breaker(conn) is not None:
+            return message("proposal_held_breaker", action=proposal.action_id)
+        if await verifications.tried_on(conn, incident_id, proposal.action_id):
+            return message("proposal_held_tried", action=proposal.action_id)
+        return None
 
     async def decide(
         self, proposal_id: int, approve: bool, actor: Actor, expected_hash: str | None = None

@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from aiops.models import Incident, Triage
+from aiops.models import Incident, Text, Triage
 
 Purpose = Literal["opened", "updated", "resolved", "action"]
 
@@ -26,6 +26,14 @@ class Announcement:
     mentions: Sequence[str] = ()  # platform user ids to @mention (on-call for this severity)
     # An "updated" card re-rendered to show what became of its actions: only edited where a message exists.
     refresh: bool = False
+    # What the verification of the incident's fixes concluded, and whether automatic execution is held: each
+    # card of the incident says it first.
+    verdicts: Sequence[Text] = ()
+    # A fix that did not work (`escalated`): channel name → whom to @mention besides the channel's `mentions` ...
+    escalated: bool = False
+    escalation: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    # ... and the channels it goes to even when their `match` does not take the incident (`escalate_to`).
+    escalate_to: frozenset[str] = frozenset()
 
 
 class ChannelError(Exception):

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from aiops.service import Services
-from aiops.store import actions, incidents, jobs
+from aiops.store import actions, incidents, jobs, verifications
 
 
 async def healthz(request: Request) -> Response:
@@ -49,4 +49,5 @@ async def metrics(request: Request) -> Response:
                 await incidents.count_by_status(conn),
                 await actions.pending_stats(conn),
             )
+            services.metrics.observe_breaker(await verifications.breaker(conn) is not None)
     return Response(services.metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")
