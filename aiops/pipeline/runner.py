@@ -451,7 +451,10 @@ class Pipeline:
         planner = self.stages.planner
         proposals = (
             await self._stage(
-                "plan", errors, nothing, _now(planner.plan, correlation, prepared.runbook, diagnosis)
+                "plan",
+                errors,
+                nothing,
+                _now(planner.plan, correlation, prepared.runbook, diagnosis, prepared.evidence),
             )
             if planner is not None
             else nothing
