@@ -31,7 +31,7 @@ from aiops.metrics import Metrics
 from aiops.models import Message, Text
 from aiops.queue import Deferred
 from aiops.ssh import CommandResult, ExecutionError, Executor, said
-from aiops.store import actions, incidents
+from aiops.store import actions, incidents, verifications
 from aiops.store.jobs import Job
 
 log = logging.getLogger("aiops.actions")
@@ -134,7 +134,7 @@ class Executions:
         self._metrics.executions.labels("unknown").inc()
         event = message("event_execution", action=item["action_id"], host=str(item["host"]), outcome=reason)
         await incidents.add_event(conn, item["incident_id"], "execution_unknown", event)
-        if item["decided_via"] == "auto":
+        if verifications.automatic(item):
             await check_breaker(conn, self._config, item["incident_id"])
         log.error("execution of proposal %d was interrupted; outcome unknown, not retried", item["id"])
         return item
@@ -211,7 +211,7 @@ class Executions:
         verify = self._verify_of(item["action_id"])
         if outcome.state == "succeeded" and verify is not None:
             await schedule(conn, execution_id, item, verify)
-        elif outcome.state == "failed" and item["decided_via"] == "auto":
+        elif outcome.state == "failed" and verifications.automatic(item):
             await check_breaker(conn, self._config, item["incident_id"])
 
     async def _reload(self, proposal_id: int) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from aiops.runbooks.render import RenderError, go_quote_body, regex_literal, ren
 from aiops.sources.prometheus import PrometheusError, PrometheusSource, expression_of
 from aiops.store import actions, incidents, jobs, verifications
 from aiops.store.jobs import Job
+from aiops.units import seconds_said as seconds
 
 log = logging.getLogger("aiops.actions.verify")
 VERIFY = "verify"
@@ -49,9 +50,8 @@ class Look:
 
 async def schedule(conn: AsyncConnection, execution_id: int, item: dict[str, Any], verify: Verify) -> int:
     """Record the verification of an execution that just ended, and its job, in the caller's transaction."""
-    automatic = item.get("decided_via") == "auto"
     verification_id = await verifications.start(
-        conn, execution_id, item, automatic=automatic, window=verify.window
+        conn, execution_id, item, automatic=verifications.automatic(item), window=verify.window
     )
     key = f"verify:{verification_id}"
     await jobs.enqueue(conn, VERIFY, key, {"verification_id": verification_id}, dedup_key=key)
@@ -151,7 +151,7 @@ class Verifier:
             after, outcome = None, "not_recovered"
             observed = await self._observed(found, verify, finished)
             said = message(
-                "verify_not_recovered", **names, minutes=_minutes(verify.window), observed=observed
+                "verify_not_recovered", **names, window=_duration(verify.window), observed=observed
             )
         async with self._engine.begin() as conn:
             if not await verifications.decide(conn, found["id"], outcome, said, recovered_after=after):
@@ -246,15 +246,15 @@ async def check_breaker(conn: AsyncConnection, config: RemediationConfig, incide
 
 def _recovered(found: Mapping[str, Any], names: Mapping[str, str], after: float) -> Message:
     key = "verify_recovered_auto" if found["automatic"] else "verify_recovered_approved"
-    return message(key, **names, seconds=round(after))
+    return message(key, **names, seconds=seconds(after))
 
 
 def _names(found: Mapping[str, Any], item: Mapping[str, Any]) -> dict[str, str]:
     return {"action": str(found["action_id"]), "host": str(found["host"]), "who": str(item["decided_by"])}
 
 
-def _minutes(seconds: float) -> str:
-    return f"{seconds / 60:g}"
+def _duration(seconds: float) -> str:
+    return f"{seconds:g} s" if seconds < 120 else f"{seconds / 60:g} min"
 
 
 def _expression(verify: Verify, alerts: Sequence[Mapping[str, Any]]) -> str | None:
@@ -268,7 +268,8 @@ def _expression(verify: Verify, alerts: Sequence[Mapping[str, Any]]) -> str | No
 
 
 def _part_of(series: Mapping[str, str], labels: Mapping[str, str]) -> bool:
-    return all(labels.get(name) == value for name, value in series.items() if name != "alertstate")
+    own = ("__name__", "alertstate")  # what ALERTS adds to the rule's labels
+    return all(labels.get(name) == value for name, value in series.items() if name not in own)
 
 
 async def _firing_alerts(conn: AsyncConnection, incident_id: int) -> list[dict[str, Any]]:

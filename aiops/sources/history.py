@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from aiops.i18n import message
 from aiops.models import Correlation, Evidence, Message, PastOutcome, RunbookMatch
 from aiops.store import incidents, verifications
+from aiops.units import seconds_said as seconds
 
 # The label that says *where* an alert fired; the first one present is compared with past incidents.
 KEY_LABELS = ("instance", "host", "node", "pod", "service", "job")
@@ -98,7 +99,7 @@ def outcome_line(outcome: PastOutcome) -> Message:
     )
     names: dict[str, str | Message] = {"action": outcome.action_id, "how": how}
     if outcome.outcome == "recovered":
-        return message("history_fix_recovered", **names, seconds=round(outcome.seconds or 0))
+        return message("history_fix_recovered", **names, seconds=seconds(outcome.seconds or 0.0))
     if outcome.outcome in ("not_recovered", "failed"):
         return message(f"history_fix_{outcome.outcome}", **names)
     return message("history_fix_unverified", **names)
@@ -113,7 +114,7 @@ def _outcome(incident_id: int, found: Mapping[str, Any]) -> PastOutcome:
         outcome,
         found["recovered_after"],
         found["decided_by"],
-        found["decided_via"] == "auto",
+        found["decided_by"] is None,
     )
 
 

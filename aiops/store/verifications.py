@@ -25,6 +25,11 @@ OUTCOMES = ("recovered", "not_recovered", "unknown")
 BREAKER = "auto"  # the breaker's row: automatic execution
 
 
+def automatic(item: dict[str, Any]) -> bool:
+    """Whether the policy ran the proposal by itself (`remediation.mode: auto`): no person decided it."""
+    return item.get("decided_by") is None
+
+
 async def start(
     conn: AsyncConnection,
     execution_id: int,
@@ -170,7 +175,7 @@ async def recent_automatic(conn: AsyncConnection, last: int) -> list[bool]:
         text(
             "SELECT e.state, v.outcome FROM executions e JOIN proposals p ON p.id = e.proposal_id"
             " LEFT JOIN verifications v ON v.execution_id = e.id"
-            " WHERE p.decided_via = 'auto' AND e.finished_at IS NOT NULL AND e.finished_at > :reset"
+            " WHERE p.decided_by IS NULL AND e.finished_at IS NOT NULL AND e.finished_at > :reset"
             " AND (e.state <> 'succeeded' OR v.outcome IS NOT NULL)"
             " ORDER BY COALESCE(v.decided_at, e.finished_at) DESC LIMIT :last"
         ),
