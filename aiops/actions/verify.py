@@ -46,6 +46,7 @@ class Look:
     recovered: bool
     unreachable: Message | None = None
     firing: int = 0  # the incident's alerts still firing in ALERTS
+    at: float | None = None  # when it recovered, when known (Alertmanager's resolution); otherwise now
 
 
 async def schedule(conn: AsyncConnection, execution_id: int, item: dict[str, Any], verify: Verify) -> int:
@@ -103,7 +104,8 @@ class Verifier:
             alerts = await _firing_alerts(conn, found["incident_id"])
         resolved = incident is not None and incident.status == "resolved"
         if resolved and verify.query is None:
-            return Look(True)
+            assert incident is not None
+            return Look(True, at=incident.resolved_at.timestamp() if incident.resolved_at else None)
         if self._prometheus is None:
             unreachable = message("prometheus_no_url") if verify.query else None
             return Look(resolved and verify.query is None, unreachable)
@@ -142,7 +144,7 @@ class Verifier:
         finished = await self._finished_at(found["execution_id"])
         names = _names(found, item)
         if look.recovered:
-            after = max(0.0, time.time() - finished)
+            after = max(0.0, (look.at or time.time()) - finished)
             outcome, said = "recovered", _recovered(found, names, after)
         elif look.unreachable is not None:
             after, outcome = None, "unknown"
