@@ -26,6 +26,7 @@ from aiops.service import Services
 from aiops.store import actions, incidents, jobs, verifications
 from tests.conftest import DATA
 from tests.support.app import AUTH
+from tests.support.binaries import free_port
 from tests.support.sshd import SshServer, running_sshd
 
 APPROVER = Actor("cli", "oncall")
@@ -38,7 +39,7 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
         yield server
 
 
-def runbooks(root: Path, risk: str, allowed: list[str]) -> Path:
+def runbooks(root: Path, risk: str, allowed: list[str], query: str | None = None) -> Path:
     folder = root / "runbooks"
     folder.mkdir(exist_ok=True)
     entries = {
@@ -51,7 +52,7 @@ def runbooks(root: Path, risk: str, allowed: list[str]) -> Path:
             "target": "labels.instance",
             "risk": risk,
             "timeout": "10s",
-            "verify": {"window": f"{WINDOW}s"},
+            "verify": {"window": f"{WINDOW}s", **({"query": query} if query else {})},
         }
         for name, entry in entries.items()
     }
@@ -64,11 +65,19 @@ def runbooks(root: Path, risk: str, allowed: list[str]) -> Path:
 
 @asynccontextmanager
 async def service(
-    app_for: Any, tmp_path: Path, sshd: SshServer, risk: str, allowed: list[str], **policy: Any
+    app_for: Any,
+    tmp_path: Path,
+    sshd: SshServer,
+    risk: str,
+    allowed: list[str],
+    query: str | None = None,
+    sections: dict[str, Any] | None = None,
+    **policy: Any,
 ) -> AsyncIterator[tuple[Any, Services]]:
     hosts = {"web-1": {**sshd.host().model_dump(mode="json"), "connect_timeout": "5s"}}
     async with app_for(
-        runbooks={"dir": str(runbooks(tmp_path, risk, allowed))},
+        **(sections or {}),
+        runbooks={"dir": str(runbooks(tmp_path, risk, allowed, query))},
         hosts=hosts,
         remediation={"approvers": {"cli": ["oncall"]}, **policy},
         server={"language": "en"},
@@ -228,3 +237,26 @@ async def test_the_fix_that_recovered_the_first_occurrence_comes_first_the_secon
     allowed = prompt[prompt.index("ALLOWED ACTIONS:") :]
     assert allowed.index("- restart-unit") < allowed.index("- tidy"), allowed
     assert '<a href="/incidents/1">#1</a>' in page and "restart-unit recovered it" in page
+
+
+async def test_a_verification_prometheus_cannot_answer_is_unknown_and_says_so(
+    app_for: Any, engine: AsyncEngine, tmp_path: Path, sshd: SshServer
+) -> None:
+    nowhere = {"prometheus": {"url": f"http://127.0.0.1:{free_port()}", "timeout": "1s"}}
+    query = 'node_filesystem_avail_bytes{instance="{{ labels.instance }}"} > 0'
+    async with service(
+        app_for, tmp_path, sshd, "low", ["tidy"], query, nowhere, mode="auto", verify_every="200ms"
+    ) as (client, services):
+        await deliver(client, services, payload("u"))
+        await watch_out(services)
+        [fix] = await incident_proposals(engine, 1)
+        trail = [entry["kind"] for entry in await all_audit(engine)]
+        metrics = (await client.get("/metrics")).text
+    verification = fix["verification"]
+    assert verification["outcome"] == "unknown", verification
+    said = say(verification["detail"], "en")
+    assert said.startswith(
+        "unknown whether tidy on web-1 recovered the incident: Prometheus could not be asked"
+    ), said
+    assert trail[-1] == "verified_unknown" and "breaker_tripped" not in trail, trail
+    assert 'aiops_verifications_total{outcome="unknown"} 1.0' in metrics

@@ -267,6 +267,7 @@ def test_a_fix_that_changes_nothing_is_escalated_once_and_never_run_again(
     assert first["verification"]["outcome"] == "not_recovered", first
     detail = first["verification"]["detail"]["text"]
     assert f"not recovered: {NOOP} on {HOST} ran, and the incident still fired 5 s later" in detail, detail
+    assert f"in the window {METRIC} > 0 went from min 1 to max 1, last 1 (flat)" in detail, detail
     assert f"<at id={ONCALL}></at>" in marked[0]["body"]["elements"][0]["content"], texts(marked[0])
     _, versions = first_card(feishu)
     mentioning = [v for v in versions if f"<at id={ONCALL}>" in json.dumps(v)]
