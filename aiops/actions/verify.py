@@ -54,11 +54,16 @@ async def schedule(conn: AsyncConnection, execution_id: int, item: dict[str, Any
     verification_id = await verifications.start(
         conn, execution_id, item, automatic=verifications.automatic(item), window=verify.window
     )
-    key = f"verify:{verification_id}"
+    key = job_key(verification_id)
     await jobs.enqueue(conn, VERIFY, key, {"verification_id": verification_id}, dedup_key=key)
     watching = message("event_verifying", action=item["action_id"], seconds=round(verify.window))
     await incidents.add_event(conn, item["incident_id"], "verifying", watching)
     return verification_id
+
+
+def job_key(verification_id: int) -> str:
+    """The verification's job: its serial and dedup key."""
+    return f"verify:{verification_id}"
 
 
 class Verifier:

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from aiops.actions.approvals import Approvals
 from aiops.actions.policy import RemediationConfig
+from aiops.actions.verify import VERIFY, job_key
 from aiops.channels import Announcement, Channel, Digest, DigestEntry, Purpose, Storm
 from aiops.grafana import GrafanaConfig
 from aiops.grafana.annotations import Annotations
@@ -234,6 +235,11 @@ class Pipeline:
             if self.stages.approvals is not None:
                 await self.stages.approvals.moot(conn, incident_id)
             waiting = await triages.unannounced(conn, incident_id)
+            watched = [v for v in await verifications.of_incident(conn, incident_id) if v["outcome"] is None]
+            for verification in watched:  # the resolution is what they watch for: decide now
+                await jobs.due_now(conn, job_key(verification["id"]))
+        if watched:
+            self.wake(VERIFY)
         for earlier in waiting:
             await self.announce(earlier, "resolve")
         await self._notify(correlation, None, delivery_id)
