@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -25,6 +26,7 @@ from aiops.queue import Deferred
 from aiops.service import Services
 from aiops.store import actions, incidents, jobs, verifications
 from tests.conftest import DATA
+from tests.fakes.robots import FakeFeishuRobot
 from tests.support.app import AUTH
 from tests.support.binaries import free_port
 from tests.support.sshd import SshServer, running_sshd
@@ -259,3 +261,38 @@ async def test_a_verification_prometheus_cannot_answer_is_unknown_and_says_so(
     ), said
     assert trail[-1] == "verified_unknown" and "breaker_tripped" not in trail, trail
     assert 'aiops_verifications_total{outcome="unknown"} 1.0' in metrics
+
+
+async def test_a_fix_that_did_not_work_is_escalated_to_the_second_route_too(
+    app_for: Any, engine: AsyncEngine, tmp_path: Path, sshd: SshServer
+) -> None:
+    robot = FakeFeishuRobot("robot-secret-0123456789", time.time).start()
+    db_team = {
+        "name": "db-team",
+        "url": robot.url,
+        "secret": "robot-secret-0123456789",
+        "match": ['team="db"'],
+    }
+    try:
+        async with service(
+            app_for,
+            tmp_path,
+            sshd,
+            "low",
+            ["tidy"],
+            sections={"channels": {"feishu_webhook": [db_team]}},
+            mode="auto",
+            escalation={"warning": {"db-team": ["ou_dba"]}},
+            escalate_to=["db-team"],
+        ) as (client, services):
+            await deliver(client, services, payload("e"))
+            before = len(robot.messages)
+            await watch_out(services)
+            [fix] = await incident_proposals(engine, 1)
+    finally:
+        robot.stop()
+    assert fix["verification"]["outcome"] == "not_recovered", fix
+    assert before == 0, "the robot's match does not take the incident"
+    [message] = robot.messages
+    body = json.dumps(message, ensure_ascii=False)
+    assert "<at id=ou_dba></at>" in body and "not recovered: tidy on web-1 ran" in body, body
