@@ -47,6 +47,7 @@ def runbooks(root: Path, risk: str, allowed: list[str], query: str | None = None
     entries = {
         "tidy": {"description": "Changes nothing the alert watches", "argv": ["true"]},
         "restart-unit": {"description": "Restart a unit", "argv": ["echo", "restarting"]},
+        "broken": {"description": "Fails", "argv": ["sh", "-c", "echo no >&2; exit 3"]},
     }
     catalog = {
         name: {
@@ -296,3 +297,31 @@ async def test_a_fix_that_did_not_work_is_escalated_to_the_second_route_too(
     [message] = robot.messages
     body = json.dumps(message, ensure_ascii=False)
     assert "<at id=ou_dba></at>" in body and "not recovered: tidy on web-1 ran" in body, body
+
+
+async def test_a_failed_automatic_fix_is_escalated_and_counts_towards_the_breaker(
+    app_for: Any, engine: AsyncEngine, tmp_path: Path, sshd: SshServer
+) -> None:
+    robot = FakeFeishuRobot("robot-secret-0123456789", time.time).start()
+    team = {"name": "team", "url": robot.url, "secret": "robot-secret-0123456789"}
+    try:
+        async with service(
+            app_for,
+            tmp_path,
+            sshd,
+            "low",
+            ["broken"],
+            sections={"channels": {"feishu_webhook": [team]}},
+            mode="auto",
+            escalation={"warning": {"team": ["ou_lead"]}},
+            breaker={"last": 2, "threshold": 0.5},
+        ) as (client, services):
+            await deliver(client, services, payload("f"))
+            [fix] = await incident_proposals(engine, 1)
+            trail = [entry["kind"] for entry in await all_audit(engine)]
+    finally:
+        robot.stop()
+    assert fix["state"] == "failed" and fix["verification"] is None, "a failed fix is not watched"
+    mentioning = [m for m in robot.messages if "<at id=ou_lead></at>" in json.dumps(m, ensure_ascii=False)]
+    assert len(mentioning) == 1 and "ran and failed" in json.dumps(mentioning[0], ensure_ascii=False)
+    assert trail[-2:] == ["execution_failed", "breaker_tripped"], trail
