@@ -281,7 +281,6 @@ def _part_of(series: Mapping[str, str], labels: Mapping[str, str]) -> bool:
 
 async def _firing_alerts(conn: AsyncConnection, incident_id: int) -> list[dict[str, Any]]:
     """The incident's alerts that were firing (the latest state the store has), or all when none is."""
-    found = await incidents.detail(conn, incident_id)
-    alerts: list[dict[str, Any]] = found["alerts"] if found else []
+    alerts = await incidents.alerts_of(conn, incident_id)
     firing = [alert for alert in alerts if alert["status"] == "firing"]
     return firing or alerts
