@@ -111,9 +111,8 @@ class Verifier:
         if resolved and verify.query is None:
             assert incident is not None
             return Look(True, at=incident.resolved_at.timestamp() if incident.resolved_at else None)
-        if self._prometheus is None:
-            unreachable = message("prometheus_no_url") if verify.query else None
-            return Look(resolved and verify.query is None, unreachable)
+        if self._prometheus is None:  # only Alertmanager's resolution can tell; a query cannot be asked
+            return Look(False, message("prometheus_no_url") if verify.query else None)
         try:
             if verify.query is not None:
                 return Look(await self._holds(verify.query, alerts))
