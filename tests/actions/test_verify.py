@@ -216,6 +216,7 @@ async def test_the_fix_that_recovered_the_first_occurrence_comes_first_the_secon
         async with engine.connect() as conn:
             triage = await incidents.latest_triage(conn, 2)
         page = (await client.get("/incidents/2")).text
+        metrics = (await client.get("/metrics")).text
     assert fixed["action_id"] == "restart-unit" and fixed["verification"]["outcome"] == "recovered", fixed
     assert [p["action_id"] for p in second] == ["restart-unit", "tidy"], (
         "the fix that worked is proposed first"
@@ -239,6 +240,8 @@ async def test_the_fix_that_recovered_the_first_occurrence_comes_first_the_secon
     allowed = prompt[prompt.index("ALLOWED ACTIONS:") :]
     assert allowed.index("- restart-unit") < allowed.index("- tidy"), allowed
     assert '<a href="/incidents/1">#1</a>' in page and "restart-unit recovered it" in page
+    recovery = 'aiops_time_to_recovery_seconds_count{decided="approved",severity="warning"} 1.0'
+    assert recovery in metrics, [line for line in metrics.splitlines() if "recovery" in line]
 
 
 async def test_a_verification_prometheus_cannot_answer_is_unknown_and_says_so(
