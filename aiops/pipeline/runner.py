@@ -586,12 +586,13 @@ class Pipeline:
 
 
 async def _verdicts(conn: AsyncConnection, incident_id: int) -> tuple[Text, ...]:
-    """What the incident's cards say first: each decided verification of its fixes, and a tripped breaker."""
+    """What the incident's cards say first: each decided verification of its fixes, and — where it has actions the
+    policy could run — a tripped breaker."""
     said: list[Text] = [
         item["detail"] for item in await verifications.of_incident(conn, incident_id) if item["outcome"]
     ]
     breaker = await verifications.breaker(conn)
-    if breaker is not None:
+    if breaker is not None and await verifications.has_actions(conn, incident_id):
         said.append(message("breaker_holding", reason=breaker["reason"] or ""))
     return tuple(said)
 

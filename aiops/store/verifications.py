@@ -117,6 +117,17 @@ async def attach(conn: AsyncConnection, proposals: list[dict[str, Any]]) -> list
     return proposals
 
 
+async def has_actions(conn: AsyncConnection, incident_id: int) -> bool:
+    """Whether anything was proposed on the incident that could run (not refused, not only suggested)."""
+    row = await conn.execute(
+        text(
+            "SELECT count(*) FROM proposals WHERE incident_id = :id AND state NOT IN ('refused', 'suggested')"
+        ),
+        {"id": incident_id},
+    )
+    return bool(row.scalar_one())
+
+
 async def tried_on(conn: AsyncConnection, incident_id: int, action_id: str) -> bool:
     """Whether `action_id` has already run on the incident: it is then never run again without a person."""
     row = await conn.execute(
