@@ -145,9 +145,13 @@ class Verifier:
     async def _decide(
         self, found: Mapping[str, Any], item: Mapping[str, Any], verify: Verify, look: Look
     ) -> None:
-        finished = await self._finished_at(found["execution_id"])
+        started, finished = await self._ran(found["execution_id"])
         names = _names(found, item)
-        if look.recovered:
+        if look.recovered and look.at is not None and look.at < started:
+            # Alertmanager resolved it before the fix ran: it recovered, but not after the fix.
+            after, outcome = None, "recovered"
+            said = message("verify_resolved_before", **names)
+        elif look.recovered:
             after = max(0.0, (look.at or time.time()) - finished)
             outcome, said = "recovered", _recovered(found, names, after)
         elif look.unreachable is not None:
@@ -208,11 +212,13 @@ class Verifier:
             return
         await self._report(found["incident_id"], {**item, "verification": found})
 
-    async def _finished_at(self, execution_id: int) -> float:
+    async def _ran(self, execution_id: int) -> tuple[float, float]:
+        """When the execution started and ended (epoch seconds)."""
         async with self._engine.connect() as conn:
             row = await actions.execution_by_id(conn, execution_id)
-        finished = row["finished_at"] if row else None
-        return finished.timestamp() if finished is not None else time.time()
+        now = time.time()
+        started, finished = (row["started_at"], row["finished_at"]) if row else (None, None)
+        return (started.timestamp() if started else now, finished.timestamp() if finished else now)
 
     async def _observed(self, found: Mapping[str, Any], verify: Verify, since: float) -> Text:
         """What the metric did in the window: the verify query's, or the alert's own expression's series."""
