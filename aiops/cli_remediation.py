@@ -59,6 +59,7 @@ async def _status(settings: Settings) -> int:
     engine = create_engine(settings.database)
     try:
         state = await guardrails.status(engine)
+        breaker = await guardrails.breaker(engine)
     finally:
         await engine.dispose()
     if state.paused:
@@ -72,6 +73,8 @@ async def _status(settings: Settings) -> int:
         )
     else:
         print(message("switch_status_running"))
+    if breaker is not None:
+        print(message("breaker_holding", reason=breaker["reason"] or ""))
     print(message("switch_mode", mode=settings.remediation.mode))
     return 0
 

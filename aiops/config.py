@@ -33,6 +33,7 @@ from aiops.channels.dingtalk.config import DingTalkConfig
 from aiops.channels.dingtalk_webhook import DingTalkWebhookConfig
 from aiops.channels.feishu import LONG_CONNECTION_ROUTE, FeishuConfig
 from aiops.channels.feishu_webhook import FeishuWebhookConfig
+from aiops.channels.routing import Routing
 from aiops.grafana import GrafanaConfig
 from aiops.inventory import Hosts
 from aiops.llm.client import LlmConfig
@@ -206,6 +207,26 @@ class Settings(Section):
             raise ValueError(
                 f"webhook: no token or basic_auth while server.listen {self.server.listen} is not a loopback "
                 "address; set webhook.token (or AIOPS_WEBHOOK_TOKEN), or webhook.allow_unauthenticated: true"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _escalation_channels(self) -> Settings:
+        channels = self.channels
+        chats: list[Routing | None] = [channels.feishu, channels.dingtalk, *channels.feishu_webhook]
+        chats += channels.dingtalk_webhook
+        names = {"console", *(chat.name for chat in chats if chat is not None)}
+        remediation = self.remediation
+        named = [
+            (f"remediation.escalation.{sev}.{name}", name)
+            for sev, by in remediation.escalation.items()
+            for name in by
+        ]
+        named += [(f"remediation.escalate_to[{i}]", name) for i, name in enumerate(remediation.escalate_to)]
+        unknown = [where for where, name in named if name not in names]
+        if unknown:
+            raise ValueError(
+                f"{', '.join(unknown)}: not a configured channel; use the name of one of {', '.join(sorted(names))}"
             )
         return self
 

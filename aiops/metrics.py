@@ -8,6 +8,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from aiops.store.jobs import QueueStats
 
+# From seconds to an hour: a fix verified within its window (5 minutes by default), or a slow recovery.
+_RECOVERY_BUCKETS = (5, 10, 20, 30, 45, 60, 90, 120, 180, 300, 600, 1800, 3600)
 _STAGE_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 # The fault process: seconds to minutes to a first card or a diagnosis, up to hours for a person's decision or
 # a resolution.
@@ -158,6 +160,26 @@ class Metrics:
             "1 while automatic remediation is paused (aiops remediation pause)",
             registry=r,
         )
+        self.verifications = Counter(
+            "aiops_verifications",
+            "Verifications of executions by outcome (recovered, not_recovered, unknown)",
+            ["outcome"],
+            registry=r,
+        )
+        self.time_to_recovery = Histogram(
+            "aiops_time_to_recovery_seconds",
+            "From an execution's end until its incident recovered, by severity and how the fix was decided"
+            " (auto, approved)",
+            ["severity", "decided"],
+            buckets=_RECOVERY_BUCKETS,
+            registry=r,
+        )
+        self.breaker_tripped = Gauge(
+            "aiops_remediation_breaker_tripped",
+            "1 while the circuit breaker holds automatic execution (too many automatic fixes failed or did not"
+            " recover): low-risk proposals wait for an approval until it is reset",
+            registry=r,
+        )
 
         # A labelled series appears when first incremented, and `increase()` cannot see that first step; the
         # outcomes alerting rules watch start at zero instead.
@@ -167,6 +189,8 @@ class Metrics:
             self.llm_unpriced_tokens.labels(kind)
         for outcome in ("succeeded", "failed", "unknown", "dry_run"):
             self.executions.labels(outcome)
+        for outcome in ("recovered", "not_recovered", "unknown"):
+            self.verifications.labels(outcome)
 
     def watch_channels(self, names: Iterable[str]) -> None:
         """Start the outcomes of each configured channel at zero, for the same reason."""
@@ -191,6 +215,14 @@ class Metrics:
         self.approvals_pending.set(approvals[0])
         self.approvals_oldest_pending_age.set(approvals[1])
         self.remediation_paused.set(1 if paused else 0)
+
+    def observe_recovery(self, severity: str, decided_how: str, seconds: float) -> None:
+        """A fix verified: `seconds` from the execution's end until the incident recovered; `decided_how` is
+        "auto" (the policy ran it) or "approved" (a person did)."""
+        self.time_to_recovery.labels(severity, decided_how).observe(seconds)
+
+    def observe_breaker(self, tripped: bool) -> None:
+        self.breaker_tripped.set(1 if tripped else 0)
 
     def exposition(self) -> bytes:
         return bytes(generate_latest(self.registry))

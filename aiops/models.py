@@ -143,6 +143,18 @@ class SeriesSummary:
 
 
 @dataclass(frozen=True)
+class PastOutcome:
+    """What ran on a past incident of the same alert on the same target, and what came of it."""
+
+    incident_id: int
+    action_id: str
+    outcome: str  # recovered | not_recovered | failed | unknown | unverified
+    seconds: float | None = None  # time to recovery, when it recovered
+    decided_by: str | None = None
+    automatic: bool = False
+
+
+@dataclass(frozen=True)
 class Evidence:
     """What one source found, or why it found nothing (`error`)."""
 
@@ -155,6 +167,7 @@ class Evidence:
     window_end: datetime | None = None
     error: Text | None = None
     lines: tuple[Text, ...] = ()  # text evidence (past incidents, logs), already reduced for a reader
+    outcomes: tuple[PastOutcome, ...] = ()  # past incidents: what ran and whether it worked, newest first
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aiops.actions.approvals import EXECUTE, Approvals
 from aiops.actions.builtin import BUILTINS
+from aiops.actions.catalog import Verify
 from aiops.actions.execute import Executions
 from aiops.actions.live import LiveCatalog
+from aiops.actions.verify import VERIFY, Verifier, VerifyOf
 from aiops.channels import Channel
 from aiops.channels.console import ConsoleChannel
 from aiops.channels.dingtalk import DingTalkChannel
@@ -195,6 +197,17 @@ def action_lookup(catalog: LiveCatalog) -> ActionLookup:
     return lookup
 
 
+def verify_of(catalog: LiveCatalog) -> VerifyOf:
+    """How each catalog action's success shows, read when asked; aiops's own actions (a silence, an
+    acknowledgement) fix nothing, so they are not verified."""
+
+    def lookup(action_id: str) -> Verify | None:
+        action = None if action_id in BUILTINS else catalog.current().get(action_id)
+        return action.verify if action is not None else None
+
+    return lookup
+
+
 async def start(
     settings: Settings, *, engine: AsyncEngine | None = None, workers: bool = True, migrated: bool = False
 ) -> Services:
@@ -231,6 +244,7 @@ async def start(
         grafana=settings.grafana,
         annotations=annotations,
         storm=settings.storm,
+        remediation=settings.remediation,
     )
     metrics.watch_channels(channel.name for channel in stages.channels)
     pipeline = Pipeline(engine, stages, metrics, settings.server.base_url)
@@ -245,6 +259,21 @@ async def start(
         pipeline.report_action,
         metrics,
         annotations,
+        verify_of(catalog),
+    )
+    prometheus = (
+        PrometheusSource(settings.prometheus, clients.for_section(settings.prometheus, "prometheus.proxy"))
+        if settings.prometheus.url
+        else None
+    )
+    verifier = Verifier(
+        engine,
+        prometheus,
+        settings.remediation,
+        verify_of(catalog),
+        pipeline.report_action,
+        metrics,
+        annotations,
     )
     outbox = Outbox(
         engine, {c.name: c for c in stages.channels if not c.immediate}, metrics, settings.server.base_url
@@ -256,6 +285,7 @@ async def start(
         EXECUTE: executions.handle,
         DELIVER: outbox.handle,
         ANNOTATE: annotations.handle,
+        VERIFY: verifier.handle,
     }
     if workers:
         # The model's diagnoses have workers of their own: a slow model never holds up a triage or a message.

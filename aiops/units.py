@@ -48,3 +48,8 @@ def check_http_url(value: str) -> str:
 Seconds = Annotated[float, BeforeValidator(parse_duration)]
 HttpUrl = Annotated[str, AfterValidator(check_http_url)]
 Bytes = Annotated[int, BeforeValidator(parse_size)]
+
+
+def seconds_said(value: float) -> str:
+    """A time to recovery as it is said: tenths below ten seconds (1 s evaluation intervals), whole above."""
+    return f"{value:.1f}" if value < 10 else f"{value:.0f}"

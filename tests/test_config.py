@@ -204,3 +204,20 @@ def test_a_template_override_folder_replaces_a_message(tmp_path: Path) -> None:
     config.write_text(f"channels:\n  templates: {missing}\n")
     with pytest.raises(ConfigError, match=r"channels\.templates"):
         load_settings(config, {})
+
+
+def test_escalation_names_configured_channels(tmp_path: Path) -> None:
+    good = write(
+        tmp_path, "remediation:\n  escalation: {critical: {console: [ops]}}\n  escalate_to: [console]\n"
+    )
+    settings = load_settings(good, {})
+    assert settings.remediation.escalation_for("critical", "console") == ("ops",)
+    assert settings.remediation.breaker.trips_at == 5  # half of the last ten
+    bad = write(
+        tmp_path, "remediation:\n  escalation: {critical: {feishu: [ou_1]}}\n  escalate_to: [pager]\n"
+    )
+    [problem] = problems(bad)
+    assert (
+        "remediation.escalation.critical.feishu, remediation.escalate_to[0]: not a configured channel"
+        in problem
+    )

@@ -4,6 +4,10 @@ Every channel (CLI, web page, and the chat buttons) ends in `Approvals.decide`, 
 approver is allow-listed for that channel, the proposal is still pending and unexpired, the decision is bound to the
 exact argv and host the person saw, and a second decision changes nothing. An approval enqueues the execution; the
 queue runs one execution per host at a time (its serial key is the host).
+
+Under `remediation.mode: auto`, a `low` proposal is approved by the policy — unless the circuit breaker is tripped,
+or the same action already ran on the incident (a fix that did not work is never retried by itself): it then
+waits for a person like a `high` one, and says why.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from aiops.actions.policy import RemediationConfig
 from aiops.i18n import message
 from aiops.metrics import Metrics
 from aiops.models import Message, Proposal, Text
-from aiops.store import actions, incidents, jobs
+from aiops.store import actions, incidents, jobs, verifications
 
 EXECUTE = "execute"
 Outcome = Literal["approved", "rejected", "already", "refused", "expired", "moot", "not_found"]
@@ -75,11 +79,9 @@ class Approvals:
         queued = 0
         for proposal in proposals:
             state, expires = self._initial(proposal)
-            held = None
-            if state == "approved":
-                held = await guardrails.hold(conn, self._config, incident_id, proposal)
-                if held is not None:
-                    state, expires = "pending", time.time() + self._config.approval_ttl
+            held = await self._held(conn, incident_id, proposal) if state == "approved" else None
+            if held is not None:
+                state, expires = "pending", time.time() + self._config.approval_ttl
             proposal_id = await actions.record_proposal(
                 conn, incident_id, delivery_id, proposal, state, expires, held
             )
@@ -140,6 +142,15 @@ class Approvals:
         if mode == "auto" and proposal.risk == "low":
             return "approved", None
         return "pending", time.time() + self._config.approval_ttl
+
+    async def _held(self, conn: AsyncConnection, incident_id: int, proposal: Proposal) -> Message | None:
+        """Why a proposal the policy would run by itself waits for a person instead; None when it runs: the
+        breaker is tripped, the action already ran on this incident, remediation is paused or a budget is spent."""
+        if await verifications.breaker(conn) is not None:
+            return message("proposal_held_breaker", action=proposal.action_id)
+        if await verifications.tried_on(conn, incident_id, proposal.action_id):
+            return message("proposal_held_tried", action=proposal.action_id)
+        return await guardrails.hold(conn, self._config, incident_id, proposal)
 
     async def decide(
         self, proposal_id: int, approve: bool, actor: Actor, expected_hash: str | None = None

@@ -9,6 +9,9 @@ restart-service:
   risk: high                                # read | low | high
   timeout: 60s
   output_cap: 64KiB                         # optional: most bytes kept of stdout and of stderr
+  verify:                                   # optional: how success shows (default: the alerts resolve)
+    query: up{instance="{{ labels.instance }}"} == 1   # PromQL that must return a series, labels escaped
+    window: 5m                              # how long aiops watches after the execution
 journal-errors:
   description: Recent error lines from the journal
   argv: [journalctl, --priority=err, --since=-1h, --no-pager, --lines=200]
@@ -21,6 +24,10 @@ A parameter's value comes from an alert label (`labels.<name>`), an annotation (
 model's proposal (`proposal`), and must match its `pattern` in full. Label values are untrusted, so a value is
 put into its argv item literally — never through `str.format`, never re-read for placeholders — and the executor
 quotes every item for the remote shell. `{{` and `}}` are a literal brace in an argv item.
+
+`verify.query` is a runbook-style PromQL template (aiops/runbooks/render.py: every label value escaped inside its
+string); the fix is verified when it returns at least one series within `verify.window`. Without a query, when
+the incident's own alerts stop firing (Prometheus's `ALERTS`) or Alertmanager says they resolved.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from aiops.i18n import message
 from aiops.models import Text
 from aiops.payload import problem
+from aiops.runbooks.render import RenderError, render, sample_annotations, sample_labels
 from aiops.units import Bytes, Seconds
 
 Risk = Literal["read", "low", "high"]
@@ -49,6 +57,7 @@ _TARGET = re.compile(rf"labels\.{_NAME}|host:[^\s:]+")
 # One scan of an argv item: an escaped brace, a placeholder, or a brace that is neither (an error).
 _TOKEN = re.compile(r"\{\{|\}\}|\{(?P<name>" + _NAME + r")\}|[{}]")
 _SHOWN_CHARS = 80
+DEFAULT_VERIFY_WINDOW = 300.0
 
 
 class CatalogError(Exception):
@@ -84,6 +93,15 @@ class Param:
 
 
 @dataclass(frozen=True)
+class Verify:
+    """How an execution's success shows: `query` (a PromQL template) returning a series, or — None — the incident's
+    alerts resolving; watched for `window` seconds."""
+
+    query: str | None = None
+    window: float = DEFAULT_VERIFY_WINDOW
+
+
+@dataclass(frozen=True)
 class Action:
     """One catalog entry; `argv` items may hold `{param}` placeholders, `target` is `labels.<name>` or `host:<name>`."""
 
@@ -95,6 +113,7 @@ class Action:
     risk: Risk
     timeout: float
     output_cap: int
+    verify: Verify = Verify()
 
 
 @dataclass(frozen=True)
@@ -159,6 +178,22 @@ class _ParamModel(_Strict):
         return value
 
 
+class _VerifyModel(_Strict):
+    query: Annotated[str, Field(min_length=1)] | None = None
+    window: Annotated[Seconds, Field(gt=0, le=86400)] = DEFAULT_VERIFY_WINDOW
+
+    @field_validator("query")
+    @classmethod
+    def _query(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            render(value, sample_labels(), "promql", annotations=sample_annotations())
+        except RenderError as error:
+            raise ValueError(str(error)) from None
+        return value
+
+
 class _ActionModel(_Strict):
     description: Annotated[str, Field(min_length=1)]
     argv: Annotated[list[str], Field(min_length=1)]
@@ -167,6 +202,7 @@ class _ActionModel(_Strict):
     risk: Risk
     timeout: Annotated[Seconds, Field(gt=0)]
     output_cap: Annotated[Bytes, Field(gt=0)] = DEFAULT_OUTPUT_CAP
+    verify: _VerifyModel = Field(default_factory=_VerifyModel)
 
     @field_validator("target")
     @classmethod
@@ -318,6 +354,7 @@ def _build(action_id: str, model: _ActionModel) -> Action:
         risk=model.risk,
         timeout=model.timeout,
         output_cap=model.output_cap,
+        verify=Verify(model.verify.query, model.verify.window),
     )
 
 

@@ -5,7 +5,8 @@ row already there means an earlier attempt was interrupted — aiops crashed, or
 its outcome is then `unknown`, reported, and the action is not run again; a person decides what to do next.
 Limits come before the record: at most `remediation.max_per_hour` executions per action and host, and none while
 another one runs on the same host (the job waits and tries again). An execution's end is annotated in Grafana
-(when configured) by a job enqueued in the transaction that records it.
+(when configured) by a job enqueued in the transaction that records it, and so is the verification of a command
+that succeeded (aiops/actions/verify.py). An automatic execution that failed counts towards the circuit breaker.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from aiops.actions.builtin import ACKNOWLEDGE, SILENCE, seconds
 from aiops.actions.policy import RemediationConfig
 from aiops.actions.silence import SilenceError, create_silence
+from aiops.actions.verify import VerifyOf, check_breaker, schedule
 from aiops.grafana.annotations import Annotations
 from aiops.i18n import message
 from aiops.logtext import redact
@@ -29,7 +31,7 @@ from aiops.metrics import Metrics
 from aiops.models import Message, Text
 from aiops.queue import Deferred
 from aiops.ssh import CommandResult, ExecutionError, Executor, said
-from aiops.store import actions, incidents
+from aiops.store import actions, incidents, verifications
 from aiops.store.jobs import Job
 
 log = logging.getLogger("aiops.actions")
@@ -66,7 +68,9 @@ class Executions:
         report: Report,
         metrics: Metrics,
         annotations: Annotations | None = None,
+        verify_of: VerifyOf = lambda action_id: None,
     ) -> None:
+        self._verify_of = verify_of
         self._metrics = metrics
         self._annotations = annotations
         self._engine = engine
@@ -130,6 +134,8 @@ class Executions:
         self._metrics.executions.labels("unknown").inc()
         event = message("event_execution", action=item["action_id"], host=str(item["host"]), outcome=reason)
         await incidents.add_event(conn, item["incident_id"], "execution_unknown", event)
+        if verifications.automatic(item):
+            await check_breaker(conn, self._config, item["incident_id"])
         log.error("execution of proposal %d was interrupted; outcome unknown, not retried", item["id"])
         return item
 
@@ -202,6 +208,11 @@ class Executions:
             await self._annotations.record(
                 conn, item["incident_id"], "executed", {**item, "state": outcome.state}
             )
+        verify = self._verify_of(item["action_id"])
+        if outcome.state == "succeeded" and verify is not None:
+            await schedule(conn, execution_id, item, verify)
+        elif outcome.state == "failed" and verifications.automatic(item):
+            await check_breaker(conn, self._config, item["incident_id"])
 
     async def _reload(self, proposal_id: int) -> dict[str, Any]:
         async with self._engine.connect() as conn:

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from aiops.actions.policy import RemediationConfig
 from aiops.i18n import message
 from aiops.models import Message, Proposal
-from aiops.store import actions, guardrails
+from aiops.store import actions, guardrails, verifications
 from aiops.store.guardrails import Switch
 
 HOUR = 3600.0
@@ -82,6 +82,12 @@ async def status(engine: AsyncEngine) -> Switch:
         return await guardrails.switch(conn)
 
 
+async def breaker(engine: AsyncEngine) -> dict[str, Any] | None:
+    """The circuit breaker while it holds automatic execution (when it tripped, why), else None."""
+    async with engine.connect() as conn:
+        return await verifications.breaker(conn)
+
+
 async def switch(
     engine: AsyncEngine, config: RemediationConfig, pause: bool, channel: str, identity: str
 ) -> Switched:
@@ -94,28 +100,23 @@ async def switch(
             return Switched("refused", refusal, await guardrails.switch(conn))
     async with engine.begin() as conn:
         changed = await guardrails.set_switch(conn, pause, identity, channel)
+        # Resuming also closes the circuit breaker, whether or not anyone had paused: one command gives
+        # automatic remediation back.
+        reset = not pause and await verifications.breaker_reset(conn, identity, channel)
         now = await guardrails.switch(conn)
-        if not changed:
+        if not changed and not reset:
             return Switched("already", _already(now), now)
         kind = "remediation_paused" if pause else "remediation_resumed"
-        await actions.audit(
-            conn,
-            kind,
-            message(f"audit_{kind}", who=identity, channel=channel),
-            actor=identity,
-            channel=channel,
-        )
-        if not pause:
-            await reset_breaker(conn, identity, channel)
+        if changed:
+            await actions.audit(
+                conn,
+                kind,
+                message(f"audit_{kind}", who=identity, channel=channel),
+                actor=identity,
+                channel=channel,
+            )
     outcome: Change = "paused" if pause else "resumed"
     return Switched(outcome, message(f"switch_{outcome}", who=identity, channel=channel), now)
-
-
-async def reset_breaker(conn: AsyncConnection, identity: str, channel: str) -> None:
-    """BREAKER RESET ON RESUME: `resume` also closes the circuit breaker of automatic execution, in the same
-    transaction as the switch and its audit row. The breaker lives in the verification branch; once merged, this
-    is where to call its `breaker_reset(conn, actor)` (aiops/store/…), e.g.
-    `await breaker.breaker_reset(conn, f"{channel}:{identity}")`. Until then there is no breaker to reset."""
 
 
 def _may(config: RemediationConfig, pause: bool, channel: str, identity: str) -> bool:

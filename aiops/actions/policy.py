@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
@@ -40,6 +41,25 @@ class Budgets(BaseModel):
     hosts_per_storm: Annotated[int, Field(ge=1, le=10000)] = 3
 
 
+class BreakerConfig(BaseModel):
+    """Stop automatic execution when `threshold` of the `last` automatic executions went badly (failed, or did not
+    recover the incident): with the defaults, 5 of the last 10, AWS's default error threshold for its fixes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    last: Annotated[int, Field(ge=1, le=1000)] = 10
+    threshold: Annotated[float, Field(gt=0, le=1)] = 0.5
+
+    @property
+    def trips_at(self) -> int:
+        """How many bad outcomes among the last `last` trip it."""
+        return max(1, math.ceil(self.last * self.threshold))
+
+
+# severity → channel name → the platform ids to @mention there (Feishu open_ids, DingTalk staff ids, robot ids)
+Escalation = dict[str, dict[str, list[str]]]
+
+
 class RemediationConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -57,3 +77,13 @@ class RemediationConfig(BaseModel):
     trusted_user_header: str | None = None
     # Signs approval links; one is generated and kept in the store when unset (all replicas share it).
     signing_key: SecretStr | None = None
+    # After an execution: how often the verification looks again (the window is the action's `verify.window`).
+    verify_every: Annotated[Seconds, Field(gt=0, le=600)] = 5.0
+    # A fix that did not recover the incident, or failed: whom to @mention, by severity and channel name ...
+    escalation: Escalation = Field(default_factory=dict)
+    # ... and the channels that also get the escalation, even when their `match` does not take the incident.
+    escalate_to: list[str] = Field(default_factory=list)
+    breaker: BreakerConfig = Field(default_factory=BreakerConfig)
+
+    def escalation_for(self, severity: str, channel: str) -> tuple[str, ...]:
+        return tuple(self.escalation.get(severity, {}).get(channel, ()))

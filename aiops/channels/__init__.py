@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from aiops.models import Incident, Triage
+from aiops.models import Incident, Text, Triage
 
 Purpose = Literal["opened", "updated", "resolved", "action"]
 
@@ -29,6 +29,14 @@ class Announcement:
     # Set when remediation.mode is auto: the page where approvers pause automatic remediation. Cards with
     # buttons offer a Pause button instead; robots, whose buttons can only be links, link here.
     pause_url: str | None = None
+    # What the verification of the incident's fixes concluded, and whether automatic execution is held: each
+    # card of the incident says it first.
+    verdicts: Sequence[Text] = ()
+    # A fix that did not work (`escalated`): channel name → whom to @mention besides the channel's `mentions` ...
+    escalated: bool = False
+    escalation: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    # ... and the channels it goes to even when their `match` does not take the incident (`escalate_to`).
+    escalate_to: frozenset[str] = frozenset()
 
 
 class ChannelError(Exception):

@@ -1,7 +1,8 @@
 """Grafana annotations: incidents opened and resolved, and actions executed, marked on the dashboards' graphs.
 
 An annotation is an `annotate` job enqueued in the transaction that records its event — an incident's creation or
-resolution (pipeline/correlate.py), an execution's end (actions/execute.py) — so each event is annotated once, and
+resolution (pipeline/correlate.py), an execution's end (actions/execute.py), its verification's outcome
+(actions/verify.py) — so each event is annotated once, and
 a restart loses none. Its text is rendered then, from `grafana/annotation.html.j2`: what was true at the time, and a
 link to the incident's page. An opened incident and an executed action are points; a resolved incident is a
 region from when it opened to when it resolved.
@@ -38,7 +39,7 @@ log = logging.getLogger("aiops.grafana")
 ANNOTATE = "annotate"
 SERIAL_KEY = "grafana"
 PATH = "/api/annotations"
-Event = Literal["opened", "resolved", "executed"]
+Event = Literal["opened", "resolved", "executed", "verified"]
 TAG_CHARS = 100  # a tag is cut to this many characters
 _MESSAGE_CHARS = 300  # of Grafana's error message, in ours
 _REFUSALS = {
@@ -84,7 +85,8 @@ class Annotations:
         action: Mapping[str, Any] | None = None,
     ) -> None:
         """Enqueue the annotation of `event` in the caller's transaction; nothing when annotations are off.
-        For "executed", `action` is the proposal with the execution's outcome as its `state`."""
+        For "executed", `action` is the proposal with the execution's outcome as its `state`; for "verified", with
+        the verification's outcome as its `state` and what it said as `said`."""
         if not self._config.annotating:
             return
         incident = await incidents.get(conn, incident_id)
@@ -103,7 +105,7 @@ class Annotations:
     ) -> dict[str, Any]:
         """The body of `POST /api/annotations` for `event`."""
         opened, now = epoch_ms(incident.opened_at), round(time.time() * 1000)
-        body: dict[str, Any] = {"time": now if event == "executed" else opened}
+        body: dict[str, Any] = {"time": now if event in ("executed", "verified") else opened}
         if event == "resolved":
             body["timeEnd"] = epoch_ms(incident.resolved_at) if incident.resolved_at else now
         body["tags"] = tags(incident, event, action)

@@ -22,6 +22,7 @@ from aiops.i18n import english
 from aiops.llm.answer import SCHEMA_HINT
 from aiops.llm.tokens import estimate
 from aiops.models import Correlation, Evidence, RunbookMatch, StageError
+from aiops.sources.history import rank, remembered
 
 LANGUAGE_NAMES = {"zh-CN": "Simplified Chinese (zh-CN)", "en": "English"}
 MAX_EVIDENCE = 30
@@ -116,7 +117,10 @@ class PromptBuilder:
         nonce: str,
     ) -> dict[str, Any]:
         alerts = correlation.new_firing or correlation.alerts
+        evidence = list(ids.values())
         return {
+            # What worked on this target before comes first, and its action heads the allowed ones.
+            "remembered": [english(line) for line in remembered(evidence)],
             "nonce": nonce,
             "schema": SCHEMA_HINT,
             "language_name": LANGUAGE_NAMES.get(self._language, self._language),
@@ -126,7 +130,7 @@ class PromptBuilder:
             "omitted_alerts": max(0, len(alerts) - MAX_ALERTS),
             "runbook": runbook,
             "body": clip(runbook.body.strip(), detail.runbook_chars),
-            "actions": actions,
+            "actions": sorted(actions, key=lambda action: rank(action.id, evidence)),
             "evidence": [evidence_view(item_id, item, detail) for item_id, item in ids.items()],
             "problems": [problem for problem in problems if problem.stage != "diagnose"],
         }

@@ -12,6 +12,7 @@ from jinja2 import Environment
 
 from aiops.i18n import english, message
 from aiops.models import Correlation, Diagnosis, Evidence, RunbookMatch, Text
+from aiops.sources.history import remembered
 
 _TARGET_LABELS = ("instance", "host", "node", "pod", "service", "job")
 _HEADING = re.compile(r"^#{1,6}\s+(.*)$")
@@ -40,10 +41,14 @@ class OfflineDiagnoser:
         return self.now(correlation, evidence, runbook)
 
     def now(self, correlation: Correlation, evidence: Sequence[Evidence], runbook: RunbookMatch) -> Diagnosis:
-        """What the alert and the evidence say, with the runbook's own steps as the next steps."""
+        """What the alert and the evidence say — first what worked on this target before, and what did not —
+        with the runbook's own steps as the next steps."""
         alerts = correlation.new_firing or correlation.alerts
         summary = self._template.render(
-            alerts=_one_per_name(alerts), targets=_targets(alerts), evidence=evidence
+            alerts=_one_per_name(alerts),
+            targets=_targets(alerts),
+            evidence=evidence,
+            remembered=remembered(evidence),
         )
         return Diagnosis(source="offline", summary=summary.strip(), next_steps=guidance(runbook.body))
 

@@ -40,11 +40,14 @@ async def notify(
         routing = getattr(channel, "routing", None)
         addressed = announcement
         if isinstance(routing, Routing):
-            if not routing.applies(announcement.incident.labels):
+            if (
+                not routing.applies(announcement.incident.labels)
+                and channel.name not in announcement.escalate_to
+            ):
                 continue
-            addressed = dataclasses.replace(
-                announcement, mentions=routing.mentions_for(announcement.incident.severity)
-            )
+            mentions = routing.mentions_for(announcement.incident.severity)
+            mentions += tuple(announcement.escalation.get(channel.name, ()))
+            addressed = dataclasses.replace(announcement, mentions=tuple(dict.fromkeys(mentions)))
         if announcement.refresh and channel.immediate:
             continue  # the console cannot edit; the action's own message said what happened
         purpose = REFRESH if announcement.refresh and not channel.immediate else announcement.purpose

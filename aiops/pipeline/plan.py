@@ -8,7 +8,7 @@ in the inventory — becomes a refused proposal carrying the reason, never a "fi
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from aiops.actions.builtin import BUILTINS, default_params
 from aiops.actions.catalog import Action, ActionRefused, render_command
@@ -16,7 +16,18 @@ from aiops.actions.live import LiveCatalog
 from aiops.actions.policy import RemediationConfig
 from aiops.i18n import message
 from aiops.inventory import HostNotFound, Inventory
-from aiops.models import Alert, Correlation, Diagnosis, Message, Origin, Proposal, RunbookMatch, Text
+from aiops.models import (
+    Alert,
+    Correlation,
+    Diagnosis,
+    Evidence,
+    Message,
+    Origin,
+    Proposal,
+    RunbookMatch,
+    Text,
+)
+from aiops.sources.history import rank
 
 
 class Planner:
@@ -29,8 +40,14 @@ class Planner:
         return BUILTINS.get(action_id) or self._catalog.get(action_id)
 
     def plan(
-        self, correlation: Correlation, runbook: RunbookMatch, diagnosis: Diagnosis
+        self,
+        correlation: Correlation,
+        runbook: RunbookMatch,
+        diagnosis: Diagnosis,
+        evidence: Sequence[Evidence] = (),
     ) -> tuple[Proposal, ...]:
+        """The proposals, the action that recovered this alert on this target before first (`evidence` of past
+        incidents), the one that did not work last time last."""
         if self._config.mode == "off" or not (correlation.new_firing or correlation.alerts):
             return ()
         alert = (correlation.new_firing or correlation.alerts)[0]
@@ -43,6 +60,7 @@ class Planner:
             asked = [(action_id, listed, {}, "runbook") for action_id in runbook.actions]
             refused = []
         planned = [self._one(alert, runbook, *item) for item in asked]
+        planned.sort(key=lambda proposal: rank(proposal.action_id, evidence))
         return tuple(
             dataclasses.replace(proposal, alertname=alert.name) for proposal in _unique(planned + refused)
         )

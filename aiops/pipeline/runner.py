@@ -28,6 +28,8 @@ from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from aiops.actions.approvals import Approvals
+from aiops.actions.policy import RemediationConfig
+from aiops.actions.verify import VERIFY, job_key
 from aiops.channels import Announcement, Channel, Digest, DigestEntry, Purpose, Storm
 from aiops.grafana import GrafanaConfig
 from aiops.grafana.annotations import Annotations
@@ -57,7 +59,7 @@ from aiops.pipeline.notify import notify, notify_storm
 from aiops.pipeline.plan import Planner
 from aiops.pipeline.storm import Placement, StormConfig
 from aiops.sources import Source
-from aiops.store import actions, clusters, incidents, jobs, triages
+from aiops.store import actions, clusters, incidents, jobs, triages, verifications
 from aiops.store.clusters import Cluster, Member
 from aiops.store.jobs import Job
 
@@ -87,6 +89,8 @@ class Stages:
     grafana: GrafanaConfig = field(default_factory=GrafanaConfig)
     annotations: Annotations | None = None
     storm: StormConfig = field(default_factory=StormConfig)
+    # Whom a fix that did not work is escalated to (`remediation.escalation`, `remediation.escalate_to`).
+    remediation: RemediationConfig = field(default_factory=RemediationConfig)
 
 
 @dataclass(frozen=True)
@@ -249,6 +253,11 @@ class Pipeline:
             if self.stages.approvals is not None:
                 await self.stages.approvals.moot(conn, incident_id)
             waiting = await triages.unannounced(conn, incident_id)
+            watched = [v for v in await verifications.of_incident(conn, incident_id) if v["outcome"] is None]
+            for verification in watched:  # the resolution is what they watch for: decide now
+                await jobs.due_now(conn, job_key(verification["id"]))
+        if watched:
+            self.wake(VERIFY)
         for earlier in waiting:
             await self.announce(earlier, "resolve")
         incident = correlation.incident
@@ -482,7 +491,10 @@ class Pipeline:
         planner = self.stages.planner
         proposals = (
             await self._stage(
-                "plan", errors, nothing, _now(planner.plan, correlation, prepared.runbook, diagnosis)
+                "plan",
+                errors,
+                nothing,
+                _now(planner.plan, correlation, prepared.runbook, diagnosis, prepared.evidence),
             )
             if planner is not None
             else nothing
@@ -505,39 +517,67 @@ class Pipeline:
         )
 
     async def report_action(self, incident_id: int, action: dict[str, Any]) -> None:
-        """Announce what became of an approved action (its execution's result, or why it did not run)."""
+        """Announce what became of an approved action (its execution's result, or why it did not run), or — with
+        its "verification" — whether it fixed the incident. A fix that failed or did not recover the incident is
+        escalated: the message and the card @mention the escalation list of the incident's severity."""
         async with self._engine.connect() as conn:
             incident = await incidents.get(conn, incident_id)
         if incident is None:
             return
-        announcement = self._announcement("action", incident, None, action=action)
-        key = f"proposal-{action['id']}-{action['state']}"
+        verification = action.get("verification")
+        if verification is not None:
+            key = f"verification-{verification['id']}-{verification['outcome']}"
+            escalate = verification["outcome"] == "not_recovered"
+        else:
+            key = f"proposal-{action['id']}-{action['state']}"
+            escalate = action["state"] in ("failed", "unknown")
+        announcement = await self._announcement("action", incident, None, escalate, action=action)
         with self._metrics.stage_duration.labels("notify").time():
             await notify(self._engine, self.stages.channels, announcement, key, self._metrics)
-            await self._refresh_card(incident, action, key)
+            await self._refresh_card(incident, action, key, escalate)
 
-    async def _refresh_card(self, incident: Incident, action: dict[str, Any], key: str) -> None:
+    async def _refresh_card(
+        self, incident: Incident, action: dict[str, Any], key: str, escalate: bool = False
+    ) -> None:
         """Edit the incident's card so that it shows the action's outcome next to the diagnosis."""
         async with self._engine.connect() as conn:
             triage = await incidents.latest_triage(conn, incident.id)
-            proposals = [p for p in await actions.of_delivery(conn, action["delivery_id"])]
+            proposals = await verifications.attach(
+                conn, await actions.of_delivery(conn, action["delivery_id"])
+            )
         if triage is None:
             return
         links = await self.stages.approvals.links(self._base_url, proposals) if self.stages.approvals else {}
-        card = self._announcement(
-            "updated", incident, triage, proposals=proposals, approval_links=links, refresh=True
+        purpose: Purpose = "resolved" if incident.status == "resolved" else "updated"
+        card = await self._announcement(
+            purpose, incident, triage, escalate, proposals=proposals, approval_links=links, refresh=True
         )
         await notify(self._engine, self.stages.channels, card, f"{key}-card", self._metrics)
 
-    def _announcement(
-        self, purpose: Purpose, incident: Incident, triage: Triage | None, **details: Any
+    async def _announcement(
+        self,
+        purpose: Purpose,
+        incident: Incident,
+        triage: Triage | None,
+        escalate: bool = False,
+        **details: Any,
     ) -> Announcement:
-        """An announcement of `incident`, with the links every one carries: its page and its dashboard."""
+        """An announcement of `incident`, with what every one carries: its page, its dashboard, and what the
+        verification of its fixes concluded."""
         url = f"{self._base_url}/incidents/{incident.id}"
         dashboard = dashboard_url(self.stages.grafana, incident)
         approvals = self.stages.approvals
         pause = approvals.pause_url(self._base_url) if approvals is not None else None
-        return Announcement(purpose, incident, triage, url, dashboard, pause_url=pause, **details)
+        async with self._engine.connect() as conn:
+            verdicts = await _verdicts(conn, incident.id)
+        if escalate:
+            remediation = self.stages.remediation
+            details["escalated"] = True
+            details["escalation"] = remediation.escalation.get(incident.severity, {})
+            details["escalate_to"] = frozenset(remediation.escalate_to)
+        return Announcement(
+            purpose, incident, triage, url, dashboard, pause_url=pause, verdicts=verdicts, **details
+        )
 
     async def _stage(
         self, name: str, errors: list[StageError], fallback: T, run: Callable[[], Awaitable[T]]
@@ -568,8 +608,9 @@ class Pipeline:
         incident = correlation.incident
         async with self._engine.connect() as conn:
             proposals = await actions.of_delivery(conn, delivery_id) if triage is not None else []
+            proposals = await verifications.attach(conn, proposals)
         links = await self.stages.approvals.links(self._base_url, proposals) if self.stages.approvals else {}
-        announcement = self._announcement(
+        announcement = await self._announcement(
             purpose, incident, triage, proposals=proposals, approval_links=links
         )
         with self._metrics.stage_duration.labels("notify").time():
@@ -584,6 +625,18 @@ class Pipeline:
 
 def _since(moment: datetime) -> float:
     return max(0.0, time.time() - moment.timestamp())
+
+
+async def _verdicts(conn: AsyncConnection, incident_id: int) -> tuple[Text, ...]:
+    """What the incident's cards say first: each decided verification of its fixes, and — where it has actions the
+    policy could run — a tripped breaker."""
+    said: list[Text] = [
+        item["detail"] for item in await verifications.of_incident(conn, incident_id) if item["outcome"]
+    ]
+    breaker = await verifications.breaker(conn)
+    if breaker is not None and await verifications.has_actions(conn, incident_id):
+        said.append(message("breaker_holding", reason=breaker["reason"] or ""))
+    return tuple(said)
 
 
 def _timer(delivery_id: int) -> str:

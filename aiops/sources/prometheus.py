@@ -125,6 +125,14 @@ class PrometheusSource:
         data = await self._get("/api/v1/query_range", params)
         return [summarise(item.get("metric", {}), item.get("values", [])) for item in data.get("result", [])]
 
+    async def instant(self, query: str) -> list[tuple[dict[str, str], float]]:
+        """`/api/v1/query` now: each series's labels and value (a vector; a scalar has no labels)."""
+        data = await self._get("/api/v1/query", {"query": query})
+        result = data.get("result", [])
+        if data.get("resultType") == "scalar":
+            return [({}, float(result[1]))]
+        return [(dict(item.get("metric", {})), float(item.get("value", [0, "nan"])[1])) for item in result]
+
     async def _get(self, path: str, params: dict[str, Any]) -> dict[str, Any]:
         if self._config.url is None:
             raise PrometheusError(message("prometheus_no_url"))
@@ -168,9 +176,14 @@ def without_credentials(url: str) -> str:
 
 def alert_expression(alert: Alert) -> str | None:
     """The PromQL of the rule that fired, from the `g0.expr` parameter of Prometheus's generatorURL."""
-    if not alert.generator_url:
+    return expression_of(alert.generator_url)
+
+
+def expression_of(generator_url: str | None) -> str | None:
+    """The `g0.expr` of a Prometheus generatorURL."""
+    if not generator_url:
         return None
-    values = parse_qs(urlsplit(alert.generator_url).query).get("g0.expr")
+    values = parse_qs(urlsplit(generator_url).query).get("g0.expr")
     return values[0].strip() if values and values[0].strip() else None
 
 

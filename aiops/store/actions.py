@@ -38,6 +38,12 @@ STATES = {
     "unknown": "outcome unknown (aiops stopped while it ran); not run again",
     "dry_run": "approved; dry run, nothing was run",
 }
+# What a verification of an execution can conclude (aiops/actions/verify.py).
+VERIFIED = {
+    "recovered": "the incident recovered after it ran",
+    "not_recovered": "the incident did not recover within the window",
+    "unknown": "whether it recovered is unknown (Prometheus could not be asked)",
+}
 
 
 def argv_hash(host: str | None, argv: Sequence[str]) -> str:
@@ -228,6 +234,11 @@ async def execution_of(conn: AsyncConnection, proposal_id: int) -> dict[str, Any
     row = (
         await conn.execute(text("SELECT * FROM executions WHERE proposal_id = :id"), {"id": proposal_id})
     ).first()
+    return _execution(row._mapping) if row is not None else None
+
+
+async def execution_by_id(conn: AsyncConnection, execution_id: int) -> dict[str, Any] | None:
+    row = (await conn.execute(text("SELECT * FROM executions WHERE id = :id"), {"id": execution_id})).first()
     return _execution(row._mapping) if row is not None else None
 
 

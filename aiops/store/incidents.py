@@ -205,6 +205,14 @@ async def detail(conn: AsyncConnection, incident_id: int) -> dict[str, Any] | No
     return result
 
 
+async def alerts_of(conn: AsyncConnection, incident_id: int) -> list[dict[str, Any]]:
+    """The incident's alerts as plain data, without the rest of `detail` (what a verification looks at)."""
+    rows = await conn.execute(
+        text("SELECT * FROM alerts WHERE incident_id = :id ORDER BY id"), {"id": incident_id}
+    )
+    return [_alert(row._mapping) for row in rows]
+
+
 async def count_by_status(conn: AsyncConnection) -> dict[str, int]:
     rows = await conn.execute(text("SELECT status, count(*) AS n FROM incidents GROUP BY status"))
     return {row.status: int(row.n) for row in rows}

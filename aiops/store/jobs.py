@@ -179,6 +179,14 @@ async def cancel(conn: AsyncConnection, dedup_key: str) -> None:
     )
 
 
+async def due_now(conn: AsyncConnection, dedup_key: str) -> None:
+    """Make a job waiting for its time (a deferred one) due at once: what it waited for has happened."""
+    await conn.execute(
+        text("UPDATE jobs SET run_after = :now WHERE dedup_key = :key AND state = 'pending'"),
+        {"now": time.time(), "key": dedup_key},
+    )
+
+
 async def stats(conn: AsyncConnection) -> QueueStats:
     rows = (
         await conn.execute(

@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from aiops.i18n import message
+from aiops.i18n import from_column, message
 from aiops.models import Text
 from aiops.store.codec import from_epoch
 
@@ -128,11 +128,16 @@ async def _executed(conn: AsyncConnection, incident_id: int) -> tuple[float | No
 
 
 async def _verified(conn: AsyncConnection, incident_id: int) -> tuple[float | None, Text]:
-    """VERIFIED STAGE: when the first verification of the incident's executions was decided, and its outcome.
-
-    The `verifications` table (migration 0007) comes with the verification of executions, built apart; once it is
-    merged, this function is the one place to change: one query such as
-    `SELECT v.decided_at, v.outcome FROM verifications v JOIN executions e ON e.id = v.execution_id
-    JOIN proposals p ON p.id = e.proposal_id WHERE p.incident_id = :id ORDER BY v.decided_at LIMIT 1`
-    (with that table's own column names), returning (time, outcome). Until then no stage is "verified"."""
-    return None, ""
+    """When the first verification of the incident's executions was decided, and what it said."""
+    row = (
+        await conn.execute(
+            text(
+                "SELECT decided_at, detail FROM verifications WHERE incident_id = :id AND decided_at IS NOT NULL"
+                " ORDER BY decided_at LIMIT 1"
+            ),
+            {"id": incident_id},
+        )
+    ).one_or_none()
+    if row is None:
+        return None, ""
+    return float(row.decided_at), from_column(row.detail) or ""

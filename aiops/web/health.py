@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from aiops.service import Services
-from aiops.store import actions, guardrails, incidents, jobs
+from aiops.store import actions, guardrails, incidents, jobs, verifications
 
 
 async def healthz(request: Request) -> Response:
@@ -50,4 +50,5 @@ async def metrics(request: Request) -> Response:
                 await actions.pending_stats(conn),
                 (await guardrails.switch(conn)).paused,
             )
+            services.metrics.observe_breaker(await verifications.breaker(conn) is not None)
     return Response(services.metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")

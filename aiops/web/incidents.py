@@ -12,7 +12,8 @@ from aiops.grafana.dashboards import dashboard_url
 from aiops.i18n import message
 from aiops.models import Message
 from aiops.service import Services
-from aiops.store import actions, clusters, incidents, process
+from aiops.sources.history import key_label, outcome_line, similar
+from aiops.store import actions, clusters, incidents, process, verifications
 from aiops.store.codec import MAX_ID, dumps, loads
 from aiops.web.auth import viewer_allowed
 from aiops.web.responses import error
@@ -94,9 +95,12 @@ async def _detail(request: Request, links: bool = False) -> dict[str, Any] | Non
         found = await incidents.detail(conn, incident_id)
         remediation = await actions.of_incident(conn, incident_id) if found is not None else None
         storm = await clusters.summary(conn, incident_id) if found is not None else None
-        stages = await process.timeline(conn, incident_id) if found is not None else None
-    if found is None or remediation is None:
-        return None
+        if found is None or remediation is None:
+            return None
+        stages = await process.timeline(conn, incident_id)
+        await verifications.attach(conn, remediation["proposals"])
+        found["breaker"] = await verifications.breaker(conn)
+        found["similar"] = await _similar(conn, found)
     found.update(loads(dumps(remediation)))
     found["cluster"] = storm
     found["process"] = loads(dumps([stage.as_dict() for stage in stages or []]))
@@ -105,6 +109,24 @@ async def _detail(request: Request, links: bool = False) -> dict[str, Any] | Non
         for item in found["proposals"]:
             item["approval_url"] = urls.get(item["id"])
     return found
+
+
+async def _similar(conn: Any, found: dict[str, Any]) -> list[dict[str, Any]]:
+    """Past incidents of the same alert on the same target, each with what ran on it and what came of it."""
+    if not found["alerts"]:
+        return []
+    alert = found["alerts"][0]
+    same = await similar(conn, alert["name"], found["id"], key_label(alert["labels"]), 5)
+    return [
+        {
+            "id": item["id"],
+            "status": item["status"],
+            "opened_at": item["opened_at"],
+            "resolved_at": item["resolved_at"],
+            "outcomes": [outcome_line(outcome) for outcome in item["outcomes"]],
+        }
+        for item in same
+    ]
 
 
 async def api_list(request: Request) -> Response:

@@ -43,9 +43,19 @@ def routes() -> list[Route]:
     ]
 
 
-def as_json(state: Switch, mode: str) -> dict[str, Any]:
+def as_json(state: Switch, mode: str, breaker: dict[str, Any] | None = None) -> dict[str, Any]:
     since = None if state.since is None else state.since.isoformat()
-    return {"paused": state.paused, "by": state.actor, "via": state.channel, "since": since, "mode": mode}
+    tripped = None
+    if breaker is not None:
+        tripped = {"tripped_at": breaker["tripped_at"].isoformat(), "reason": str(breaker["reason"] or "")}
+    return {
+        "paused": state.paused,
+        "by": state.actor,
+        "via": state.channel,
+        "since": since,
+        "mode": mode,
+        "breaker": tripped,
+    }
 
 
 async def api_status(request: Request) -> Response:
@@ -55,7 +65,8 @@ async def api_status(request: Request) -> Response:
             401, "viewer credentials required (server.viewers)", {"WWW-Authenticate": 'Basic realm="aiops"'}
         )
     state = await guardrails.status(services.engine)
-    return JSONResponse(as_json(state, services.settings.remediation.mode))
+    breaker = await guardrails.breaker(services.engine)
+    return JSONResponse(as_json(state, services.settings.remediation.mode, breaker))
 
 
 async def api_pause(request: Request) -> Response:

@@ -11,6 +11,7 @@ from aiops.actions.catalog import (
     ActionRefused,
     Catalog,
     CatalogError,
+    Verify,
     load_catalog,
     parse_catalog,
     render_command,
@@ -223,3 +224,25 @@ def test_missing_values_are_refused() -> None:
     for chosen, labels, notes, proposal, reason in cases:
         with pytest.raises(ActionRefused, match=reason):
             render_command(chosen, labels, notes, proposal)
+
+
+def test_verify_defaults_to_the_alerts_resolving_within_five_minutes() -> None:
+    [plain] = [parse_catalog(action()).get("a")]
+    assert plain is not None and plain.verify == Verify(None, 300.0)
+    query = "{query: 'up{instance=\"{{ labels.instance }}\"} == 1', window: 90s}"
+    declared = parse_catalog(action(verify=query)).get("a")
+    assert declared is not None
+    assert declared.verify == Verify('up{instance="{{ labels.instance }}"} == 1', 90.0)
+
+
+@pytest.mark.parametrize(
+    ("verify", "problem"),
+    [
+        ("{query: 'up{instance={{ labels.instance }}}'}", "actions.yml: a.verify.query: "),
+        ("{window: 0s}", "actions.yml: a.verify.window: Input should be greater than 0"),
+        ("{windows: 5m}", "actions.yml: a.verify.windows: is not a known field"),
+    ],
+)
+def test_a_verify_section_that_cannot_be_used_names_its_field(verify: str, problem: str) -> None:
+    problems = problems_of(action(verify=verify))
+    assert any(found.startswith(problem) for found in problems), problems

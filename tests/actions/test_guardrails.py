@@ -18,8 +18,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aiops.cli import main
+from aiops.i18n import message
 from aiops.service import Services
-from aiops.store import actions
+from aiops.store import actions, verifications
 from tests.actions.test_remediation import work
 from tests.conftest import DATA
 from tests.support.app import AUTH
@@ -163,6 +164,29 @@ async def test_resume_from_the_cli_needs_an_approver(
     assert (paused, resumed) == (0, 1)
     assert f"{ME} may not resume automatic remediation via cli" in capsys.readouterr().err
     assert audit == [("remediation_paused", ME, "cli"), ("switch_refused", ME, "cli")]
+
+
+async def test_resume_also_resets_a_tripped_breaker_whether_or_not_anyone_paused(
+    app_for: Any, engine: AsyncEngine, tmp_path: Path, sshd: SshServer, capsys: Any
+) -> None:
+    async with automatic(app_for, tmp_path, sshd) as (client, services):
+        async with engine.begin() as conn:
+            await verifications.trip(conn, message("breaker_tripped", bad=5, last=10))
+        held = await deliver(client, services, alert(1))
+        config = config_file(tmp_path, services, approvers={"cli": [ME]})
+        status = await cli(config, "remediation", "status")
+        resumed = await cli(config, "remediation", "resume")
+        after = await deliver(client, services, alert(2))
+        again = await cli(config, "remediation", "resume")
+        async with engine.connect() as conn:
+            kinds = [row.kind for row in await conn.execute(text("SELECT kind FROM audit ORDER BY id"))]
+    out = capsys.readouterr().out
+    assert held["state"] == "pending" and "circuit breaker" in str(held["held"])
+    assert "automatic execution is held" in out.split("remediation.mode")[0], "status names the breaker"
+    assert (status, resumed, again) == (0, 0, 0)
+    assert after["state"] == "succeeded" and after["decided_via"] == "auto"
+    assert kinds.count("breaker_reset") == 1 and "remediation_resumed" not in kinds, kinds
+    assert "not paused" in out.rsplit("\n", 2)[-2], "a second resume has nothing to do"
 
 
 async def test_each_budget_once_spent_holds_the_next_proposal_naming_it(

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aiops.actions.approvals import Actor
 from aiops.cli import main
+from aiops.queue import Deferred
 from aiops.service import Services
 from aiops.store import actions, jobs
 from tests.conftest import DATA
@@ -112,14 +113,20 @@ async def deliver(client: Any, services: Services, body: bytes) -> int:
 
 
 async def work(services: Services) -> int:
-    """Work the queue as the service's workers would, until nothing is due; returns the jobs done."""
+    """Work the queue as the service's workers would, until nothing is due; returns the jobs done (a job that
+    deferred itself, such as a verification still watching, is not done)."""
     done = 0
     while True:
         async with services.engine.begin() as conn:
             job = await jobs.claim(conn, "test", 60)
         if job is None:
             return done
-        await services.handlers[job.kind](job)
+        try:
+            await services.handlers[job.kind](job)
+        except Deferred as deferred:
+            async with services.engine.begin() as conn:
+                await jobs.defer(conn, job.id, "test", deferred.delay)
+            continue
         async with services.engine.begin() as conn:
             await jobs.finish(conn, job.id, "test")
         done += 1

@@ -39,6 +39,7 @@ ALERT_NAMES = {
     "AiopsLlmDailyCostHigh",
     "AiopsNotificationsFailing",
     "AiopsActionsFailing",
+    "AiopsRemediationBreakerTripped",
     "AiopsApprovalsWaiting",
 }
 SEVERITIES = {"critical", "warning", "info"}

@@ -56,6 +56,7 @@ SERIES_LABELS: dict[str, dict[str, str]] = {
     "AiopsLlmDailyCostHigh": {"job": "aiops"},  # summed over the replicas
     "AiopsNotificationsFailing": {**_AIOPS, "channel": "feishu", "outcome": "failed"},
     "AiopsActionsFailing": {**_AIOPS, "outcome": "failed"},
+    "AiopsRemediationBreakerTripped": _AIOPS,
     "AiopsApprovalsWaiting": _AIOPS,
 }
 # Values an attacker who can send an alert might put into a label a command parameter reads.

@@ -25,6 +25,7 @@ from aiops.store import incidents
 from tests.conftest import DATA
 from tests.fakes.grafana import TOKEN, FakeGrafana
 from tests.support.app import AUTH
+from tests.support.sshd import running_sshd
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -264,3 +265,40 @@ async def test_a_broken_annotation_template_leaves_triage_alone(
     assert await announced(engine)
     assert fake_grafana.requests == []
     assert "the opened annotation of incident 1 was not written: 'no_such_value' is undefined" in caplog.text
+
+
+async def test_a_verified_fix_is_annotated_with_what_the_verification_said(
+    app_for: Any, engine: AsyncEngine, fake_grafana: FakeGrafana, tmp_path: Path
+) -> None:
+    folder = tmp_path / "runbooks"
+    folder.mkdir()
+    (folder / "HostOutOfDiskSpace.md").write_text("---\nalerts: [HostOutOfDiskSpace]\nactions: [tidy]\n---\n")
+    (folder / "actions.yml").write_text(
+        "tidy:\n  description: Tidy up\n  argv: ['true']\n  target: labels.instance\n  risk: high\n"
+        "  timeout: 10s\n  verify: {window: 10m}\n"
+    )
+    (tmp_path / "sshd").mkdir()
+    with running_sshd(tmp_path / "sshd") as sshd:
+        async with (
+            app_for(
+                grafana=grafana(fake_grafana),
+                queue=QUEUE,
+                runbooks={"dir": str(folder)},
+                hosts={"web-1": sshd.host().model_dump(mode="json")},
+                remediation={"approvers": {"cli": ["oncall"]}},
+            ) as (client, services),
+            working(services),
+        ):
+            await post(client)
+            await until(lambda: idle(engine))
+            await services.approvals.decide(1, True, Actor("cli", "oncall"))
+            await until(lambda: len(fake_grafana.annotations) == 2)  # opened, executed: now being verified
+            await post(client, "resolved")  # Alertmanager says it resolved: the verification decides at once
+            await until(lambda: len(fake_grafana.annotations) == 4)
+    tags = {annotation["tags"][1]: annotation for annotation in fake_grafana.annotations}
+    verified = tags["verified"]
+    assert {"action:tidy", "outcome:recovered", "host:web-1", *TAGS} <= set(verified["tags"])
+    assert (
+        verified["text"].startswith("tidy 执行后 ") and "秒恢复，由 oncall 批准" in verified["text"]
+    )  # zh-CN
+    assert verified["time"] == verified["timeEnd"]

@@ -87,8 +87,14 @@ def stack_starter(tmp_path: Path) -> Iterator[Callable[..., Stack]]:
     with ExitStack() as cleanup:
 
         def start(
-            alertmanager_token: str, environ: dict[str, str] | None = None, **sections: dict[str, Any]
+            alertmanager_token: str,
+            environ: dict[str, str] | None = None,
+            *,
+            scrape: str | None = None,
+            rules: list[dict[str, Any]] | None = None,
+            **sections: dict[str, Any],
         ) -> Stack:
+            """`scrape` and `rules`: what Prometheus scrapes and evaluates instead of the toggle exporter."""
             exporter = s.Exporter(GAUGE, 1).start()
             cleanup.callback(exporter.stop)
             (tmp_path / "aiops").mkdir()
@@ -140,9 +146,10 @@ def stack_starter(tmp_path: Path) -> Iterator[Callable[..., Stack]]:
             prometheus = s.prometheus(
                 tmp_path / "prometheus",
                 port=prometheus_port,
-                scrape=exporter.target,
+                scrape=scrape or exporter.target,
                 alertmanager=f"127.0.0.1:{alertmanager_port}",
-                rules=[
+                rules=rules
+                or [
                     {
                         "alert": ALERT,
                         "expr": EXPRESSION,

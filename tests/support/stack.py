@@ -155,6 +155,19 @@ def prometheus(
     return ManagedProcess("prometheus", argv, workdir, f"http://127.0.0.1:{port}/-/ready")
 
 
+def node_exporter(workdir: Path, *, port: int, textfile: Path) -> ManagedProcess:
+    """node_exporter with only its textfile collector: it exports what the `*.prom` files in `textfile` say."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    argv = [
+        require("prometheus-node-exporter"),
+        "--collector.disable-defaults",
+        "--collector.textfile",
+        f"--collector.textfile.directory={textfile}",
+        f"--web.listen-address=127.0.0.1:{port}",
+    ]
+    return ManagedProcess("node_exporter", argv, workdir, f"http://127.0.0.1:{port}/metrics")
+
+
 def alertmanager(
     workdir: Path, *, port: int, route: dict[str, Any], receivers: list[dict[str, Any]]
 ) -> ManagedProcess:
@@ -220,6 +233,7 @@ __all__ = [
     "free_port",
     "http",
     "metric",
+    "node_exporter",
     "prometheus",
     "report",
 ]

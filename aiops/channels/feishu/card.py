@@ -37,6 +37,7 @@ ACTION_COLOURS = {
     "expired": "grey",
     "moot": "grey",
 }
+VERIFIED_COLOURS = {"recovered": "green", "not_recovered": "red", "unknown": "orange"}
 Element = dict[str, Any]
 # Characters card markdown would read as syntax; written as numeric HTML entities they are shown as themselves.
 _ESCAPES = str.maketrans({char: f"&#{ord(char)};" for char in "&<>*~[]`_\\#$|"})
@@ -251,6 +252,9 @@ def colour(announcement: Announcement) -> str:
     if announcement.purpose == "resolved":
         return "green"
     if announcement.purpose == "action" and announcement.action is not None:
+        verification = announcement.action.get("verification")
+        if verification and verification.get("outcome"):
+            return VERIFIED_COLOURS.get(str(verification["outcome"]), "blue")
         return ACTION_COLOURS.get(str(announcement.action.get("state")), "blue")
     return COLOURS.get(announcement.incident.severity, "grey")
 
