@@ -14,6 +14,7 @@ as the delivery's change.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import get_args
@@ -93,7 +94,8 @@ async def _recorded(
     assert stored.incident_id is not None and stored.change is not None  # both set by the last transaction
     opened = stored.opened_incident
     new_firing = await _new_firing(conn, delivery_id, stored.incident_id, group, opened)
-    return await _answer(conn, stored.incident_id, group, CHANGES[stored.change], new_firing)
+    answer = await _answer(conn, stored.incident_id, group, CHANGES[stored.change], new_firing)
+    return dataclasses.replace(answer, again=True)
 
 
 async def _claim(

@@ -158,9 +158,11 @@ class Pipeline:
         if correlation.change == "resolved":
             await self._resolve(correlation, delivery_id)
             return None
-        async with self._engine.connect() as conn:
-            stored = await triages.of_delivery(conn, delivery_id)
-        if stored is not None:  # a re-run after a crash: the triage was stored and its jobs enqueued with it
+        stored = None
+        if correlation.again:  # a re-run after a crash, maybe after the triage was stored
+            async with self._engine.connect() as conn:
+                stored = await triages.of_delivery(conn, delivery_id)
+        if stored is not None:  # the triage was stored and its jobs enqueued with it
             return await self._resume(correlation, delivery_id, stored)
         prepared = await self.prepare(correlation)
         waiting = self._offline(correlation, prepared, self._waiting())
@@ -177,9 +179,11 @@ class Pipeline:
             await self._schedule(
                 conn, correlation, delivery_id, placement, diagnosed=shared is not None, now=now
             )
+            # Claimed with the triage: a re-run after a crash finds it claimed by the triage and announces again.
+            proposals = await self._claim(conn, delivery_id, TRIAGED_BY) if now else None
         self._after_commit(queued)
-        if now:
-            await self.announce(delivery_id, TRIAGED_BY, triage)
+        if proposals is not None:
+            await self._notify(correlation, triage, delivery_id, proposals=proposals)
         if placement.formed and placement.cluster is not None:
             self._metrics.storms.inc()
             await self._storm_card(placement.cluster, "formed")
@@ -240,14 +244,21 @@ class Pipeline:
     async def announce(self, delivery_id: int, who: str, triage: Triage | None = None) -> bool:
         """Announce the delivery as stored, unless another job has; True when this one did."""
         async with self._engine.begin() as conn:
-            claimed = await triages.claim_announcement(conn, delivery_id, who)
-        if not claimed:
+            proposals = await self._claim(conn, delivery_id, who)
+        if proposals is None:
             return False
         if triage is None:
             triage = await self._stored(delivery_id)
         if triage is not None:
-            await self._notify(triage.correlation, triage, delivery_id)
+            await self._notify(triage.correlation, triage, delivery_id, proposals=proposals)
         return True
+
+    async def _claim(self, conn: AsyncConnection, delivery_id: int, who: str) -> list[dict[str, Any]] | None:
+        """Claim the delivery's announcement for `who`; the proposals it shows, read in the same transaction,
+        or None when another job has claimed it."""
+        if not await triages.claim_announcement(conn, delivery_id, who):
+            return None
+        return await actions.of_delivery(conn, delivery_id)
 
     async def _stored(self, delivery_id: int) -> Triage | None:
         correlation, stored = await self._reread(delivery_id)
@@ -348,14 +359,15 @@ class Pipeline:
             if first:
                 await jobs.cancel(conn, _timer(delivery_id))
             now = await incidents.get(conn, correlation.incident.id)
+            proposals = await actions.of_delivery(conn, delivery_id)
         self._after_commit(queued)
         # A card that already says resolved is not reopened: the late diagnosis is on the incident's page.
         resolved = now is not None and now.status == "resolved"
         if first:
-            await self._notify(correlation, triage, delivery_id)
+            await self._notify(correlation, triage, delivery_id, proposals=proposals)
         elif not resolved:
             self._metrics.diagnoses.labels("late").inc()
-            await self._notify(correlation, triage, delivery_id, suffix="-diagnosis", purpose="updated")
+            await self._notify(correlation, triage, delivery_id, "-diagnosis", "updated", proposals=proposals)
         return triage
 
     async def _skip(self, delivery_id: int, incident_id: int, reason: Message) -> None:
@@ -524,14 +536,19 @@ class Pipeline:
         delivery_id: int,
         suffix: str = "",
         purpose: Purpose | None = None,
+        proposals: list[dict[str, Any]] | None = None,
     ) -> None:
+        """`proposals`: the delivery's, when the caller read them in its own transaction."""
         if purpose is None:
             purpose = (
                 "resolved" if triage is None else "opened" if correlation.change == "opened" else "updated"
             )
         incident = correlation.incident
-        async with self._engine.connect() as conn:
-            proposals = await actions.of_delivery(conn, delivery_id) if triage is not None else []
+        if triage is None:
+            proposals = []
+        elif proposals is None:
+            async with self._engine.connect() as conn:
+                proposals = await actions.of_delivery(conn, delivery_id)
         links = await self.stages.approvals.links(self._base_url, proposals) if self.stages.approvals else {}
         announcement = self._announcement(
             purpose, incident, triage, proposals=proposals, approval_links=links
