@@ -176,12 +176,12 @@ class Pipeline:
             if shared is not None:
                 await triages.mark_diagnosed(conn, delivery_id)
             now = shared is not None or not self._model or self.stages.notify_within == 0
-            await self._schedule(
+            diagnosing = await self._schedule(
                 conn, correlation, delivery_id, placement, diagnosed=shared is not None, now=now
             )
             # Claimed with the triage: a re-run after a crash finds it claimed by the triage and announces again.
             proposals = await self._claim(conn, delivery_id, TRIAGED_BY) if now else None
-        self._after_commit(queued)
+        self._after_commit(queued, diagnosing)
         if proposals is not None:
             await self._notify(correlation, triage, delivery_id, proposals=proposals)
         if placement.formed and placement.cluster is not None:
@@ -209,23 +209,27 @@ class Pipeline:
         *,
         diagnosed: bool,
         now: bool,
-    ) -> None:
-        """The delivery's diagnosis (its own, or its storm cluster's) and its announcement's timer."""
+    ) -> bool:
+        """The delivery's diagnosis (its own, or its storm cluster's) and its announcement's timer; True when a
+        diagnosis job was enqueued (a storm's members after the first find their cluster's queued already)."""
         priority = severity_rank(correlation.incident.severity)
+        enqueued = False
         if self._model and not diagnosed:
             cluster = placement.cluster
             payload = {"delivery_id": delivery_id} if cluster is None else {"cluster_id": cluster.id}
             key = f"diagnose:delivery:{delivery_id}" if cluster is None else f"diagnose:cluster:{cluster.id}"
-            await jobs.enqueue(conn, DIAGNOSE, key, payload, priority=priority, dedup_key=key)
+            enqueued = await jobs.enqueue(conn, DIAGNOSE, key, payload, priority=priority, dedup_key=key)
         if not now and self.stages.notify_within is not None:
             key = _timer(delivery_id)
             payload = {"delivery_id": delivery_id}
             await jobs.enqueue(conn, ANNOUNCE, key, payload, delay=self.stages.notify_within, dedup_key=key)
+        return enqueued
 
-    def _after_commit(self, queued: int) -> None:
+    def _after_commit(self, queued: int, diagnosing: bool = False) -> None:
+        """Wake who has new work: the executions' worker for actions queued, a diagnosis worker for a new job."""
         if queued and self.stages.approvals is not None:
             self.stages.approvals.wake()
-        if self._model:
+        if diagnosing:
             self.wake(DIAGNOSE)
 
     async def _resolve(self, correlation: Correlation, delivery_id: int) -> None:
