@@ -277,12 +277,16 @@ def _iso(seconds: float | None) -> str | None:
     return None if moment is None else moment.isoformat()
 
 
-def _labelled(stored: list[str], where: tuple[str, str]) -> bool:
-    """Whether one of these alerts' labels (JSON as `codec.dumps` writes it) has `where`; only the alerts whose text
-    holds the pair as it would be written are decoded to make sure (most of a scan's have other values)."""
+def _labelled(stored: dict[int, list[str]], where: tuple[str, str]) -> list[int]:
+    """The incidents, in order, one of whose alerts' labels (JSON as `codec.dumps` writes it) has `where`; only the
+    labels whose text holds the pair as written are decoded to make sure (most of a scan's hold other values)."""
     name, value = where
     written = f"{dumps(name)}:{dumps(value)}"
-    return any(written in text and loads(text).get(name) == value for text in stored)
+    return [
+        key
+        for key, texts in stored.items()
+        if any(written in text and loads(text).get(name) == value for text in texts)
+    ]
 
 
 async def past(
@@ -306,7 +310,7 @@ async def past(
     stored: dict[int, list[str]] = {}
     for row in alerts:
         stored.setdefault(row.incident_id, []).append(row.labels)
-    chosen = [key for key, found in stored.items() if where is None or _labelled(found, where)][:limit]
+    chosen = (list(stored) if where is None else _labelled(stored, where))[:limit]
     if not chosen:
         return []
     labels = {key: [loads(text) for text in stored[key]] for key in chosen}
