@@ -96,6 +96,9 @@ class Correlation:
     change: Change
     alerts: tuple[Alert, ...]
     new_firing: tuple[Alert, ...] = ()
+    # An earlier run had finished correlating the delivery and this is its answer again; when False, nothing
+    # after correlation (the triage) can have been stored for the delivery yet.
+    again: bool = False
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from aiops.store import jobs
 from aiops.store.jobs import Job, Lane
@@ -24,6 +24,15 @@ from aiops.units import Seconds
 
 log = logging.getLogger("aiops.queue")
 Handler = Callable[[Job], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """What became of a job run: the change of `aiops.store.jobs` that records it, with its arguments."""
+
+    change: Callable[..., Awaitable[bool]]
+    job: Job
+    args: tuple[object, ...] = ()
 
 
 class Deferred(Exception):
@@ -116,7 +125,7 @@ class WorkerPool:
         ]
         self._stopping = False
         self._loops: list[asyncio.Task[None]] = []
-        self._running: dict[int, asyncio.Task[None]] = {}
+        self._running: dict[int, asyncio.Task[_Outcome]] = {}
 
     def start(self) -> None:
         self._loops = [
@@ -151,64 +160,82 @@ class WorkerPool:
         await asyncio.gather(*self._loops, return_exceptions=True)
 
     async def _loop(self, lane: _Lane) -> None:
-        while not self._stopping:
-            try:
-                async with self._engine.begin() as conn:
-                    job = await jobs.claim(conn, self._owner, self._config.lease, lane.lane)
-            except Exception as error:  # the store is down: keep polling, never die
-                log.warning("claiming a job failed: %s", error)
-                job = None
+        outcome: _Outcome | None = None
+        while not self._stopping or outcome is not None:
+            job = await self._settle_and_claim(lane, outcome)
+            outcome = None
             if job is None:
+                if self._stopping:
+                    break
                 await lane.rest(self._config.poll_interval)
                 continue
             if self._stopping:  # claimed while shutdown began: hand it straight back
-                await self._settle(jobs.release, job)
+                await self._settle(_Outcome(jobs.release, job))
                 break
             task = asyncio.create_task(self._run(job), name=f"job-{job.id}")
             self._running[job.id] = task
             try:
-                await asyncio.shield(task)
+                outcome = await asyncio.shield(task)
             except asyncio.CancelledError:
                 if not task.done():
                     raise
             finally:
                 self._running.pop(job.id, None)
 
-    async def _run(self, job: Job) -> None:
+    async def _settle_and_claim(self, lane: _Lane, outcome: _Outcome | None) -> Job | None:
+        """Record the last job's outcome and claim the next job in one transaction: a storm's jobs pay one
+        commit between them, not two. No claim once shutdown began."""
+        try:
+            async with self._engine.begin() as conn:
+                if outcome is not None:
+                    await self._record(conn, outcome)
+                if self._stopping:
+                    return None
+                return await jobs.claim(conn, self._owner, self._config.lease, lane.lane)
+        except Exception as error:  # the store is down: keep polling, never die
+            log.warning("claiming a job failed: %s", error)
+        if outcome is not None:  # the outcome went down with the claim's transaction: record it alone
+            await self._settle(outcome)
+        return None
+
+    async def _run(self, job: Job) -> _Outcome:
+        """Run the handler; what became of the job, for the loop to record (the handler never settles)."""
         heartbeat = asyncio.create_task(self._heartbeat(job))
         try:
             await self._handlers[job.kind](job)
         except asyncio.CancelledError:
             log.info("job %d handed back to the queue", job.id)
-            await self._settle(jobs.release, job)
+            await self._settle(_Outcome(jobs.release, job))
             raise
         except Deferred as deferred:
-            await self._settle(jobs.defer, job, deferred.delay)
+            return _Outcome(jobs.defer, job, (deferred.delay,))
         except Exception as error:
-            await self._failed(job, error)
+            return self._failed(job, error)
         else:
-            await self._settle(jobs.finish, job)
+            return _Outcome(jobs.finish, job)
         finally:
             heartbeat.cancel()
 
-    async def _failed(self, job: Job, error: Exception) -> None:
+    def _failed(self, job: Job, error: Exception) -> _Outcome:
         reason = f"{type(error).__name__}: {error}"
         if job.attempts >= self._config.max_attempts:
             log.error("job %d failed for good after %d attempts: %s", job.id, job.attempts, reason)
-            await self._settle(jobs.fail, job, reason)
-            return
+            return _Outcome(jobs.fail, job, (reason,))
         delay = min(self._config.max_backoff, 2.0**job.attempts) * random.uniform(0.5, 1.0)
         log.warning("job %d attempt %d failed, retrying in %.0fs: %s", job.id, job.attempts, delay, reason)
-        await self._settle(jobs.retry, job, reason, delay)
+        return _Outcome(jobs.retry, job, (reason, delay))
 
-    async def _settle(self, change: Callable[..., Awaitable[bool]], job: Job, *args: object) -> None:
+    async def _settle(self, outcome: _Outcome) -> None:
         # If the store is down now, the lease runs out and the job is claimed again: work is delayed, not lost.
         try:
             async with self._engine.begin() as conn:
-                if not await change(conn, job.id, self._owner, *args):
-                    log.warning("job %d was taken over by another worker before it was settled", job.id)
+                await self._record(conn, outcome)
         except Exception as error:
-            log.warning("recording the outcome of job %d failed: %s", job.id, error)
+            log.warning("recording the outcome of job %d failed: %s", outcome.job.id, error)
+
+    async def _record(self, conn: AsyncConnection, outcome: _Outcome) -> None:
+        if not await outcome.change(conn, outcome.job.id, self._owner, *outcome.args):
+            log.warning("job %d was taken over by another worker before it was settled", outcome.job.id)
 
     async def _heartbeat(self, job: Job) -> None:
         while True:

@@ -107,7 +107,8 @@ def code_at(revision: str | None, workdir: Path) -> Code:
     head = _git("rev-parse", "--short", "HEAD") or "?"
     if revision is None:
         dirty = _git("status", "--porcelain", "--", "aiops", "runbooks", "rules")
-        return Code(f"{head} work tree" + (" (uncommitted changes)" if dirty else ""), None, ROOT)
+        # On PYTHONPATH: an editable install of another checkout must not be what the server runs.
+        return Code(f"{head} work tree" + (" (uncommitted changes)" if dirty else ""), str(ROOT), ROOT)
     commit = _git("rev-parse", "--short", revision)
     if not commit:
         raise SystemExit(f"--at {revision}: not a commit of this repository")

@@ -63,6 +63,7 @@ class Approvals:
         self._config = config
         self._metrics = metrics or Metrics()
         self.wake = wake
+        self._key: bytes | None = None  # the signing key: once stored, it never changes
 
     @property
     def config(self) -> RemediationConfig:
@@ -224,7 +225,9 @@ class Approvals:
         ]
         if not waiting:
             return {}
-        key = await signing_key(self._engine, self._config)
+        if self._key is None:
+            self._key = await signing_key(self._engine, self._config)
+        key = self._key
         return {
             item["id"]: approval_url(
                 base_url, make_token(key, item["id"], item["argv_hash"], item["expires_at"].timestamp())

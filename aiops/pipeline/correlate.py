@@ -4,7 +4,8 @@ A group's alerts are written `CHUNK` at a time, one short transaction each, so t
 alerts never holds the store (one connection, on SQLite) for longer than one chunk: intake commits in between. The
 first transaction also records the incident on the delivery; the last records what the delivery changed. A run
 stopped in between is re-run from the stored payload and finds the same incident, and the alerts it newly fired
-by their mark (`incidents.fired_by`), so that its answer is the one an uninterrupted run would have given.
+by their mark (`incidents.fired_by`), so that its answer is the one an uninterrupted run would have given. A group
+small enough to be validated in one step (nearly all) is read, correlated and answered in one transaction.
 
 An incident opened or resolved is annotated in Grafana (when configured) by a job enqueued in the same transaction
 as the delivery's change.
@@ -13,6 +14,7 @@ as the delivery's change.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import get_args
@@ -22,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from aiops.grafana.annotations import Annotations
 from aiops.i18n import message
 from aiops.models import Alert, AlertGroup, Change, Correlation, severity_rank
-from aiops.payload import parse
+from aiops.payload import SLICE, parse
 from aiops.store import deliveries, incidents
 from aiops.store.codec import to_epoch
 from aiops.store.deliveries import Stored
@@ -30,6 +32,7 @@ from aiops.store.deliveries import Stored
 CHANGES: dict[str, Change] = {change: change for change in get_args(Change)}
 # Alerts written per transaction: big enough that an ordinary group takes one, small enough that intake waits
 # a few milliseconds at most for the store between two chunks of a storm.
+# At least `payload.SLICE`: a group validated in one step is written in one chunk too.
 CHUNK = 500
 
 
@@ -40,9 +43,12 @@ async def correlate(
     chunks is finished as if it had not been."""
     async with engine.begin() as conn:
         stored = await deliveries.load(conn, delivery_id)
+        if stored.alert_count <= SLICE:  # validated in one step: the whole correlation is one transaction
+            return await _at_once(conn, delivery_id, stored, await parse(stored.payload), annotations)
     group = await parse(stored.payload)  # a big one in slices, leaving room for intake between them
     if stored.change in CHANGES:
-        return await _recorded(engine, delivery_id, stored, group)
+        async with engine.begin() as conn:
+            return await _recorded(conn, delivery_id, stored, group)
     first, *rest = [group.alerts[start : start + CHUNK] for start in range(0, len(group.alerts), CHUNK)]
     async with engine.begin() as conn:
         incident_id, opened = await _claim(conn, delivery_id, group, stored)
@@ -66,13 +72,30 @@ async def _after_others(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
         yield conn
 
 
-async def _recorded(engine: AsyncEngine, delivery_id: int, stored: Stored, group: AlertGroup) -> Correlation:
+async def _at_once(
+    conn: AsyncConnection,
+    delivery_id: int,
+    stored: Stored,
+    group: AlertGroup,
+    annotations: Annotations | None,
+) -> Correlation:
+    """A group of one chunk, in the caller's transaction."""
+    if stored.change in CHANGES:
+        return await _recorded(conn, delivery_id, stored, group)
+    incident_id, opened = await _claim(conn, delivery_id, group, stored)
+    await incidents.upsert_alerts(conn, incident_id, delivery_id, group.alerts)
+    return await _finish(conn, delivery_id, incident_id, group, opened, annotations)
+
+
+async def _recorded(
+    conn: AsyncConnection, delivery_id: int, stored: Stored, group: AlertGroup
+) -> Correlation:
     """The answer an earlier, finished correlation of the delivery gave."""
     assert stored.incident_id is not None and stored.change is not None  # both set by the last transaction
-    async with engine.begin() as conn:
-        opened = stored.opened_incident
-        new_firing = await _new_firing(conn, delivery_id, stored.incident_id, group, opened)
-        return await _answer(conn, stored.incident_id, group, CHANGES[stored.change], new_firing)
+    opened = stored.opened_incident
+    new_firing = await _new_firing(conn, delivery_id, stored.incident_id, group, opened)
+    answer = await _answer(conn, stored.incident_id, group, CHANGES[stored.change], new_firing)
+    return dataclasses.replace(answer, again=True)
 
 
 async def _claim(

@@ -1,6 +1,6 @@
 """Notify: announce the incident on every configured channel, once per delivery and channel.
 
-The console is written to at once; chat channels get their message recorded in the outbox, with a `deliver` job,
+The console is written to at once (recorded and settled in the transaction that writes it); chat channels get their message recorded in the outbox, with a `deliver` job,
 in one transaction — the outbox (aiops/pipeline/outbox.py) sends it within the platform's limits.
 """
 
@@ -104,32 +104,27 @@ async def _post(engine: AsyncEngine, channel: Channel, message: _Message, metric
 
 
 async def _announce(engine: AsyncEngine, channel: Channel, message: _Message) -> str:
+    """Record, send and settle in one transaction: the console's write is local and does not wait. A crash before
+    the commit leaves no record and the re-run writes the message again, as a crash between a write and its
+    settlement would; a committed `sent` is never written twice."""
     incident_id, dedup_key = message.incident_id, message.dedup_key
     async with engine.begin() as conn:
         state = await notifications.record(
             conn, incident_id, dedup_key, channel.name, message.purpose, message.body
         )
-    if state == notifications.SENT:
-        return ALREADY_SENT
-    try:
-        await channel.send(message.body)
-    except ChannelError as error:
-        log.warning("notification to %s failed: %s", channel.name, error)
-        async with engine.begin() as conn:
+        if state == notifications.SENT:
+            return ALREADY_SENT
+        purpose = i18n.message(f"purpose_{message.purpose}")
+        try:
+            await channel.send(message.body)
+        except ChannelError as error:
+            log.warning("notification to %s failed: %s", channel.name, error)
             await notifications.settle(conn, dedup_key, notifications.FAILED, str(error))
-            failed = i18n.message(
-                "event_notify_failed",
-                detail=error,
-                purpose=i18n.message(f"purpose_{message.purpose}"),
-                channel=channel.name,
-            )
+            failed = i18n.message("event_notify_failed", detail=error, purpose=purpose, channel=channel.name)
             await incidents.add_event(conn, incident_id, "notify_failed", failed)
-        return RETRY if error.retryable else notifications.FAILED
-    async with engine.begin() as conn:
+            return RETRY if error.retryable else notifications.FAILED
         await notifications.settle(conn, dedup_key, notifications.SENT)
-        sent = i18n.message(
-            "event_notified", purpose=i18n.message(f"purpose_{message.purpose}"), channel=channel.name
-        )
+        sent = i18n.message("event_notified", purpose=purpose, channel=channel.name)
         await incidents.add_event(conn, incident_id, "notified", sent)
     return notifications.SENT
 

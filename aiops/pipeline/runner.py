@@ -163,9 +163,11 @@ class Pipeline:
         if correlation.change == "resolved":
             await self._resolve(correlation, delivery_id)
             return None
-        async with self._engine.connect() as conn:
-            stored = await triages.of_delivery(conn, delivery_id)
-        if stored is not None:  # a re-run after a crash: the triage was stored and its jobs enqueued with it
+        stored = None
+        if correlation.again:  # a re-run after a crash, maybe after the triage was stored
+            async with self._engine.connect() as conn:
+                stored = await triages.of_delivery(conn, delivery_id)
+        if stored is not None:  # the triage was stored and its jobs enqueued with it
             return await self._resume(correlation, delivery_id, stored)
         prepared = await self.prepare(correlation)
         waiting = self._offline(correlation, prepared, self._waiting())
@@ -180,12 +182,16 @@ class Pipeline:
             if shared is not None:
                 await triages.mark_diagnosed(conn, delivery_id)
             now = shared is not None or not self._model or self.stages.notify_within == 0
-            await self._schedule(
+            diagnosing = await self._schedule(
                 conn, correlation, delivery_id, placement, diagnosed=shared is not None, now=now
             )
-        self._after_commit(queued)
-        if now:
-            await self.announce(delivery_id, TRIAGED_BY, triage)
+            # Claimed with the triage: a re-run after a crash finds it claimed by the triage and announces again.
+            claim = await self._claim(conn, delivery_id, TRIAGED_BY) if now else None
+        self._after_commit(queued, diagnosing)
+        if claim is not None:
+            if claim[0] == "first":
+                self._observe_announcement(correlation)
+            await self._notify(correlation, triage, delivery_id, proposals=claim[1])
         if placement.formed and placement.cluster is not None:
             self._metrics.storms.inc()
             await self._storm_card(placement.cluster, "formed")
@@ -227,23 +233,27 @@ class Pipeline:
         *,
         diagnosed: bool,
         now: bool,
-    ) -> None:
-        """The delivery's diagnosis (its own, or its storm cluster's) and its announcement's timer."""
+    ) -> bool:
+        """The delivery's diagnosis (its own, or its storm cluster's) and its announcement's timer; True when a
+        diagnosis job was enqueued (a storm's members after the first find their cluster's queued already)."""
         priority = severity_rank(correlation.incident.severity)
+        enqueued = False
         if self._model and not diagnosed:
             cluster = placement.cluster
             payload = {"delivery_id": delivery_id} if cluster is None else {"cluster_id": cluster.id}
             key = f"diagnose:delivery:{delivery_id}" if cluster is None else f"diagnose:cluster:{cluster.id}"
-            await jobs.enqueue(conn, DIAGNOSE, key, payload, priority=priority, dedup_key=key)
+            enqueued = await jobs.enqueue(conn, DIAGNOSE, key, payload, priority=priority, dedup_key=key)
         if not now and self.stages.notify_within is not None:
             key = _timer(delivery_id)
             payload = {"delivery_id": delivery_id}
             await jobs.enqueue(conn, ANNOUNCE, key, payload, delay=self.stages.notify_within, dedup_key=key)
+        return enqueued
 
-    def _after_commit(self, queued: int) -> None:
+    def _after_commit(self, queued: int, diagnosing: bool = False) -> None:
+        """Wake who has new work: the executions' worker for actions queued, a diagnosis worker for a new job."""
         if queued and self.stages.approvals is not None:
             self.stages.approvals.wake()
-        if self._model:
+        if diagnosing:
             self.wake(DIAGNOSE)
 
     async def _resolve(self, correlation: Correlation, delivery_id: int) -> None:
@@ -269,17 +279,26 @@ class Pipeline:
     async def announce(self, delivery_id: int, who: str, triage: Triage | None = None) -> bool:
         """Announce the delivery as stored, unless another job has; True when this one did."""
         async with self._engine.begin() as conn:
-            fresh = not await triages.announced(conn, delivery_id)
-            claimed = await triages.claim_announcement(conn, delivery_id, who)
-        if not claimed:
+            claim = await self._claim(conn, delivery_id, who)
+        if claim is None:
             return False
         if triage is None:
             triage = await self._stored(delivery_id)
         if triage is not None:
-            if fresh:
+            if claim[0] == "first":
                 self._observe_announcement(triage.correlation)
-            await self._notify(triage.correlation, triage, delivery_id)
+            await self._notify(triage.correlation, triage, delivery_id, proposals=claim[1])
         return True
+
+    async def _claim(
+        self, conn: AsyncConnection, delivery_id: int, who: str
+    ) -> tuple[triages.Claim, list[dict[str, Any]]] | None:
+        """Claim the delivery's announcement for `who`: whether it is the first claim, and the proposals it shows,
+        read in the same transaction; None when another job has claimed it."""
+        claim = await triages.claim_announcement(conn, delivery_id, who)
+        if claim is None:
+            return None
+        return claim, await actions.of_delivery(conn, delivery_id)
 
     def _observe_announcement(self, correlation: Correlation) -> None:
         """`aiops_time_to_announce_seconds`, once per incident: when the delivery that opened it is announced."""
@@ -384,21 +403,21 @@ class Pipeline:
                 conn, triage, delivery_id, landed + _failures([error] if error else [])
             )
             await triages.mark_diagnosed(conn, delivery_id)
-            fresh = not await triages.announced(conn, delivery_id)
             first = await triages.claim_announcement(conn, delivery_id, DIAGNOSE)
             if first:
                 await jobs.cancel(conn, _timer(delivery_id))
             now = await incidents.get(conn, correlation.incident.id)
+            proposals = await actions.of_delivery(conn, delivery_id)
         self._after_commit(queued)
         # A card that already says resolved is not reopened: the late diagnosis is on the incident's page.
         resolved = now is not None and now.status == "resolved"
         if first:
-            if fresh:
+            if first == "first":
                 self._observe_announcement(correlation)
-            await self._notify(correlation, triage, delivery_id)
+            await self._notify(correlation, triage, delivery_id, proposals=proposals)
         elif not resolved:
             self._metrics.diagnoses.labels("late").inc()
-            await self._notify(correlation, triage, delivery_id, suffix="-diagnosis", purpose="updated")
+            await self._notify(correlation, triage, delivery_id, "-diagnosis", "updated", proposals=proposals)
         return triage
 
     async def _skip(self, delivery_id: int, incident_id: int, reason: Message) -> None:
@@ -560,16 +579,18 @@ class Pipeline:
         incident: Incident,
         triage: Triage | None,
         escalate: bool = False,
+        verdicts: tuple[Text, ...] | None = None,
         **details: Any,
     ) -> Announcement:
         """An announcement of `incident`, with what every one carries: its page, its dashboard, and what the
-        verification of its fixes concluded."""
+        verification of its fixes concluded (read here unless the caller read it already)."""
         url = f"{self._base_url}/incidents/{incident.id}"
         dashboard = dashboard_url(self.stages.grafana, incident)
         approvals = self.stages.approvals
         pause = approvals.pause_url(self._base_url) if approvals is not None else None
-        async with self._engine.connect() as conn:
-            verdicts = await _verdicts(conn, incident.id)
+        if verdicts is None:
+            async with self._engine.connect() as conn:
+                verdicts = await _verdicts(conn, incident.id)
         if escalate:
             remediation = self.stages.remediation
             details["escalated"] = True
@@ -600,18 +621,24 @@ class Pipeline:
         delivery_id: int,
         suffix: str = "",
         purpose: Purpose | None = None,
+        proposals: list[dict[str, Any]] | None = None,
     ) -> None:
+        """`proposals`: the delivery's, when the caller read them in its own transaction."""
         if purpose is None:
             purpose = (
                 "resolved" if triage is None else "opened" if correlation.change == "opened" else "updated"
             )
         incident = correlation.incident
-        async with self._engine.connect() as conn:
-            proposals = await actions.of_delivery(conn, delivery_id) if triage is not None else []
+        if triage is None:
+            proposals = []
+        async with self._engine.connect() as conn:  # one read for all the card shows
+            if proposals is None:
+                proposals = await actions.of_delivery(conn, delivery_id)
             proposals = await verifications.attach(conn, proposals)
+            verdicts = await _verdicts(conn, incident.id)
         links = await self.stages.approvals.links(self._base_url, proposals) if self.stages.approvals else {}
         announcement = await self._announcement(
-            purpose, incident, triage, proposals=proposals, approval_links=links
+            purpose, incident, triage, verdicts=verdicts, proposals=proposals, approval_links=links
         )
         with self._metrics.stage_duration.labels("notify").time():
             await notify(

@@ -64,7 +64,8 @@ async def place(conn: AsyncConnection, correlation: Correlation, config: StormCo
     digest, readable = signature(correlation, config.labels)
     before = await clusters.set_signature(conn, incident.id, digest)
     left = await clusters.leave(conn, incident.id) if before not in (None, digest) else None
-    current = await clusters.of_incident(conn, incident.id)
+    # Without a signature until now, no cluster can have taken the incident in (they take signed loners only).
+    current = None if before is None else await clusters.of_incident(conn, incident.id)
     if current is not None:
         return Placement(current)
     if correlation.change != "opened":

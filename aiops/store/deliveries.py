@@ -76,16 +76,19 @@ class Stored:
     incident_id: int | None  # set by the first transaction of its correlation
     opened_incident: bool  # that transaction opened the incident
     change: str | None  # set by the last one: correlation is finished
+    alert_count: int
 
 
 async def load(conn: AsyncConnection, delivery_id: int) -> Stored:
     row = (
         await conn.execute(
-            text("SELECT payload, incident_id, opened_incident, change FROM deliveries WHERE id = :id"),
+            text(
+                "SELECT payload, incident_id, opened_incident, change, alert_count FROM deliveries WHERE id = :id"
+            ),
             {"id": delivery_id},
         )
     ).one()
-    return Stored(row.payload, row.incident_id, bool(row.opened_incident), row.change)
+    return Stored(row.payload, row.incident_id, bool(row.opened_incident), row.change, row.alert_count)
 
 
 async def claim(conn: AsyncConnection, delivery_id: int, incident_id: int, *, opened: bool) -> None:

@@ -73,7 +73,7 @@ class _Connection(aiosqlite.Connection):
 
     aiosqlite hands every call to its thread and back: three or four hand-offs per statement, each costing more
     than what SQLite does for it (a statement: 0.57 ms through the thread, 0.016 ms in SQLite). Only what can wait
-    goes to the thread: connecting, committing (an fsync), and taking the write lock when another process holds
+    goes to the thread: connecting, committing a write (an fsync), and taking the write lock when another process holds
     it (`BEGIN IMMEDIATE` then waits, up to the busy timeout). Inside a transaction this connection holds the write
     lock, so its statements never wait for anyone and run where the caller is; so do cursors and rollbacks (which
     write nothing). One caller at a time uses the connection either way: the pool lends it to one, who awaits each
@@ -82,16 +82,28 @@ class _Connection(aiosqlite.Connection):
     def __init__(self, connector: Callable[[], sqlite3.Connection], busy_timeout_ms: int) -> None:
         super().__init__(connector, iter_chunk_size=64)
         self._busy_timeout_ms = busy_timeout_ms
+        self._changes_at_begin = -1  # `total_changes` when the open transaction began
 
     async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         connection = self._connection
         if connection is not None:
             if args and getattr(fn, "__name__", "") == "execute" and str(args[0]).startswith("BEGIN"):
+                self._changes_at_begin = connection.total_changes
                 if self._begun(connection, fn, *args):
                     return None
-            elif _here(connection, fn):
+            elif _here(connection, fn) or self._read_only_commit(connection, fn):
                 return fn(*args, **kwargs)
         return await super()._execute(fn, *args, **kwargs)  # type: ignore[no-untyped-call]
+
+    def _read_only_commit(self, connection: sqlite3.Connection, fn: Callable[..., Any]) -> bool:
+        """The commit of a transaction that changed no row: it writes nothing to the WAL, so there is nothing to
+        fsync and nothing to wait for. (DDL changes no row either; its commit then blocks the loop for one fsync,
+        which only start-up's migrations do.)"""
+        return (
+            getattr(fn, "__self__", None) is connection
+            and getattr(fn, "__name__", "") == "commit"
+            and connection.total_changes == self._changes_at_begin
+        )
 
     def _begun(self, connection: sqlite3.Connection, execute: Callable[..., Any], *args: Any) -> bool:
         """Take the write lock here if it is free; False (nothing done) when someone holds it."""

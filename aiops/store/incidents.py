@@ -285,6 +285,18 @@ def _iso(seconds: float | None) -> str | None:
     return None if moment is None else moment.isoformat()
 
 
+def _labelled(stored: dict[int, list[str]], where: tuple[str, str]) -> list[int]:
+    """The incidents, in order, one of whose alerts' labels (JSON as `codec.dumps` writes it) has `where`; only the
+    labels whose text holds the pair as written are decoded to make sure (most of a scan's hold other values)."""
+    name, value = where
+    written = f"{dumps(name)}:{dumps(value)}"
+    return [
+        key
+        for key, texts in stored.items()
+        if any(written in text and loads(text).get(name) == value for text in texts)
+    ]
+
+
 async def past(
     conn: AsyncConnection,
     name: str,
@@ -303,16 +315,13 @@ async def past(
         ),
         {"name": name, "exclude": exclude, "scan": scan},
     )
-    labels: dict[int, list[dict[str, str]]] = {}
+    stored: dict[int, list[str]] = {}
     for row in alerts:
-        labels.setdefault(row.incident_id, []).append(loads(row.labels))
-    chosen = [
-        key
-        for key, found in labels.items()
-        if where is None or any(item.get(where[0]) == where[1] for item in found)
-    ][:limit]
+        stored.setdefault(row.incident_id, []).append(row.labels)
+    chosen = (list(stored) if where is None else _labelled(stored, where))[:limit]
     if not chosen:
         return []
+    labels = {key: [loads(text) for text in stored[key]] for key in chosen}
     rows = await conn.execute(
         text(
             "SELECT i.id, i.status, i.opened_at, i.resolved_at, (SELECT t.diagnosis FROM triages t"

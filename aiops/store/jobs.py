@@ -73,9 +73,10 @@ async def enqueue(
     delay: float = 0.0,
     priority: int = 0,
     dedup_key: str | None = None,
-) -> None:
+) -> bool:
+    """True when the job is new; False when its `dedup_key` was enqueued before."""
     now = time.time() if now is None else now
-    await conn.execute(
+    result = await conn.execute(
         text(
             "INSERT INTO jobs (kind, serial_key, payload, state, attempts, run_after, created_at, priority,"
             " dedup_key) VALUES (:kind, :serial, :payload, 'pending', 0, :run_after, :now, :priority, :dedup)"
@@ -91,6 +92,7 @@ async def enqueue(
             "dedup": dedup_key,
         },
     )
+    return _changed(result)
 
 
 async def claim(conn: AsyncConnection, owner: str, lease: float, lane: Lane = ANY) -> Job | None:

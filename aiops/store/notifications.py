@@ -15,11 +15,11 @@ async def record(
     conn: AsyncConnection, incident_id: int, dedup_key: str, channel: str, purpose: str, body: str
 ) -> str:
     """Record the notification unless an earlier attempt did; returns its state."""
-    await conn.execute(
+    inserted = await conn.execute(
         text(
             "INSERT INTO notifications (incident_id, dedup_key, channel, purpose, state, body, attempts, created_at)"
             " VALUES (:incident, :key, :channel, :purpose, 'pending', :body, 0, :now)"
-            " ON CONFLICT (dedup_key) DO NOTHING"
+            " ON CONFLICT (dedup_key) DO NOTHING RETURNING state"
         ),
         {
             "incident": incident_id,
@@ -30,7 +30,10 @@ async def record(
             "now": time.time(),
         },
     )
-    state = await conn.execute(
+    new = inserted.scalar()
+    if new is not None:
+        return str(new)
+    state = await conn.execute(  # recorded by an earlier attempt
         text("SELECT state FROM notifications WHERE dedup_key = :key"), {"key": dedup_key}
     )
     return str(state.scalar_one())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from aiops.store.codec import loads
 
 _DOCUMENTS = ("runbook", "evidence", "diagnosis", "proposals", "errors")
+Claim = Literal["first", "again"]
 
 
 async def of_delivery(conn: AsyncConnection, delivery_id: int) -> dict[str, Any] | None:
@@ -27,25 +28,23 @@ async def of_delivery(conn: AsyncConnection, delivery_id: int) -> dict[str, Any]
     }
 
 
-async def claim_announcement(conn: AsyncConnection, delivery_id: int, who: str) -> bool:
-    """True when `who` is to announce this delivery: nobody has, or `who` did and is being re-run after a crash
-    (the announcement's notifications are idempotent, so finishing it again sends nothing twice)."""
-    result = await conn.execute(
-        text(
-            "UPDATE triages SET announced_by = :who, announced_at = COALESCE(announced_at, :now)"
-            " WHERE delivery_id = :id AND (announced_by IS NULL OR announced_by = :who)"
-        ),
-        {"who": who, "id": delivery_id, "now": time.time()},
-    )
-    return bool(result.rowcount)
-
-
-async def announced(conn: AsyncConnection, delivery_id: int) -> bool:
-    """Whether the delivery's announcement was claimed already (by anyone, before a re-run)."""
-    row = await conn.execute(
-        text("SELECT announced_at FROM triages WHERE delivery_id = :id"), {"id": delivery_id}
-    )
-    return row.scalar_one_or_none() is not None
+async def claim_announcement(conn: AsyncConnection, delivery_id: int, who: str) -> Claim | None:
+    """ "first" when `who` is the first to announce this delivery, "again" when `who` did and is being re-run after
+    a crash (the announcement's notifications are idempotent, so finishing it again sends nothing twice), None when
+    someone else has."""
+    now = time.time()
+    row = (
+        await conn.execute(
+            text(
+                "UPDATE triages SET announced_by = :who, announced_at = COALESCE(announced_at, :now)"
+                " WHERE delivery_id = :id AND (announced_by IS NULL OR announced_by = :who) RETURNING announced_at"
+            ),
+            {"who": who, "id": delivery_id, "now": now},
+        )
+    ).first()
+    if row is None:
+        return None
+    return "first" if row.announced_at == now else "again"
 
 
 async def mark_diagnosed(conn: AsyncConnection, delivery_id: int) -> None:

@@ -116,6 +116,8 @@ async def of_incident(conn: AsyncConnection, incident_id: int) -> list[dict[str,
 
 async def attach(conn: AsyncConnection, proposals: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """`proposals` with each one's verification under "verification" (None when it has none)."""
+    if not proposals:
+        return proposals
     found = await of_proposals(conn, [item["id"] for item in proposals])
     for item in proposals:
         item["verification"] = found.get(item["id"])

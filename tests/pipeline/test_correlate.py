@@ -74,6 +74,8 @@ async def test_correlating_twice_applies_once(engine: AsyncEngine) -> None:
     second = await correlate(engine, delivery)
     assert (first.change, second.change) == ("opened", "opened")
     assert first.incident.id == second.incident.id
+    # Only the second says so: the triage looks for what an earlier run stored only then.
+    assert (first.again, second.again) == (False, True)
 
 
 async def test_groups_are_separate_incidents(engine: AsyncEngine) -> None:
