@@ -1,7 +1,9 @@
 """The runbooks folder: loaded lazily, kept current without a restart, and matched to alerts.
 
-Before each lookup the folder's `*.md` files (recursively, skipping hidden directories such as `.git`) are
-listed with their mtime and size; only new or changed files are parsed again. A file that does not parse is
+Before a lookup the folder's `*.md` files (recursively, skipping hidden directories such as `.git`) are listed
+with their mtime and size — at most once per `rescan_after` (a second: a storm's thousand lookups do not list
+the folder a thousand times, and an edit is still seen within a second); only new or changed files are parsed
+again. A file that does not parse is
 skipped and reported by `problems()`: it never stops the other runbooks from matching.
 
 Matching, first hit wins:
@@ -37,6 +39,8 @@ from aiops.runbooks.model import Runbook, RunbookError, parse_runbook
 
 UNCOMMITTED = "uncommitted"
 GIT_TIMEOUT = 5.0
+# How long a listing of the folder is trusted before the next lookup lists it again.
+RESCAN_AFTER = 1.0
 # A file committed without being touched keeps its mtime, so "uncommitted" is looked up again after this long.
 UNCOMMITTED_TTL = 10.0
 
@@ -58,12 +62,19 @@ class RunbookLibrary:
     """The runbooks under `directory`, re-read when files change."""
 
     def __init__(
-        self, directory: Path, *, git_timeout: float = GIT_TIMEOUT, uncommitted_ttl: float = UNCOMMITTED_TTL
+        self,
+        directory: Path,
+        *,
+        git_timeout: float = GIT_TIMEOUT,
+        uncommitted_ttl: float = UNCOMMITTED_TTL,
+        rescan_after: float = RESCAN_AFTER,
     ) -> None:
         self.directory = directory
         self.git_timeout = git_timeout
         self.uncommitted_ttl = uncommitted_ttl
+        self.rescan_after = rescan_after
         self._entries: dict[str, _Entry] = {}
+        self._scanned_at: float | None = None
         self._commits: dict[tuple[str, int, int], tuple[str, float]] = {}
         self._lock = threading.Lock()
 
@@ -100,6 +111,10 @@ class RunbookLibrary:
 
     def _refresh(self) -> dict[str, _Entry]:
         with self._lock:
+            now = time.monotonic()
+            if self._scanned_at is not None and now - self._scanned_at < self.rescan_after:
+                return self._entries
+            self._scanned_at = now
             current = dict(_scan(self.directory))
             entries: dict[str, _Entry] = {}
             for key, stat in current.items():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -41,7 +42,7 @@ def claims(alerts: str, *matchers: str) -> str:
 
 @pytest.fixture
 def library(tmp_path: Path) -> RunbookLibrary:
-    return RunbookLibrary(tmp_path)
+    return RunbookLibrary(tmp_path, rescan_after=0)  # every lookup lists the folder
 
 
 # (a) runbook_url
@@ -203,7 +204,8 @@ def test_hidden_folders_and_other_files_are_ignored(tmp_path: Path, library: Run
 # Live changes
 
 
-def test_changes_are_picked_up_without_a_restart(tmp_path: Path, library: RunbookLibrary) -> None:
+def test_changes_are_picked_up_without_a_restart(tmp_path: Path) -> None:
+    library = RunbookLibrary(tmp_path, rescan_after=0)  # every lookup lists the folder
     path = write(tmp_path, "storage.md", claims("HostOutOfDiskSpace"))
     assert library.match(alert()).path == "storage.md"
     first = library.runbooks()[0]
@@ -219,6 +221,16 @@ def test_changes_are_picked_up_without_a_restart(tmp_path: Path, library: Runboo
     path.unlink()
     assert library.match(alert("HostOutOfMemory")).path is None
     assert first.alerts == ("HostOutOfDiskSpace",)
+
+
+def test_a_listing_serves_the_lookups_of_the_next_moment_then_changes_show(tmp_path: Path) -> None:
+    library = RunbookLibrary(tmp_path, rescan_after=0.5)
+    write(tmp_path, "storage.md", claims("HostOutOfDiskSpace"))
+    assert library.match(alert()).path == "storage.md"
+    write(tmp_path, "new/HostOutOfMemory.md", "# New\n")
+    assert library.match(alert("HostOutOfMemory")).path is None, "a storm's lookups share one listing"
+    time.sleep(0.6)
+    assert library.match(alert("HostOutOfMemory")).path == "new/HostOutOfMemory.md"
 
 
 def test_unchanged_files_are_not_parsed_again(tmp_path: Path, library: RunbookLibrary) -> None:
@@ -263,7 +275,7 @@ def test_commit_is_recorded(tmp_path: Path) -> None:
     git(tmp_path, "add", "runbooks/disk/HostOutOfDiskSpace.md")
     git(tmp_path, "commit", "-q", "-m", "disk runbook")
     head = git(tmp_path, "rev-parse", "HEAD")
-    library = RunbookLibrary(runbooks, uncommitted_ttl=0)
+    library = RunbookLibrary(runbooks, uncommitted_ttl=0, rescan_after=0)
 
     found = library.match(alert())
     assert (found.path, found.commit) == ("disk/HostOutOfDiskSpace.md", head)
