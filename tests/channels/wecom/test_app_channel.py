@@ -240,3 +240,13 @@ def test_the_config_keeps_its_secrets() -> None:
         WeComConfig.model_validate({**settings, "encoding_aes_key": SecretStr("short")})
     with pytest.raises(ValidationError):
         WeComConfig.model_validate({**settings, "touser": []})
+
+
+async def test_departments_get_the_card_and_its_edits(
+    fake: FakeWeCom, http: httpx.AsyncClient, clock: Clock
+) -> None:
+    channel = app(fake, http, clock, toparty=["2", "5"])
+    handle = await channel.send(channel.render(announcement("resolved")))
+    assert handle is not None
+    await channel.update(handle, channel.render(announcement("resolved")))
+    assert fake.messages[0]["toparty"] == "2|5" and fake.updates[0]["partyids"] == ["2", "5"]
