@@ -134,15 +134,18 @@ class WeComChannel:
 
     async def update(self, handle: str, body: str) -> None:
         task = self._moved.get(handle, handle)
-        code = self._codes.pop(task, None)
+        code = self._codes.get(task)
         if code is not None:
             try:
                 await self._api.update_template_card(
                     self.config.touser, code, card=_card(task, body), partyids=self.config.toparty
                 )
+                self._spend(task, code)
                 return
             except ResponseCodeRefused:
-                pass  # spent or too old: the card stays as it is, the new one goes out as a message
+                # Spent or too old: the card stays as it is, the new one goes out as a message. (A retryable
+                # error leaves the code, which WeCom did not take, for the retry.)
+                self._spend(task, code)
         replacement = task_id("aiops", int(self._clock() * 1000), secrets.token_hex(4))
         await self._send(replacement, body)
         self._moved[handle] = replacement
@@ -150,6 +153,11 @@ class WeComChannel:
     def keep_response_code(self, task: str, code: ResponseCode) -> None:
         """A click's fresh code: the next update of the card spends it."""
         self._codes[task] = code
+
+    def _spend(self, task: str, code: ResponseCode) -> None:
+        """Forget `code`, unless a click brought a fresher one while it was being used."""
+        if self._codes.get(task) == code:
+            del self._codes[task]
 
     async def _send(self, task: str, body: str) -> None:
         sent = await self._api.send_template_card(

@@ -250,3 +250,17 @@ async def test_departments_get_the_card_and_its_edits(
     assert handle is not None
     await channel.update(handle, channel.render(announcement("resolved")))
     assert fake.messages[0]["toparty"] == "2|5" and fake.updates[0]["partyids"] == ["2", "5"]
+
+
+async def test_an_edit_that_failed_on_the_way_keeps_its_code_for_the_retry(
+    fake: FakeWeCom, http: httpx.AsyncClient, clock: Clock
+) -> None:
+    channel = app(fake, http, clock)
+    handle = await channel.send(channel.render(announcement("resolved")))
+    assert handle is not None
+    fake.busy()
+    with pytest.raises(ChannelError) as raised:
+        await channel.update(handle, channel.render(announcement("resolved")))
+    assert raised.value.retryable
+    await channel.update(handle, channel.render(announcement("resolved")))
+    assert len(fake.updates) == 1 and len(fake.messages) == 1  # edited, not sent anew
