@@ -1,12 +1,14 @@
 """Announcements as WeCom `button_interaction` template cards (the self-built app's channel).
 
-A card's text fields are plain text, not markdown, so nothing in them can become markup; they are cut to the
-lengths WeCom shows (发送应用消息 → 模板卡片, 90236: a title of 36 characters, its description 44, the subtitle
-112, a row's key 5 and value 30). Each pending proposal gets a row and an Approve and a Reject button, whose keys
-name the proposal and the first 16 hex digits of its argv hash, so a click decides only the command the card
-showed; with automatic remediation, a Pause button. A card holds at most 6 buttons: the proposals past what fits are
-approved on the web page the card links to. A card without a pending proposal keeps one link button to the incident
-(a button_interaction card needs one).
+A card's text fields are plain text, not markdown, so nothing in them can become markup. They are cut to the
+lengths WeCom recommends ("建议不超过", not enforced; 发送应用消息 → 模板卡片, 90236, as SDKs quote it): a title of 36
+characters, its description 44, the subtitle 112, a row's key 5 and value 26 (the group robot's page gives 26 and 30
+for the title and description).
+
+Each pending proposal gets a row and an Approve and a Reject button, whose keys name the proposal and the first 16
+hex digits of its argv hash, so a click decides only the command the card showed; with automatic remediation, a
+Pause button. A card holds at most 6 buttons: the proposals past what fits are approved on the web page their row
+links to. A card without a pending proposal keeps one button, a link to the incident page.
 
 The body is the card without its `task_id`, which `channel.WeComChannel.send` gives it: a task_id may be used once.
 """
@@ -24,7 +26,7 @@ from aiops.channels import Announcement, Digest, digest_title
 from aiops.channels.wecom.api import BUTTONS_LIMIT, Button
 
 HASH_PREFIX = 16  # hex digits of a proposal's argv hash carried by its buttons
-TITLE, DESC, SUBTITLE, KEYNAME, VALUE = 36, 44, 112, 5, 30  # characters WeCom shows of each field
+TITLE, DESC, SUBTITLE, KEYNAME, VALUE = 36, 44, 112, 5, 26  # characters WeCom recommends for each field
 ROWS = 6  # horizontal_content_list items
 Choice = Literal["approve", "reject", "pause"]
 _STYLES = {"approve": 1, "reject": 3, "pause": 4, "link": 2}  # WeCom's button colours
