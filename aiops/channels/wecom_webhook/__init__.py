@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
+import httpx
+from jinja2 import Environment
 from pydantic import ConfigDict, Field, SecretStr, field_validator
 
 from aiops.channels import Announcement, Digest, RateLimit, digest_title
@@ -63,8 +66,15 @@ class WeComWebhookChannel(Robot[WeComWebhookConfig]):
 
     limits = RateLimit(per_minute=PER_MINUTE)
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        config: WeComWebhookConfig,
+        templates: Environment,
+        http: httpx.AsyncClient,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(config, templates, http, clock=clock)
         # The outbox paces this channel by `limits`; the pacer only catches what it does not see (another
         # process on the same robot, a 45009), and never sleeps: it says when to come back instead.
         self._pacer = Pacer(max_wait=0.0, clock=self._clock)
