@@ -40,10 +40,13 @@ from aiops.channels import Announcement, Digest, DigestEntry, Storm
 from aiops.channels.dingtalk import DingTalkChannel
 from aiops.channels.dingtalk.config import DingTalkConfig
 from aiops.channels.dingtalk_webhook import DingTalkWebhookChannel, DingTalkWebhookConfig
+from aiops.channels.discord.channel import DiscordChannel, DiscordConfig
 from aiops.channels.feishu import FeishuChannel, FeishuConfig
 from aiops.channels.feishu.card import Cards
 from aiops.channels.feishu.clicks import FeishuClicks
 from aiops.channels.feishu_webhook import FeishuWebhookChannel, FeishuWebhookConfig
+from aiops.channels.wecom.channel import WeComChannel, WeComConfig
+from aiops.channels.wecom_webhook import WeComWebhookChannel, WeComWebhookConfig
 from aiops.export import incident_markdown
 from aiops.passwords import hash_password
 from aiops.pipeline.notify import DELIVER
@@ -318,7 +321,7 @@ async def post(client: httpx.AsyncClient, body: bytes) -> int:
 
 
 def chat_channels(services: Services) -> list[Any]:
-    """The four chat channels, rendering with the service's templates; their messages wait in the outbox."""
+    """The chat channels, rendering with the service's templates; their messages wait in the outbox."""
     templates, http = services.templates, services.http
     robot = "https://open.feishu.cn/open-apis/bot/v2/hook/0000"
     return [
@@ -345,6 +348,25 @@ def chat_channels(services: Services) -> list[Any]:
             templates,
             http,
         ),
+        *unregistered_channels(templates, http),
+    ]
+
+
+def unregistered_channels(templates: Any, http: httpx.AsyncClient) -> list[Any]:
+    """WeCom's and Discord's channels, until the channel registry makes them configurable."""
+    wecom = {"corp_id": "ww0", "agent_id": 1000002, "corp_secret": "s", "touser": ["zhangsan"]}
+    discord = {
+        "application_id": "1000000000000000001",
+        "public_key": "0" * 64,
+        "bot_token": "t",
+        "channel_id": "1100000000000000001",
+    }
+    return [
+        WeComChannel(WeComConfig.model_validate(wecom), templates, http),
+        WeComWebhookChannel(
+            WeComWebhookConfig(name="wecom_robot", key=SecretStr("0000-0000-0000")), templates, http
+        ),
+        DiscordChannel(DiscordConfig.model_validate(discord), templates, http),
     ]
 
 
@@ -566,18 +588,32 @@ _ESCAPED = re.compile(r"\\([\\*\[\]`<>#~|_])")
 _WORD = re.compile(r"[A-Z]?[a-z]+(?:'[a-z]+)?|[A-Z]+")  # no capital inside: CamelCase is a name
 _NEUTRAL = re.compile(r"[0-9!-/:-@\[-`{-~·—–…×≈]+")  # numbers and punctuation: no word, and no break
 _EDGES = "()[]{}\"'“”‘’,.;:!?*#>|·—–…（）【】《》「」，。；：！？、"  # sentence punctuation around a word
+# WeCom markdown's escapes (aiops/channels/wecom/markdown.py): markup characters as their full-width forms.
+_FULL_WIDTH = str.maketrans({chr(ord(char) + 0xFEE0): char for char in "<>*#`[]"})
+_CUT = re.compile(r"([^\n\u2502]+)…")
 _CJK = re.compile(r"[\u3000-\u303f\u3400-\u9fff\uff00-\uffef]+")
 
 
 def readable(body: str, foreign: set[str]) -> str:
     """What a reader reads as aiops's own words: markup, code, URLs and what is not aiops's removed."""
-    value = _ESCAPED.sub(r"\1", html.unescape(body))
+    value = _ESCAPED.sub(r"\1", html.unescape(body)).translate(_FULL_WIDTH)
     value = _CODE.sub(_BREAK, value)
     value = html.unescape(_TAG.sub(_BREAK, value))
     for item in sorted(foreign, key=len, reverse=True):
         if len(item) > 1:
             value = value.replace(item, _BREAK)
+    value = _CUT.sub(lambda match: _uncut(match.group(1), foreign), value)
     return _URL.sub(_BREAK, value)
+
+
+def _uncut(head: str, foreign: set[str]) -> str:
+    """`head` (the text before a "…") without the start of a foreign text it ends in: a short field (a WeCom
+    card's title) may cut one anywhere."""
+    for item in foreign:
+        for length in range(min(len(item), len(head)), 7, -1):
+            if head.endswith(item[:length]):
+                return head[:-length] + _BREAK
+    return head + "…"
 
 
 def english(body: str, foreign: set[str]) -> list[str]:

@@ -181,9 +181,15 @@ class AppClient:
         self._clock = clock
         self._spent: dict[str, float] = {}  # response codes this client used, with when they were issued
 
-    async def send_template_card(self, touser: Sequence[str], card: Mapping[str, Any]) -> SentCard:
-        """Send a template card (see `button_card`) to the users; returns its msgid and response_code."""
-        answer = await self._call(SEND_PATH, self._message(touser, "template_card", card))
+    async def send_template_card(
+        self, touser: Sequence[str], card: Mapping[str, Any], *, toparty: Sequence[str] = ()
+    ) -> SentCard:
+        """Send a template card (see `button_card`) to the users, and the members of the departments `toparty`;
+        returns its msgid and response_code."""
+        message = self._message(touser, "template_card", card)
+        if toparty:
+            message["toparty"] = "|".join(toparty)
+        answer = await self._call(SEND_PATH, message)
         msgid, code = answer.get("msgid"), answer.get("response_code")
         if not isinstance(msgid, str) or not isinstance(code, str) or not code:
             raise WeComError(
@@ -212,9 +218,10 @@ class AppClient:
         *,
         replace_name: str | None = None,
         card: Mapping[str, Any] | None = None,
+        partyids: Sequence[str] = (),
     ) -> None:
-        """Grey the clicked card's buttons with `replace_name`, or replace the whole card with `card`, for `userids`;
-        spends `response_code`."""
+        """Grey the clicked card's buttons with `replace_name`, or replace the whole card with `card`, for `userids`
+        (and the members of the departments `partyids`); spends `response_code`."""
         if (replace_name is None) == (card is None):
             raise ValueError("give either replace_name or card")
         self._check_unspent(response_code)
@@ -223,6 +230,8 @@ class AppClient:
             "agentid": self.agent_id,
             "response_code": response_code.value,
         }
+        if partyids:
+            body["partyids"] = list(partyids)
         body.update({"button": {"replace_name": replace_name}} if card is None else {"template_card": card})
         try:
             await self._call(UPDATE_PATH, body)
