@@ -17,10 +17,10 @@ from urllib.parse import parse_qs, quote_plus, urlsplit
 
 from pydantic import ConfigDict, Field, SecretStr, field_validator
 
-from aiops.channels import Announcement, ChannelError, Digest, RateLimit, digest_title
+from aiops.channels import Announcement, Capabilities, ChannelError, Digest, RateLimit, digest_title
 from aiops.channels.robot import Cut, Robot, fit, line, post
 from aiops.channels.routing import Routing
-from aiops.proxy import Proxied
+from aiops.proxy import Destination, Proxied, destination
 from aiops.units import HttpUrl, Seconds
 
 MAX_BODY = 20_000  # bytes of the request body (errcode 460101 beyond)
@@ -45,6 +45,9 @@ class DingTalkWebhookConfig(Routing, Proxied):
     url: HttpUrl  # https://oapi.dingtalk.com/robot/send?access_token=…
     secret: SecretStr | None = None  # the robot's "加签" secret, SEC…
     timeout: Seconds = 10.0
+
+    def destinations(self, where: str) -> list[Destination]:
+        return destination(where, self, self.url)
 
     @field_validator("url")
     @classmethod
@@ -76,10 +79,13 @@ def markdown_text(value: object) -> str:
     return "\n\n".join(" ".join(part.split()).translate(_ESCAPES) for part in str(value).splitlines())
 
 
+CAPABILITIES = Capabilities(edits=False, buttons="links", max_bytes=MAX_BODY, limits=RateLimit(per_minute=20))
+
+
 class DingTalkWebhookChannel(Robot[DingTalkWebhookConfig]):
     """Posts messages to one DingTalk group through its custom robot."""
 
-    limits = RateLimit(per_minute=20)
+    limits = CAPABILITIES.limits
 
     def render(self, announcement: Announcement) -> str:
         return fit(lambda cut: self._message(announcement, cut), MAX_BODY)

@@ -16,10 +16,10 @@ from typing import Any
 
 from pydantic import ConfigDict, Field, SecretStr
 
-from aiops.channels import Announcement, ChannelError, Digest, RateLimit, digest_title
+from aiops.channels import Announcement, Capabilities, ChannelError, Digest, RateLimit, digest_title
 from aiops.channels.robot import Cut, Robot, dumps, fit, line, post
 from aiops.channels.routing import Routing
-from aiops.proxy import Proxied
+from aiops.proxy import Destination, Proxied, destination
 from aiops.units import HttpUrl, Seconds
 
 MAX_BODY = 20_000  # bytes of the request body, signature included
@@ -53,6 +53,9 @@ class FeishuWebhookConfig(Routing, Proxied):
     secret: SecretStr | None = None  # the robot's "signature verification" secret
     timeout: Seconds = 10.0
 
+    def destinations(self, where: str) -> list[Destination]:
+        return destination(where, self, self.url)
+
 
 def sign(timestamp: int, secret: str) -> str:
     """Feishu's robot signature: HMAC-SHA256 keyed with "timestamp\\nsecret" over an EMPTY message, base64.
@@ -71,10 +74,15 @@ def markdown_text(value: object) -> str:
     return "\n".join(" ".join(part.split()).translate(_ESCAPES) for part in str(value).splitlines())
 
 
+CAPABILITIES = Capabilities(
+    edits=False, buttons="links", max_bytes=MAX_BODY, limits=RateLimit(per_minute=100, per_second=5)
+)
+
+
 class FeishuWebhookChannel(Robot[FeishuWebhookConfig]):
     """Posts cards to one Feishu group through its custom robot."""
 
-    limits = RateLimit(per_minute=100, per_second=5)
+    limits = CAPABILITIES.limits
 
     def render(self, announcement: Announcement) -> str:
         return fit(lambda cut: _message(self._card(announcement, cut)), MAX_BODY - _SIGNATURE_ROOM)
