@@ -15,6 +15,7 @@ from typing import Any, cast
 from jinja2 import Environment
 
 from aiops.channels import Announcement, Digest, digest_title
+from aiops.channels.dingtalk.markdown import md, mdtext
 from aiops.models import Text
 
 # Bytes of a message body. DingTalk does not document a limit for card data; the service keeps every chat message
@@ -24,7 +25,6 @@ HASH_PREFIX = 16  # hex digits of a proposal's argv hash carried by its buttons
 _LINK_KEYS = frozenset({"incident_url", "dashboard_url"})
 _SHORTENED_LENGTHS = (1000, 300, 100)
 # CommonMark's backslash escapes, for text that must show as text in the card's markdown blocks.
-_ESCAPES = str.maketrans({char: "\\" + char for char in "\\`*_[]<>#|~"})
 _TRUE, _FALSE = "true", "false"
 
 
@@ -50,16 +50,6 @@ DETAILS = (
     Detail(alerts=1, evidence=0, lines=0, output=0, steps=0, text=500, shortened=True),
 )
 TITLE = 200  # characters of the card's title, on one line
-
-
-def md(value: object) -> str:
-    """A value shown as text on one line of card markdown: no formatting, link or line break of its own."""
-    return " ".join(str(value).split()).translate(_ESCAPES)
-
-
-def mdtext(value: object) -> str:
-    """Multi-line text shown as text in card markdown; its line breaks are kept."""
-    return "\n".join(" ".join(part.split()).translate(_ESCAPES) for part in str(value).splitlines())
 
 
 def clip(value: object, limit: int | None) -> str:

@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, quote_plus, urlsplit
 from pydantic import ConfigDict, Field, SecretStr, field_validator
 
 from aiops.channels import Announcement, Capabilities, ChannelError, Digest, RateLimit, digest_title
+from aiops.channels.dingtalk.markdown import md, paragraphs
 from aiops.channels.robot import Cut, Robot, fit, line, post
 from aiops.channels.routing import Routing
 from aiops.proxy import Destination, Proxied, destination
@@ -26,8 +27,6 @@ from aiops.units import HttpUrl, Seconds
 MAX_BODY = 20_000  # bytes of the request body (errcode 460101 beyond)
 _MOBILE = re.compile(r"\+?[0-9][0-9-]{5,19}")
 _USER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-# Backslash escapes: DingTalk's markdown shows these characters as text only when escaped.
-_ESCAPES = str.maketrans({char: f"\\{char}" for char in "\\*[]`<>#~|"})
 # "send too fast": over 20 messages a minute, and the robot is then throttled for 10 minutes.
 _THROTTLED = 130101
 _THROTTLE_SECONDS = 600.0
@@ -67,16 +66,6 @@ def sign(timestamp: int, secret: str) -> str:
     URL-encoded for the query string. `timestamp` is in milliseconds. (Feishu's looks alike and differs.)"""
     digest = hmac.new(secret.encode(), f"{timestamp}\n{secret}".encode(), hashlib.sha256).digest()
     return quote_plus(base64.b64encode(digest).decode())
-
-
-def markdown(value: object) -> str:
-    """A value shown as text, on one line, in DingTalk markdown: no formatting, link or line break of its own."""
-    return " ".join(str(value).split()).translate(_ESCAPES)
-
-
-def markdown_text(value: object) -> str:
-    """Multi-line text shown as text; each line its own paragraph, as DingTalk joins single line breaks."""
-    return "\n\n".join(" ".join(part.split()).translate(_ESCAPES) for part in str(value).splitlines())
 
 
 CAPABILITIES = Capabilities(edits=False, buttons="links", max_bytes=MAX_BODY, limits=RateLimit(per_minute=20))
@@ -148,7 +137,7 @@ class DingTalkWebhookChannel(Robot[DingTalkWebhookConfig]):
 
     def _text(self, template: str, **context: Any) -> str:
         found = self._templates.get_template(f"dingtalk_webhook/{template}")
-        return found.render(md=markdown, mdtext=markdown_text, **context).strip()
+        return found.render(md=md, mdtext=paragraphs, **context).strip()
 
 
 def _check(answer: Mapping[str, Any], robot: str, name: str) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 from jinja2 import Environment
 
 from aiops.channels import Announcement, Digest
+from aiops.channels.feishu.markdown import md, mdtext
 
 MAX_BYTES = 30_000  # Feishu refuses cards over 30 KB; kept a little under, whichever K Feishu means
 HASH_PREFIX = 16  # hex digits of a proposal's argv hash carried by its buttons
@@ -39,19 +40,7 @@ ACTION_COLOURS = {
 }
 VERIFIED_COLOURS = {"recovered": "green", "not_recovered": "red", "unknown": "orange"}
 Element = dict[str, Any]
-# Characters card markdown would read as syntax; written as numeric HTML entities they are shown as themselves.
-_ESCAPES = str.maketrans({char: f"&#{ord(char)};" for char in "&<>*~[]`_\\#$|"})
 _MENTION = re.compile(r"[A-Za-z0-9_-]{1,64}")  # an open_id, user_id or "all"
-
-
-def md(value: object) -> str:
-    """A value shown as text on one line of card markdown: no formatting, link, mention or line break of its own."""
-    return " ".join(str(value).split()).translate(_ESCAPES)
-
-
-def mdtext(value: object) -> str:
-    """Multi-line text shown as text in card markdown; its line breaks are kept, blank lines dropped."""
-    return "\n".join(md(part) for part in str(value).splitlines() if part.strip())
 
 
 def clip(value: object, limit: int | None) -> str:

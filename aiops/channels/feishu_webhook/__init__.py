@@ -17,6 +17,8 @@ from typing import Any
 from pydantic import ConfigDict, Field, SecretStr
 
 from aiops.channels import Announcement, Capabilities, ChannelError, Digest, RateLimit, digest_title
+from aiops.channels.feishu.card import ACTION_COLOURS, COLOURS
+from aiops.channels.feishu.markdown import md, mdtext
 from aiops.channels.robot import Cut, Robot, dumps, fit, line, post
 from aiops.channels.routing import Routing
 from aiops.proxy import Destination, Proxied, destination
@@ -24,18 +26,8 @@ from aiops.units import HttpUrl, Seconds
 
 MAX_BODY = 20_000  # bytes of the request body, signature included
 _SIGNATURE_ROOM = 128  # "timestamp" and "sign", added when sending
-_COLOURS = {"critical": "red", "error": "red", "warning": "orange", "info": "blue"}
-_ACTION_COLOURS = {
-    "succeeded": "green",
-    "failed": "red",
-    "unknown": "red",
-    "rejected": "grey",
-    "expired": "grey",
-}
 _URGENCY = ("red", "orange", "blue", "grey")  # header colours, most urgent first
 _MENTION = re.compile(r"[A-Za-z0-9_-]{1,64}")
-# Feishu card markdown shows these as text only when written as HTML entities (rich-text component, "特殊字符").
-_ESCAPES = str.maketrans({char: f"&#{ord(char)};" for char in "<>*~[]`\\#|"})
 # Answers a later attempt may get past, and how long to wait (seconds): the 100/min quota and the on-the-hour
 # throttle (11232), too many requests per second (9499, 99991400).
 _THROTTLED = {11232: 60.0, 9499: 1.0, 99991400: 1.0}
@@ -64,16 +56,6 @@ def sign(timestamp: int, secret: str) -> str:
     return base64.b64encode(hmac.new(key, b"", hashlib.sha256).digest()).decode()
 
 
-def markdown(value: object) -> str:
-    """A value shown as text, on one line, in card markdown: no formatting, link, @mention or line break of its own."""
-    return " ".join(str(value).split()).translate(_ESCAPES)
-
-
-def markdown_text(value: object) -> str:
-    """Multi-line text shown as text in card markdown; its line breaks are kept."""
-    return "\n".join(" ".join(part.split()).translate(_ESCAPES) for part in str(value).splitlines())
-
-
 CAPABILITIES = Capabilities(
     edits=False, buttons="links", max_bytes=MAX_BODY, limits=RateLimit(per_minute=100, per_second=5)
 )
@@ -89,7 +71,7 @@ class FeishuWebhookChannel(Robot[FeishuWebhookConfig]):
 
     def render_digest(self, digest: Digest) -> str:
         title = line(digest_title(self._t, digest), 100)
-        colours = [_COLOURS.get(entry.severity, "grey") for entry in digest.entries]
+        colours = [COLOURS.get(entry.severity, "grey") for entry in digest.entries]
         elements = [
             _markdown(self._text("digest.md.j2", digest=digest)),
             _button(self._t("robot_all_incidents"), f"{digest.base_url}/", "default"),
@@ -144,7 +126,7 @@ class FeishuWebhookChannel(Robot[FeishuWebhookConfig]):
 
     def _text(self, template: str, **context: Any) -> str:
         found = self._templates.get_template(f"feishu_webhook/{template}")
-        return found.render(md=markdown, mdtext=markdown_text, **context).strip()
+        return found.render(md=md, mdtext=mdtext, **context).strip()
 
 
 def _check(answer: Mapping[str, Any], robot: str, name: str) -> None:
@@ -191,5 +173,5 @@ def _colour(announcement: Announcement) -> str:
     if announcement.purpose == "resolved":
         return "green"
     if announcement.purpose == "action" and announcement.action is not None:
-        return _ACTION_COLOURS.get(str(announcement.action.get("state")), "blue")
-    return _COLOURS.get(announcement.incident.severity, "grey")
+        return ACTION_COLOURS.get(str(announcement.action.get("state")), "blue")
+    return COLOURS.get(announcement.incident.severity, "grey")
