@@ -19,7 +19,8 @@ from pydantic import ConfigDict, Field, SecretStr, field_validator
 
 from aiops.channels import Announcement, Capabilities, ChannelError, Digest, RateLimit, digest_title
 from aiops.channels.dingtalk.markdown import md, paragraphs
-from aiops.channels.robot import Cut, Robot, fit, line, post
+from aiops.channels.fitting import Cut, line
+from aiops.channels.robot import Robot, fit_robot, post
 from aiops.channels.routing import Routing
 from aiops.proxy import Destination, Proxied, destination
 from aiops.units import HttpUrl, Seconds
@@ -77,12 +78,14 @@ class DingTalkWebhookChannel(Robot[DingTalkWebhookConfig]):
     limits = CAPABILITIES.limits
 
     def render(self, announcement: Announcement) -> str:
-        return fit(lambda cut: self._message(announcement, cut), MAX_BODY)
+        return fit_robot(lambda cut: self._message(announcement, cut), MAX_BODY)
 
     def render_digest(self, digest: Digest) -> str:
         title = line(digest_title(self._t, digest), 100)
         text = self._text("digest.md.j2", digest=digest, title=title)
-        return fit(lambda cut: {"msgtype": "markdown", "markdown": {"title": title, "text": text}}, MAX_BODY)
+        return fit_robot(
+            lambda cut: {"msgtype": "markdown", "markdown": {"title": title, "text": text}}, MAX_BODY
+        )
 
     async def send(self, body: str) -> str | None:
         url = self._config.url

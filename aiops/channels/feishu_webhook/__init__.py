@@ -19,7 +19,8 @@ from pydantic import ConfigDict, Field, SecretStr
 from aiops.channels import Announcement, Capabilities, ChannelError, Digest, RateLimit, digest_title
 from aiops.channels.feishu.card import ACTION_COLOURS, COLOURS
 from aiops.channels.feishu.markdown import md, mdtext
-from aiops.channels.robot import Cut, Robot, dumps, fit, line, post
+from aiops.channels.fitting import Cut, dumps, line
+from aiops.channels.robot import Robot, fit_robot, post
 from aiops.channels.routing import Routing
 from aiops.proxy import Destination, Proxied, destination
 from aiops.units import HttpUrl, Seconds
@@ -67,7 +68,7 @@ class FeishuWebhookChannel(Robot[FeishuWebhookConfig]):
     limits = CAPABILITIES.limits
 
     def render(self, announcement: Announcement) -> str:
-        return fit(lambda cut: _message(self._card(announcement, cut)), MAX_BODY - _SIGNATURE_ROOM)
+        return fit_robot(lambda cut: _message(self._card(announcement, cut)), MAX_BODY - _SIGNATURE_ROOM)
 
     def render_digest(self, digest: Digest) -> str:
         title = line(digest_title(self._t, digest), 100)
@@ -77,7 +78,7 @@ class FeishuWebhookChannel(Robot[FeishuWebhookConfig]):
             _button(self._t("robot_all_incidents"), f"{digest.base_url}/", "default"),
         ]
         card = _card(title, min(colours, key=_URGENCY.index, default="grey"), elements)
-        return fit(lambda cut: _message(card), MAX_BODY - _SIGNATURE_ROOM)
+        return fit_robot(lambda cut: _message(card), MAX_BODY - _SIGNATURE_ROOM)
 
     async def send(self, body: str) -> str | None:
         message = json.loads(body)
