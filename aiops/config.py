@@ -11,9 +11,8 @@ import ipaddress
 import os
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import yaml
@@ -23,24 +22,21 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    create_model,
     field_validator,
     model_validator,
 )
 
 from aiops.actions.policy import RemediationConfig
 from aiops.channels.console import ConsoleConfig
-from aiops.channels.dingtalk.config import DingTalkConfig
-from aiops.channels.dingtalk_webhook import DingTalkWebhookConfig
-from aiops.channels.feishu import LONG_CONNECTION_ROUTE, FeishuConfig
-from aiops.channels.feishu_webhook import FeishuWebhookConfig
-from aiops.channels.routing import Routing
+from aiops.channels.registry import KINDS, Configured, Kind, approver_keys, configured
 from aiops.grafana import GrafanaConfig
 from aiops.inventory import Hosts
 from aiops.llm.client import LlmConfig
 from aiops.passwords import Login
 from aiops.payload import field_path
 from aiops.pipeline.storm import StormConfig
-from aiops.proxy import Proxied
+from aiops.proxy import Destination, Proxied, destination
 from aiops.queue import QueueConfig
 from aiops.sources.history import HistoryConfig
 from aiops.sources.loki import LokiConfig
@@ -151,12 +147,10 @@ class RunbooksConfig(Section):
     dir: Path = Path("runbooks")
 
 
-class ChannelsConfig(Section):
+class _Channels(Section):
+    """`channels`: the console, a section per kind in the registry (aiops/channels/registry.py), and templates."""
+
     console: ConsoleConfig = Field(default_factory=ConsoleConfig)
-    feishu: FeishuConfig | None = None
-    dingtalk: DingTalkConfig | None = None
-    feishu_webhook: list[FeishuWebhookConfig] = Field(default_factory=list)
-    dingtalk_webhook: list[DingTalkWebhookConfig] = Field(default_factory=list)
     # A folder of template overrides: a file at the same relative path as one under aiops/templates replaces it.
     templates: Path | None = None
 
@@ -167,17 +161,41 @@ class ChannelsConfig(Section):
             raise ValueError(f"{value} is not a folder")
         return value
 
+    def configured(self) -> list[Configured]:
+        """Every chat channel configured, with its kind and key path."""
+        return configured(lambda key: getattr(self, key, None))
+
+    def names(self) -> list[str]:
+        """The configured channels' names, the console's first."""
+        return ["console", *(item.config.name for item in self.configured())]
+
     @model_validator(mode="after")
-    def _unique_names(self) -> ChannelsConfig:
+    def _unique_names(self) -> _Channels:
         # The outbox and the message handles key on the channel's name.
-        chats = [self.feishu, self.dingtalk, *self.feishu_webhook, *self.dingtalk_webhook]
-        names = ["console", *(chat.name for chat in chats if chat is not None)]
+        names = self.names()
         twice = sorted({name for name in names if names.count(name) > 1})
         if twice:
             raise ValueError(
                 f"channel names must be unique; {', '.join(twice)} is used twice: give each a name"
             )
         return self
+
+
+def _kind_field(kind: Kind[Any, Any]) -> Any:
+    """A kind's section: a list of its configs (`many`), or one or none."""
+    if kind.many:
+        return (list[kind.config], Field(default_factory=list))  # type: ignore[name-defined]
+    return (kind.config | None, None)
+
+
+# The registry's kinds as fields, so that pydantic names `channels.<key>…` in every error. The type checker
+# knows the model by its base: code reaches a kind's section through `configured()`, never by its key.
+if TYPE_CHECKING:
+    ChannelsConfig = _Channels
+else:
+    ChannelsConfig = create_model(
+        "ChannelsConfig", __base__=_Channels, **{kind.key: _kind_field(kind) for kind in KINDS}
+    )
 
 
 class Settings(Section):
@@ -211,11 +229,21 @@ class Settings(Section):
         return self
 
     @model_validator(mode="after")
+    def _approvers(self) -> Settings:
+        keys = approver_keys()
+        unknown = [
+            f"remediation.approvers.{key}" for key in self.remediation.approvers.root if key not in keys
+        ]
+        if unknown:
+            listed = "; ".join(f"{key}: {whose}" for key, whose in keys.items())
+            raise ValueError(
+                f"{', '.join(unknown)}: not a channel approvals come through; use one of {listed}"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _escalation_channels(self) -> Settings:
-        channels = self.channels
-        chats: list[Routing | None] = [channels.feishu, channels.dingtalk, *channels.feishu_webhook]
-        chats += channels.dingtalk_webhook
-        names = {"console", *(chat.name for chat in chats if chat is not None)}
+        names = set(self.channels.names())
         remediation = self.remediation
         named = [
             (f"remediation.escalation.{sev}.{name}", name)
@@ -249,69 +277,20 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
         raise ConfigError([_problem(item, sources) for item in error.errors(include_url=False)]) from None
 
 
-@dataclass(frozen=True)
-class Destination:
-    """Somewhere the service connects to, and how: `direct`, or through which proxy set where."""
-
-    name: str  # the section's key path, and what of it when it reaches more than one place
-    origin: str  # scheme://host[:port]: a robot's path, a query or a user name may carry a secret
-    route: str
-
-
 def destinations(settings: Settings) -> list[Destination]:
     """Every outside place the configuration makes the service connect to, for `aiops check`."""
     found: list[Destination] = []
-
-    def add(name: str, section: Proxied, url: str | None, setting: str | None = None) -> None:
-        if url:
-            found.append(Destination(name, origin(url), section.route(url, f"{setting or name}.proxy")))
-
     if settings.llm.enabled:
-        add("llm", settings.llm, settings.llm.base_url)
-    channels = settings.channels
-    if channels.feishu is not None:
-        add("channels.feishu", channels.feishu, channels.feishu.domain)
-        if channels.feishu.callbacks == "long_connection":
-            found.append(
-                Destination(
-                    "channels.feishu long connection", origin(channels.feishu.domain), LONG_CONNECTION_ROUTE
-                )
-            )
-    if channels.dingtalk is not None:
-        dingtalk = channels.dingtalk
-        add("channels.dingtalk", dingtalk, dingtalk.api)
-        if dingtalk.token_url:
-            add("channels.dingtalk token", dingtalk, dingtalk.token_url, "channels.dingtalk")
-        if dingtalk.callbacks:
-            add("channels.dingtalk Stream", dingtalk, dingtalk.gateway_endpoint, "channels.dingtalk")
-            where = "the host the gateway names"
-            found.append(Destination("channels.dingtalk Stream WebSocket", where, _stream_route(dingtalk)))
-    for index, feishu_robot in enumerate(channels.feishu_webhook):
-        add(f"channels.feishu_webhook[{index}]", feishu_robot, feishu_robot.url)
-    for index, dingtalk_robot in enumerate(channels.dingtalk_webhook):
-        add(f"channels.dingtalk_webhook[{index}]", dingtalk_robot, dingtalk_robot.url)
-    add("grafana", settings.grafana, settings.grafana.url)
-    add("prometheus", settings.prometheus, settings.prometheus.url)
-    add("loki", settings.loki, settings.loki.url)
-    add("alertmanager", settings.alertmanager, settings.alertmanager.url)
+        found += destination("llm", settings.llm, settings.llm.base_url)
+    for item in settings.channels.configured():
+        found += item.config.destinations(item.where)
+    found += destination("grafana", settings.grafana, settings.grafana.url)
+    found += destination("prometheus", settings.prometheus, settings.prometheus.url)
+    found += destination("loki", settings.loki, settings.loki.url)
+    found += destination("alertmanager", settings.alertmanager, settings.alertmanager.url)
     if settings.hosts:
         found.append(Destination("hosts", "ssh", "direct: SSH never goes through a proxy"))
     return found
-
-
-def _stream_route(dingtalk: DingTalkConfig) -> str:
-    """The Stream's WebSocket goes to whichever host the gateway names, known only once it answers."""
-    if dingtalk.proxy is None:
-        return "direct"
-    unless = ", unless it is in no_proxy" if dingtalk.no_proxy else ""
-    return f"through {dingtalk.proxy} (channels.dingtalk.proxy){unless}"
-
-
-def origin(url: str) -> str:
-    """`scheme://host[:port]` of a URL, without what could be secret in the rest of it."""
-    parts = urlsplit(url)
-    host = f"[{parts.hostname}]" if parts.hostname and ":" in parts.hostname else parts.hostname or ""
-    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
 
 
 def split_listen(listen: str) -> tuple[str, int]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 from urllib.parse import quote, unquote, urlsplit
 
@@ -195,6 +196,31 @@ class Proxied(BaseModel):
         if proxy is None:
             return "direct" if self.proxy is None else "direct (no_proxy)"
         return f"through {proxy} ({setting})"
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Somewhere the service connects to, and how: `direct`, or through which proxy set where."""
+
+    name: str  # the section's key path, and what of it when it reaches more than one place
+    origin: str  # scheme://host[:port]: a robot's path, a query or a user name may carry a secret
+    route: str
+
+
+def destination(
+    name: str, section: Proxied, url: str | None, setting: str | None = None
+) -> list[Destination]:
+    """`url` as a destination of `section` (none when it is unset); its proxy is `{setting or name}.proxy`."""
+    if not url:
+        return []
+    return [Destination(name, origin(url), section.route(url, f"{setting or name}.proxy"))]
+
+
+def origin(url: str) -> str:
+    """`scheme://host[:port]` of a URL, without what could be secret in the rest of it."""
+    parts = urlsplit(url)
+    host = f"[{parts.hostname}]" if parts.hostname and ":" in parts.hostname else parts.hostname or ""
+    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
 
 
 def through(proxy: ProxyUrl, setting: str) -> str:

@@ -11,7 +11,7 @@ import gc
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any
 
 import httpx
 from jinja2 import Environment
@@ -25,13 +25,8 @@ from aiops.actions.live import LiveCatalog
 from aiops.actions.verify import VERIFY, Verifier, VerifyOf
 from aiops.channels import Channel
 from aiops.channels.console import ConsoleChannel
-from aiops.channels.dingtalk import DingTalkChannel
-from aiops.channels.dingtalk.stream import DingTalkCallbacks
-from aiops.channels.dingtalk_webhook import DingTalkWebhookChannel
-from aiops.channels.feishu import FeishuChannel
-from aiops.channels.feishu.clicks import FeishuClicks
-from aiops.channels.feishu.longconn import LongConnection
-from aiops.channels.feishu_webhook import FeishuWebhookChannel
+from aiops.channels.inbound import Deciders, Inbound
+from aiops.channels.registry import Configured, Kind
 from aiops.config import Settings
 from aiops.grafana.annotations import ANNOTATE, Annotations
 from aiops.i18n import message
@@ -64,10 +59,13 @@ from aiops.templating import build_environment
 log = logging.getLogger("aiops.service")
 
 
-class Listener(Protocol):
-    """A connection a chat platform pushes card clicks through (DingTalk Stream, Feishu's long connection)."""
+@dataclass(frozen=True)
+class Receiving:
+    """A configured channel's inbound side, with the kind whose routes lead to it."""
 
-    async def stop(self) -> None: ...
+    kind: Kind[Any, Any]
+    name: str  # the channel's
+    inbound: Inbound
 
 
 @dataclass
@@ -84,19 +82,30 @@ class Services:
     pool: WorkerPool | None = None
     refusal_logged_at: float | None = None  # when intake last logged refused credentials
     sweeper: asyncio.Task[None] | None = None  # expires unanswered approvals
-    listeners: list[Listener] = field(default_factory=list)  # card clicks pushed by DingTalk and Feishu
+    # Where card clicks arrive, per channel that takes them: routes of the web app, connections of their own.
+    inbound: list[Receiving] = field(default_factory=list)
 
     @property
     def http(self) -> httpx.AsyncClient:
         return self.clients.direct
+
+    @property
+    def deciders(self) -> Deciders:
+        """What inbound sides decide clicks with."""
+        base_url, grafana = self.settings.server.base_url, self.settings.grafana
+        return Deciders(self.engine, self.approvals, self.templates, base_url, grafana)
+
+    def receiving(self, kind: Kind[Any, Any]) -> Inbound | None:
+        """The inbound side of the first configured channel of `kind`, where its routes lead."""
+        return next((item.inbound for item in self.inbound if item.kind is kind), None)
 
     def wake_workers(self) -> None:
         if self.pool is not None:
             self.pool.wake(TRIAGE)  # only the lane that triages: a new delivery is nothing for the model yet
 
     async def close(self) -> None:
-        for listener in self.listeners:
-            await listener.stop()
+        for receiving in self.inbound:
+            await receiving.inbound.stop()  # nothing to do for one never started
         if self.sweeper is not None:
             self.sweeper.cancel()
             await asyncio.gather(self.sweeper, return_exceptions=True)
@@ -108,25 +117,31 @@ class Services:
         await self.engine.dispose()
 
 
-def build_channels(settings: Settings, templates: Environment, clients: HttpClients) -> list[Channel]:
-    """The one table of channels: the console, the app bots and the group robots the configuration names."""
+def build_channels(
+    settings: Settings, templates: Environment, clients: HttpClients
+) -> list[tuple[Configured | None, Channel]]:
+    """The console, and a channel per chat section the configuration names (the kinds of the registry), each
+    with the HTTP client its `proxy` chose; paired with where it is configured (None for the console)."""
     config = settings.channels
-    channels: list[Channel] = []
+    channels: list[tuple[Configured | None, Channel]] = []
     if config.console.enabled:
-        channels.append(ConsoleChannel(config.console, templates))
-    if config.feishu is not None:
-        http = clients.for_section(config.feishu, "channels.feishu.proxy")
-        channels.append(FeishuChannel(config.feishu, templates, http))
-    if config.dingtalk is not None:
-        http = clients.for_section(config.dingtalk, "channels.dingtalk.proxy")
-        channels.append(DingTalkChannel(config.dingtalk, templates, http))
-    for index, feishu_robot in enumerate(config.feishu_webhook):
-        http = clients.for_section(feishu_robot, f"channels.feishu_webhook[{index}].proxy")
-        channels.append(FeishuWebhookChannel(feishu_robot, templates, http))
-    for index, dingtalk_robot in enumerate(config.dingtalk_webhook):
-        http = clients.for_section(dingtalk_robot, f"channels.dingtalk_webhook[{index}].proxy")
-        channels.append(DingTalkWebhookChannel(dingtalk_robot, templates, http))
+        channels.append((None, ConsoleChannel(config.console, templates)))
+    for item in config.configured():
+        http = clients.for_section(item.proxied, f"{item.where}.proxy")
+        channels.append((item, item.kind.build(item.config, templates, http)))
     return channels
+
+
+def build_inbound(built: Sequence[tuple[Configured | None, Channel]], deciders: Deciders) -> list[Receiving]:
+    """The inbound side of each channel whose kind receives clicks."""
+    found: list[Receiving] = []
+    for item, channel in built:
+        if item is None or item.kind.inbound is None:
+            continue
+        inbound = item.kind.inbound(item.config, channel, deciders)
+        if inbound is not None:
+            found.append(Receiving(item.kind, channel.name, inbound))
+    return found
 
 
 def build_sources(
@@ -229,13 +244,14 @@ async def start(
     investigator = build_investigator(settings, sources, runbooks, templates)
     grafana = clients.for_section(settings.grafana, "grafana.proxy")
     annotations = Annotations(settings.grafana, templates, settings.server.base_url, grafana, metrics)
+    built = build_channels(settings, templates, clients)
     stages = Stages(
         sources=sources,
         diagnoser=build_diagnoser(settings, llm, templates, metrics, catalog, investigator)
         if llm
         else offline,
         offline=offline,
-        channels=build_channels(settings, templates, clients),
+        channels=[channel for _, channel in built],
         runbooks=runbooks,
         planner=Planner(catalog, inventory, settings.remediation),
         approvals=approvals,
@@ -249,6 +265,7 @@ async def start(
     metrics.watch_channels(channel.name for channel in stages.channels)
     pipeline = Pipeline(engine, stages, metrics, settings.server.base_url)
     services = Services(settings, engine, metrics, templates, clients, pipeline, approvals, llm=llm)
+    services.inbound = build_inbound(built, services.deciders)
     executions = Executions(
         engine,
         executor,
@@ -295,7 +312,8 @@ async def start(
         pipeline.wake = services.pool.wake
         services.pool.start()
         services.sweeper = asyncio.create_task(_expire_approvals(approvals), name="approval-expiry")
-        services.listeners = _start_listeners(settings, stages.channels, approvals, engine, templates)
+        for receiving in services.inbound:
+            receiving.inbound.start()  # DingTalk's Stream, Feishu's long connection: what has one
         # What start-up built lives as long as the process: out of the collector's sight, a full collection
         # (which a 10,000-alert payload's objects trigger) pauses the event loop for tens of milliseconds, not 150.
         gc.freeze()
@@ -310,29 +328,3 @@ async def _expire_approvals(approvals: Approvals, every: float = 30.0) -> None:
             await approvals.expire()
         except Exception as error:  # the store is down: try again next round
             log.warning("expiring approvals failed: %s", error)
-
-
-def _start_listeners(
-    settings: Settings,
-    channels: Sequence[Channel],
-    approvals: Approvals,
-    engine: AsyncEngine,
-    templates: Environment,
-) -> list[Listener]:
-    """The connections card clicks arrive on: DingTalk's Stream, one per DingTalk channel that takes callbacks,
-    and Feishu's long connection when `channels.feishu.callbacks` says so (otherwise clicks come to
-    POST /callbacks/feishu)."""
-    listeners: list[Listener] = []
-    for channel in channels:
-        if isinstance(channel, DingTalkChannel) and channel.config.callbacks:
-            stream = DingTalkCallbacks(channel, approvals, engine)
-            stream.start()
-            listeners.append(stream)
-    feishu = settings.channels.feishu
-    if feishu is not None and feishu.callbacks == "long_connection":
-        base_url, approvers = settings.server.base_url, settings.remediation.approvers
-        clicks = FeishuClicks(engine, approvals, approvers, templates, base_url, settings.grafana)
-        connection = LongConnection(feishu, clicks)
-        connection.start()
-        listeners.append(connection)
-    return listeners

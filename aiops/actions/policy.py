@@ -5,27 +5,25 @@ from __future__ import annotations
 import math
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, RootModel, SecretStr
 
 from aiops.passwords import Login
 from aiops.units import Seconds
 
 Mode = Literal["off", "suggest", "approve", "auto"]
-Channel = Literal["feishu", "dingtalk", "web", "cli"]
 
 
-class Approvers(BaseModel):
-    """Who may approve, per channel: Feishu open_ids, DingTalk staff ids, web user names, local CLI users."""
+class Approvers(RootModel[dict[str, list[str]]]):
+    """Who may approve, keyed by the channel kind they decide through (`feishu` open_ids, `dingtalk` staff ids,
+    …) and `web` user names, `cli` local users. Which keys exist is the channel registry's to say
+    (aiops/channels/registry.py `approver_keys`); the settings check them."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(frozen=True)
 
-    feishu: list[str] = Field(default_factory=list)
-    dingtalk: list[str] = Field(default_factory=list)
-    web: list[str] = Field(default_factory=list)
-    cli: list[str] = Field(default_factory=list)
+    root: dict[str, list[str]] = Field(default_factory=dict)
 
     def allows(self, channel: str, identity: str) -> bool:
-        return identity in getattr(self, channel, [])
+        return identity in self.root.get(channel, ())
 
 
 class Budgets(BaseModel):

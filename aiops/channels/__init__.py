@@ -57,6 +57,16 @@ class RateLimit:
 
 
 @dataclass(frozen=True)
+class Capabilities:
+    """What one kind of channel can do, as its registry entry says (aiops/channels/registry.py)."""
+
+    edits: bool  # edits a message it sent in place (the incident's card), rather than posting anew
+    buttons: Literal["callbacks", "links", "none"]  # clicks come back to aiops, or buttons can only be links
+    max_bytes: int | None  # the most a message body may weigh; None: no limit of the platform's
+    limits: RateLimit  # what the platform lets one app or robot send
+
+
+@dataclass(frozen=True)
 class DigestEntry:
     incident_id: int
     title: str

@@ -11,6 +11,11 @@ import asyncio
 import contextlib
 import logging
 import threading
+from collections.abc import Mapping
+
+from starlette.responses import Response
+
+from aiops.web.responses import error
 
 log = logging.getLogger("aiops.channels")
 
@@ -47,6 +52,10 @@ class ListenerThread:
         await asyncio.to_thread(thread.join, self._join_within)
         if thread.is_alive():
             log.warning("%s: the connection did not stop in time", self._thread_name)
+
+    async def receive(self, path: str, body: bytes, headers: Mapping[str, str]) -> Response:
+        """A connection of its own is all such a channel receives on: it has no HTTP route."""
+        return error(404, f"{self._thread_name} receives nothing at {path}")
 
     def _run(self) -> None:
         raise NotImplementedError

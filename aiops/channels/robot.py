@@ -3,87 +3,33 @@ the platform's size limit, and posting it with transport failures mapped to retr
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
 import httpx
 from jinja2 import Environment
 
 from aiops.channels import ChannelError
+from aiops.channels.fitting import Cut, fit
 from aiops.channels.routing import Routing
 
-# Keys whose values are links: shortening them would leave a button or link that leads nowhere.
-_LINK_KEYS = frozenset({"default_url", "actionURL", "url"})
-_SHORTENED_LENGTHS = (1000, 300, 100)
-
-
-@dataclass(frozen=True)
-class Cut:
-    """How much of an announcement a message shows. The first cut is what a reader needs at a glance; the later
-    ones drop evidence, then next steps, then alerts, until the message fits. `None` shows everything."""
-
-    alerts: int = 10
-    evidence: int = 5
-    lines: int = 3  # lines or series shown per evidence item
-    output: int = 15  # last lines of an execution's stdout and stderr
-    steps: int | None = None
-    proposals: int | None = None
-    shortened: bool = False  # the reader should be told that the message leaves out what it normally shows
-
-
+# Robots' messages, fullest first: evidence goes first, then next steps, then alerts.
 CUTS = (
-    Cut(),
-    Cut(evidence=3, lines=1, output=5, shortened=True),
-    Cut(evidence=0, lines=0, output=0, shortened=True),
-    Cut(evidence=0, lines=0, output=0, steps=3, shortened=True),
-    Cut(evidence=0, lines=0, output=0, steps=0, shortened=True),
+    Cut(alerts=10, evidence=5, lines=3, output=15),
+    Cut(alerts=10, evidence=3, lines=1, output=5, shortened=True),
+    Cut(alerts=10, evidence=0, lines=0, output=0, shortened=True),
+    Cut(alerts=10, evidence=0, lines=0, output=0, steps=3, shortened=True),
+    Cut(alerts=10, evidence=0, lines=0, output=0, steps=0, shortened=True),
     Cut(alerts=3, evidence=0, lines=0, output=0, steps=0, shortened=True),
 )
+# Only the headline and links are left.
 LAST_RESORT = Cut(alerts=1, evidence=0, lines=0, output=0, steps=0, proposals=0, shortened=True)
 
 
-def dumps(message: dict[str, Any]) -> str:
-    """The message as posted: compact, and UTF-8 rather than \\u escapes, which would triple Chinese text."""
-    return json.dumps(message, ensure_ascii=False, separators=(",", ":"))
-
-
-def size(body: str) -> int:
-    return len(body.encode("utf-8"))
-
-
-def fit(build: Callable[[Cut], dict[str, Any]], limit: int) -> str:
-    """The fullest rendering of `build` whose JSON body is at most `limit` bytes. Never fails: past the last cut,
-    long strings are shortened (links excepted), and as a last resort only the headline and links are left."""
-    for cut in CUTS:
-        body = dumps(build(cut))
-        if size(body) <= limit:
-            return body
-    squeezed = build(CUTS[-1])
-    for length in _SHORTENED_LENGTHS:
-        body = dumps(shorten(squeezed, length))
-        if size(body) <= limit:
-            return body
-    return dumps(shorten(build(LAST_RESORT), _SHORTENED_LENGTHS[-1]))
-
-
-def shorten(value: Any, length: int) -> Any:
-    """`value` with every string longer than `length` characters cut to it, except links."""
-    if isinstance(value, dict):
-        return {key: item if key in _LINK_KEYS else shorten(item, length) for key, item in value.items()}
-    if isinstance(value, list):
-        return [shorten(item, length) for item in value]
-    if isinstance(value, str) and len(value) > length:
-        return value[: length - 1] + "…"
-    return value
-
-
-def line(text: str, limit: int) -> str:
-    """`text` on one line of at most `limit` characters: a header or button label."""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+def fit_robot(build: Callable[[Cut], dict[str, Any]], limit: int) -> str:
+    """A robot's message at the fullest cut under `limit` bytes; never fails."""
+    return fit(build, CUTS, limit, last_resort=LAST_RESORT)
 
 
 async def post(

@@ -14,9 +14,9 @@ import pytest
 from lark_oapi.ws import client as lark_ws_client  # type: ignore[import-untyped]
 
 from aiops.channels.feishu import FeishuConfig
+from aiops.channels.feishu.inbound import clicks
 from aiops.channels.feishu.longconn import LongConnection
 from aiops.service import Services
-from aiops.web.callbacks import feishu_clicks
 from tests.fakes.feishu import SECRET, FakeFeishu, FeishuCallbacks
 from tests.fakes.feishu_ws import FakeLongConnection
 from tests.web.test_feishu_callbacks import REMEDIATION, propose, state, value
@@ -45,7 +45,7 @@ def config_for(fake: FakeFeishu, secret: str = SECRET) -> FeishuConfig:
 
 @asynccontextmanager
 async def connected(services: Services, config: FeishuConfig) -> AsyncIterator[LongConnection]:
-    connection = LongConnection(config, feishu_clicks(services))
+    connection = LongConnection(config, clicks(services.deciders))
     connection.start()
     try:
         yield connection

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aiops.actions import guardrails
-from aiops.web.callbacks import feishu_clicks
+from aiops.channels.feishu.inbound import clicks
 from tests.channels.test_dingtalk import click as dingtalk_click
 from tests.channels.test_dingtalk import connected, notice
 from tests.channels.test_dingtalk import propose as dingtalk_propose
@@ -65,7 +65,7 @@ async def test_an_approvers_pause_click_on_a_feishu_card_pauses(
     sender = FeishuCallbacks(TOKEN, ENCRYPT_KEY)
     async with app_for(remediation=AUTO, server=EN) as (client, services):
         item = await propose(client, services)
-        card = await feishu_clicks(services).current_card(item)
+        card = await clicks(services.deciders).current_card(item)
         assert card is not None
         [button] = pause_buttons(json.loads(card))
         value = button["behaviors"][0]["value"]
@@ -87,7 +87,7 @@ async def test_an_approvers_pause_click_on_a_feishu_card_pauses(
 async def test_a_feishu_card_has_no_pause_button_unless_mode_is_auto(app_for: Callable[..., Any]) -> None:
     async with app_for(remediation={"approvers": {"feishu": ["ou_alice"]}}) as (client, services):
         item = await propose(client, services)
-        card = await feishu_clicks(services).current_card(item)
+        card = await clicks(services.deciders).current_card(item)
     assert card is not None and pause_buttons(json.loads(card)) == []
 
 

@@ -13,6 +13,7 @@ from sqlalchemy import text
 from starlette.applications import Starlette
 
 from aiops.channels.feishu import FeishuConfig
+from aiops.channels.feishu.inbound import FeishuInbound
 from aiops.service import Services
 from aiops.store import actions
 from aiops.web import callbacks
@@ -32,7 +33,7 @@ TOKEN_ONLY = FeishuConfig(app_id="cli_fake", app_secret=SECRET, chat_id="oc_x", 
 @asynccontextmanager
 async def callback_client(services: Services, config: FeishuConfig) -> AsyncIterator[httpx.AsyncClient]:
     """The callback route over the running services, given its Feishu config explicitly."""
-    app = Starlette(routes=callbacks.routes(lambda _: config))
+    app = Starlette(routes=callbacks.routes(lambda services, _: FeishuInbound(config, services.deciders)))
     app.state.services = services
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://aiops") as client:
         yield client

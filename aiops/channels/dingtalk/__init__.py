@@ -43,22 +43,26 @@ from typing import Any
 import httpx
 from jinja2 import Environment
 
-from aiops.channels import Announcement, Digest, RateLimit
-from aiops.channels.dingtalk.card import Cards
+from aiops.channels import Announcement, Capabilities, Digest, RateLimit
+from aiops.channels.dingtalk.card import MAX_BODY, Cards
 from aiops.channels.dingtalk.config import DingTalkConfig
 from aiops.channels.dingtalk.openapi import OpenApi
 from aiops.channels.routing import Routing
 from aiops.models import Text
 
-__all__ = ["DingTalkChannel", "DingTalkConfig"]
+__all__ = ["CAPABILITIES", "DingTalkChannel", "DingTalkConfig"]
+
+# The app's per-API limit on a standard-edition organisation is 20 calls a second (DingTalk's "调用频次与限流"
+# page). No per-minute limit is documented for app robots (the 20/min is webhooks').
+CAPABILITIES = Capabilities(
+    edits=True, buttons="callbacks", max_bytes=MAX_BODY, limits=RateLimit(per_second=20)
+)
 
 
 class DingTalkChannel:
     """The `Channel` for one DingTalk app robot and group. A message's body is the JSON of its card data."""
 
-    # The app's per-API limit on a standard-edition organisation is 20 calls a second (DingTalk's "调用频次与限流"
-    # page). No per-minute limit is documented for app robots (the 20/min is webhooks').
-    limits = RateLimit(per_second=20)
+    limits = CAPABILITIES.limits
     # An action's result is written into the incident's card (`last_action`), not sent as a card of its own.
     results_on_card = True
     immediate = False

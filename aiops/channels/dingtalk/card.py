@@ -9,57 +9,33 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, cast
 
 from jinja2 import Environment
 
 from aiops.channels import Announcement, Digest, digest_title
+from aiops.channels.dingtalk.markdown import md, mdtext
+from aiops.channels.fitting import LINK_KEYS, Cut, dumps, fit
 from aiops.models import Text
 
 # Bytes of a message body. DingTalk does not document a limit for card data; the service keeps every chat message
 # under 20 KB, which DingTalk's robots also impose.
 MAX_BODY = 20_000
 HASH_PREFIX = 16  # hex digits of a proposal's argv hash carried by its buttons
-_LINK_KEYS = frozenset({"incident_url", "dashboard_url"})
-_SHORTENED_LENGTHS = (1000, 300, 100)
 # CommonMark's backslash escapes, for text that must show as text in the card's markdown blocks.
-_ESCAPES = str.maketrans({char: "\\" + char for char in "\\`*_[]<>#|~"})
 _TRUE, _FALSE = "true", "false"
 
 
-@dataclass(frozen=True)
-class Detail:
-    """How much a card shows. The first is what a reader needs at a glance; the later ones drop evidence, then
-    next steps, then alerts, until the card data fits. `None` shows everything."""
-
-    alerts: int | None = 10
-    evidence: int = 5
-    lines: int = 3  # lines or series shown per evidence item
-    steps: int | None = None
-    text: int | None = None  # characters of each free text (the diagnosis's summary, cause, impact)
-    output: int = 15  # last lines of an execution's stdout and stderr
-    shortened: bool = False
-
-
+# Cards, fullest first: the first is what a reader needs at a glance; the later ones drop evidence, then next
+# steps, then alerts, until the card data fits.
 DETAILS = (
-    Detail(),
-    Detail(evidence=3, lines=1, output=5, text=4000, shortened=True),
-    Detail(evidence=0, lines=0, output=0, steps=3, text=2000, shortened=True),
-    Detail(alerts=3, evidence=0, lines=0, output=0, steps=0, text=1000, shortened=True),
-    Detail(alerts=1, evidence=0, lines=0, output=0, steps=0, text=500, shortened=True),
+    Cut(alerts=10, evidence=5, lines=3, output=15),
+    Cut(alerts=10, evidence=3, lines=1, output=5, text=4000, shortened=True),
+    Cut(alerts=10, evidence=0, lines=0, output=0, steps=3, text=2000, shortened=True),
+    Cut(alerts=3, evidence=0, lines=0, output=0, steps=0, text=1000, shortened=True),
+    Cut(alerts=1, evidence=0, lines=0, output=0, steps=0, text=500, shortened=True),
 )
 TITLE = 200  # characters of the card's title, on one line
-
-
-def md(value: object) -> str:
-    """A value shown as text on one line of card markdown: no formatting, link or line break of its own."""
-    return " ".join(str(value).split()).translate(_ESCAPES)
-
-
-def mdtext(value: object) -> str:
-    """Multi-line text shown as text in card markdown; its line breaks are kept."""
-    return "\n".join(" ".join(part.split()).translate(_ESCAPES) for part in str(value).splitlines())
 
 
 def clip(value: object, limit: int | None) -> str:
@@ -88,7 +64,7 @@ class Cards:
         return _fit(lambda detail: self._params(announcement, detail), mentions)
 
     def digest(self, digest: Digest) -> str:
-        def params(detail: Detail) -> dict[str, str]:
+        def params(detail: Cut) -> dict[str, str]:
             return {
                 "title": digest_title(self._t, digest, "dingtalk_digest_title"),
                 "severity": _worst(entry.severity for entry in digest.entries),
@@ -122,7 +98,7 @@ class Cards:
     def notice(self, outcome: str, who: str, reason: Text) -> str:
         return self._t(f"dingtalk_notice_{outcome}", who=who, reason=self._say(reason))
 
-    def _params(self, announcement: Announcement, detail: Detail) -> dict[str, str]:
+    def _params(self, announcement: Announcement, detail: Cut) -> dict[str, str]:
         context = {
             "a": announcement,
             "incident": announcement.incident,
@@ -174,7 +150,7 @@ class Cards:
     def _proposals(self, proposals: Sequence[Mapping[str, Any]]) -> dict[str, str]:
         items = [self._proposal(item) for item in proposals]
         pending = any(item["pending"] == _TRUE for item in items)
-        return {"proposals": _dumps(items), "actions_open": _TRUE if pending else _FALSE}
+        return {"proposals": dumps(items), "actions_open": _TRUE if pending else _FALSE}
 
     def _proposal(self, p: Mapping[str, Any]) -> dict[str, str]:
         """One proposal as the template's loop sees it; `proposal_id` and `hash` are what its buttons send: the
@@ -200,26 +176,16 @@ class Cards:
         return found.render(md=md, mdtext=mdtext, clip=clip, **context).strip()
 
 
-def _fit(build: Callable[[Detail], dict[str, str]], mentions: Mapping[str, str]) -> str:
-    """The fullest rendering whose body is at most MAX_BODY bytes. Never fails: past the last detail level, long
-    values are shortened (links excepted)."""
-    for detail in DETAILS:
-        body = _body(build(detail), mentions)
-        if _size(body) <= MAX_BODY:
-            return body
-    params = build(DETAILS[-1])
-    for length in _SHORTENED_LENGTHS:
-        body = _body(_shorten(params, length), mentions)
-        if _size(body) <= MAX_BODY:
-            return body
-    return body
+def _fit(build: Callable[[Cut], dict[str, str]], mentions: Mapping[str, str]) -> str:
+    """The fullest rendering whose body is at most MAX_BODY bytes (see aiops/channels/fitting.py)."""
+    return fit(build, DETAILS, MAX_BODY, encode=lambda params: _body(params, mentions), squeeze=_shorten)
 
 
 def _body(params: Mapping[str, str], mentions: Mapping[str, str]) -> str:
     message: dict[str, Any] = {"cardData": {"cardParamMap": dict(params)}}
     if mentions:
         message["atUserIds"] = dict(mentions)
-    return _dumps(message)
+    return dumps(message)
 
 
 def _shorten(params: Mapping[str, str], length: int) -> dict[str, str]:
@@ -228,8 +194,8 @@ def _shorten(params: Mapping[str, str], length: int) -> dict[str, str]:
     for key, value in params.items():
         if key == "proposals":
             items = [{**item, "text": ""} for item in json.loads(value)]
-            shortened[key] = _dumps(items)
-        elif key in _LINK_KEYS or len(value) <= length:
+            shortened[key] = dumps(items)
+        elif key in LINK_KEYS or len(value) <= length:
             shortened[key] = value
         else:
             shortened[key] = value[: length - 1] + "…"
@@ -240,12 +206,3 @@ def _worst(severities: Any) -> str:
     order = ("critical", "error", "warning", "info")
     found = [s for s in severities if s in order]
     return min(found, key=order.index) if found else "none"
-
-
-def _dumps(value: Any) -> str:
-    """Compact, and UTF-8 rather than \\u escapes, which would triple Chinese text."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-def _size(body: str) -> int:
-    return len(body.encode("utf-8"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import ConfigDict, Field, SecretStr
 
 from aiops.channels.routing import Routing
-from aiops.proxy import Proxied
+from aiops.proxy import Destination, Proxied, destination
 from aiops.units import HttpUrl, Seconds
 
 DINGTALK_API = "https://api.dingtalk.com"  # the international tenant uses https://api.dingtalk.io
@@ -43,3 +43,24 @@ class DingTalkConfig(Routing, Proxied):
     @property
     def robot(self) -> str:
         return self.robot_code or self.client_id
+
+    def destinations(self, where: str) -> list[Destination]:
+        """The Open API, the token endpoint, and the Stream's gateway and WebSocket (for `aiops check`)."""
+        found = destination(where, self, self.api)
+        if self.token_url:
+            found += destination(f"{where} token", self, self.token_url, where)
+        if self.callbacks:
+            found += destination(f"{where} Stream", self, self.gateway_endpoint, where)
+            found.append(
+                Destination(
+                    f"{where} Stream WebSocket", "the host the gateway names", self._stream_route(where)
+                )
+            )
+        return found
+
+    def _stream_route(self, where: str) -> str:
+        """The Stream's WebSocket goes to whichever host the gateway names, known only once it answers."""
+        if self.proxy is None:
+            return "direct"
+        unless = ", unless it is in no_proxy" if self.no_proxy else ""
+        return f"through {self.proxy} ({where}.proxy){unless}"

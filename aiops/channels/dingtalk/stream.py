@@ -30,6 +30,7 @@ from aiops.channels import ChannelError
 from aiops.channels.dingtalk import DingTalkChannel
 from aiops.channels.dingtalk.card import HASH_PREFIX
 from aiops.channels.dingtalk.config import DingTalkConfig
+from aiops.channels.inbound import Deciders
 from aiops.channels.listener import ListenerThread
 from aiops.models import Text
 from aiops.proxy import ProxyUrl, through
@@ -341,3 +342,8 @@ async def _cancel(task: asyncio.Task[Any]) -> None:
     """Cancel the connection's task and wait for it to end."""
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
+
+
+def inbound(config: DingTalkConfig, channel: DingTalkChannel, deciders: Deciders) -> DingTalkCallbacks | None:
+    """The Stream connection clicks arrive on, when `callbacks` is on."""
+    return DingTalkCallbacks(channel, deciders.approvals, deciders.engine) if config.callbacks else None

@@ -17,17 +17,17 @@ from urllib.parse import parse_qs, quote_plus, urlsplit
 
 from pydantic import ConfigDict, Field, SecretStr, field_validator
 
-from aiops.channels import Announcement, ChannelError, Digest, RateLimit, digest_title
-from aiops.channels.robot import Cut, Robot, fit, line, post
+from aiops.channels import Announcement, Capabilities, ChannelError, Digest, RateLimit, digest_title
+from aiops.channels.dingtalk.markdown import md, paragraphs
+from aiops.channels.fitting import Cut, line
+from aiops.channels.robot import Robot, fit_robot, post
 from aiops.channels.routing import Routing
-from aiops.proxy import Proxied
+from aiops.proxy import Destination, Proxied, destination
 from aiops.units import HttpUrl, Seconds
 
 MAX_BODY = 20_000  # bytes of the request body (errcode 460101 beyond)
 _MOBILE = re.compile(r"\+?[0-9][0-9-]{5,19}")
 _USER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-# Backslash escapes: DingTalk's markdown shows these characters as text only when escaped.
-_ESCAPES = str.maketrans({char: f"\\{char}" for char in "\\*[]`<>#~|"})
 # "send too fast": over 20 messages a minute, and the robot is then throttled for 10 minutes.
 _THROTTLED = 130101
 _THROTTLE_SECONDS = 600.0
@@ -45,6 +45,9 @@ class DingTalkWebhookConfig(Routing, Proxied):
     url: HttpUrl  # https://oapi.dingtalk.com/robot/send?access_token=…
     secret: SecretStr | None = None  # the robot's "加签" secret, SEC…
     timeout: Seconds = 10.0
+
+    def destinations(self, where: str) -> list[Destination]:
+        return destination(where, self, self.url)
 
     @field_validator("url")
     @classmethod
@@ -66,28 +69,23 @@ def sign(timestamp: int, secret: str) -> str:
     return quote_plus(base64.b64encode(digest).decode())
 
 
-def markdown(value: object) -> str:
-    """A value shown as text, on one line, in DingTalk markdown: no formatting, link or line break of its own."""
-    return " ".join(str(value).split()).translate(_ESCAPES)
-
-
-def markdown_text(value: object) -> str:
-    """Multi-line text shown as text; each line its own paragraph, as DingTalk joins single line breaks."""
-    return "\n\n".join(" ".join(part.split()).translate(_ESCAPES) for part in str(value).splitlines())
+CAPABILITIES = Capabilities(edits=False, buttons="links", max_bytes=MAX_BODY, limits=RateLimit(per_minute=20))
 
 
 class DingTalkWebhookChannel(Robot[DingTalkWebhookConfig]):
     """Posts messages to one DingTalk group through its custom robot."""
 
-    limits = RateLimit(per_minute=20)
+    limits = CAPABILITIES.limits
 
     def render(self, announcement: Announcement) -> str:
-        return fit(lambda cut: self._message(announcement, cut), MAX_BODY)
+        return fit_robot(lambda cut: self._message(announcement, cut), MAX_BODY)
 
     def render_digest(self, digest: Digest) -> str:
         title = line(digest_title(self._t, digest), 100)
         text = self._text("digest.md.j2", digest=digest, title=title)
-        return fit(lambda cut: {"msgtype": "markdown", "markdown": {"title": title, "text": text}}, MAX_BODY)
+        return fit_robot(
+            lambda cut: {"msgtype": "markdown", "markdown": {"title": title, "text": text}}, MAX_BODY
+        )
 
     async def send(self, body: str) -> str | None:
         url = self._config.url
@@ -142,7 +140,7 @@ class DingTalkWebhookChannel(Robot[DingTalkWebhookConfig]):
 
     def _text(self, template: str, **context: Any) -> str:
         found = self._templates.get_template(f"dingtalk_webhook/{template}")
-        return found.render(md=markdown, mdtext=markdown_text, **context).strip()
+        return found.render(md=md, mdtext=paragraphs, **context).strip()
 
 
 def _check(answer: Mapping[str, Any], robot: str, name: str) -> None:

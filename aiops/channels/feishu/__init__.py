@@ -27,11 +27,11 @@ import httpx
 from jinja2 import Environment
 from pydantic import ConfigDict, Field, SecretStr, field_validator
 
-from aiops.channels import Announcement, Digest, RateLimit
-from aiops.channels.feishu.card import Cards
+from aiops.channels import Announcement, Capabilities, Digest, RateLimit
+from aiops.channels.feishu.card import MAX_BYTES, Cards
 from aiops.channels.feishu.openapi import OpenApi
 from aiops.channels.routing import Routing
-from aiops.proxy import Proxied
+from aiops.proxy import Destination, Proxied, destination, origin
 from aiops.units import Seconds
 
 FEISHU_DOMAIN = "https://open.feishu.cn"
@@ -82,11 +82,23 @@ class FeishuConfig(Routing, Proxied):
     def accepts_callbacks(self) -> bool:
         return self.encrypt_key is not None or self.verification_token is not None
 
+    def destinations(self, where: str) -> list[Destination]:
+        """The Open API, and the long connection when clicks come over it (for `aiops check`)."""
+        found = destination(where, self, self.domain)
+        if self.callbacks == "long_connection":
+            found.append(Destination(f"{where} long connection", origin(self.domain), LONG_CONNECTION_ROUTE))
+        return found
+
+
+CAPABILITIES = Capabilities(
+    edits=True, buttons="callbacks", max_bytes=MAX_BYTES, limits=RateLimit(per_minute=100, per_second=5)
+)
+
 
 class FeishuChannel:
     """The `Channel` for one Feishu app bot and group chat."""
 
-    limits = RateLimit(per_minute=100, per_second=5)
+    limits = CAPABILITIES.limits
     immediate = False
 
     def __init__(self, config: FeishuConfig, templates: Environment, http: httpx.AsyncClient) -> None:

@@ -12,16 +12,16 @@ text. A card stays under `MAX_BYTES`: evidence is cut first, then the other long
 
 from __future__ import annotations
 
-import json
 import re
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from jinja2 import Environment
 
 from aiops.channels import Announcement, Digest
+from aiops.channels.feishu.markdown import md, mdtext
+from aiops.channels.fitting import Cut, dumps, fit, shorten, size
 
 MAX_BYTES = 30_000  # Feishu refuses cards over 30 KB; kept a little under, whichever K Feishu means
 HASH_PREFIX = 16  # hex digits of a proposal's argv hash carried by its buttons
@@ -39,19 +39,7 @@ ACTION_COLOURS = {
 }
 VERIFIED_COLOURS = {"recovered": "green", "not_recovered": "red", "unknown": "orange"}
 Element = dict[str, Any]
-# Characters card markdown would read as syntax; written as numeric HTML entities they are shown as themselves.
-_ESCAPES = str.maketrans({char: f"&#{ord(char)};" for char in "&<>*~[]`_\\#$|"})
 _MENTION = re.compile(r"[A-Za-z0-9_-]{1,64}")  # an open_id, user_id or "all"
-
-
-def md(value: object) -> str:
-    """A value shown as text on one line of card markdown: no formatting, link, mention or line break of its own."""
-    return " ".join(str(value).split()).translate(_ESCAPES)
-
-
-def mdtext(value: object) -> str:
-    """Multi-line text shown as text in card markdown; its line breaks are kept, blank lines dropped."""
-    return "\n".join(md(part) for part in str(value).splitlines() if part.strip())
 
 
 def clip(value: object, limit: int | None) -> str:
@@ -68,21 +56,7 @@ def link(url: object, text: str) -> str:
     return f"[{md(text)}]({urllib.parse.quote(target, safe=':/?#=&%@+,;~!$*.-_')})"
 
 
-@dataclass(frozen=True)
-class Cut:
-    """How much of an announcement a card shows; `None` shows everything. Evidence goes first, then the other
-    long texts; `shortened` makes the card say that the incident page has the rest."""
-
-    evidence: int | None = None  # evidence items
-    lines: int | None = None  # lines or series shown per evidence item
-    alerts: int | None = None
-    steps: int | None = None
-    text: int | None = None  # characters of each free text (summary, cause, impact)
-    output: int = 20  # last lines of an execution's stdout and stderr
-    proposals: bool = True  # False: only a pointer to the incident page, when even the commands do not fit
-    shortened: bool = False
-
-
+# Cards, fullest first: evidence goes first, then the other long texts, then the commands.
 CUTS = (
     Cut(),
     Cut(lines=5, shortened=True),
@@ -91,7 +65,7 @@ CUTS = (
     Cut(evidence=0, output=5, shortened=True),
     Cut(evidence=0, alerts=5, steps=3, text=1000, output=3, shortened=True),
     Cut(evidence=0, alerts=1, steps=0, text=200, output=0, shortened=True),
-    Cut(evidence=0, alerts=1, steps=0, text=200, output=0, proposals=False, shortened=True),
+    Cut(evidence=0, alerts=1, steps=0, text=200, output=0, proposals=0, shortened=True),
 )
 
 
@@ -103,7 +77,7 @@ class Cards:
         self._t: Callable[..., str] = templates.globals["t"]  # type: ignore[assignment]
 
     def announcement(self, announcement: Announcement) -> str:
-        return fit(lambda cut: self._card(announcement, cut))
+        return fit(lambda cut: self._card(announcement, cut), CUTS, MAX_BYTES, lengths=(200,))
 
     def digest(self, digest: Digest) -> str:
         for shown in (50, 10, 3):
@@ -141,7 +115,7 @@ class Cards:
         proposals = list(announcement.proposals)
         if not proposals:
             return []
-        if not cut.proposals:
+        if cut.proposals == 0:
             return [
                 {"tag": "hr"},
                 markdown(self._text("proposals_omitted.md.j2", **context, count=len(proposals))),
@@ -181,33 +155,6 @@ class Cards:
     def _text(self, name: str, **context: Any) -> str:
         template = self._templates.get_template(f"feishu/{name}")
         return template.render(md=md, mdtext=mdtext, link=link, clip=clip, **context).strip()
-
-
-def fit(build: Callable[[Cut], Element]) -> str:
-    """The fullest rendering of `build` whose JSON text is at most `MAX_BYTES`."""
-    for cut in CUTS:
-        body = dumps(build(cut))
-        if size(body) <= MAX_BYTES:
-            return body
-    return dumps(shorten(build(CUTS[-1]), 200))  # a single label of many kilobytes: every text cut short
-
-
-def shorten(value: Any, limit: int) -> Any:
-    """`value` with every string longer than `limit` characters cut to it."""
-    if isinstance(value, dict):
-        return {key: shorten(item, limit) for key, item in value.items()}
-    if isinstance(value, list):
-        return [shorten(item, limit) for item in value]
-    return clip(value, limit) if isinstance(value, str) else value
-
-
-def dumps(value: Element) -> str:
-    """Compact, and UTF-8 rather than \\u escapes, which would triple the size of Chinese text."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-def size(body: str) -> int:
-    return len(body.encode("utf-8"))
 
 
 def card(title: str, template: str, elements: Sequence[Element]) -> Element:

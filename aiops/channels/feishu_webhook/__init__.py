@@ -16,26 +16,19 @@ from typing import Any
 
 from pydantic import ConfigDict, Field, SecretStr
 
-from aiops.channels import Announcement, ChannelError, Digest, RateLimit, digest_title
-from aiops.channels.robot import Cut, Robot, dumps, fit, line, post
+from aiops.channels import Announcement, Capabilities, ChannelError, Digest, RateLimit, digest_title
+from aiops.channels.feishu.card import ACTION_COLOURS, COLOURS
+from aiops.channels.feishu.markdown import md, mdtext
+from aiops.channels.fitting import Cut, dumps, line
+from aiops.channels.robot import Robot, fit_robot, post
 from aiops.channels.routing import Routing
-from aiops.proxy import Proxied
+from aiops.proxy import Destination, Proxied, destination
 from aiops.units import HttpUrl, Seconds
 
 MAX_BODY = 20_000  # bytes of the request body, signature included
 _SIGNATURE_ROOM = 128  # "timestamp" and "sign", added when sending
-_COLOURS = {"critical": "red", "error": "red", "warning": "orange", "info": "blue"}
-_ACTION_COLOURS = {
-    "succeeded": "green",
-    "failed": "red",
-    "unknown": "red",
-    "rejected": "grey",
-    "expired": "grey",
-}
 _URGENCY = ("red", "orange", "blue", "grey")  # header colours, most urgent first
 _MENTION = re.compile(r"[A-Za-z0-9_-]{1,64}")
-# Feishu card markdown shows these as text only when written as HTML entities (rich-text component, "特殊字符").
-_ESCAPES = str.maketrans({char: f"&#{ord(char)};" for char in "<>*~[]`\\#|"})
 # Answers a later attempt may get past, and how long to wait (seconds): the 100/min quota and the on-the-hour
 # throttle (11232), too many requests per second (9499, 99991400).
 _THROTTLED = {11232: 60.0, 9499: 1.0, 99991400: 1.0}
@@ -53,6 +46,9 @@ class FeishuWebhookConfig(Routing, Proxied):
     secret: SecretStr | None = None  # the robot's "signature verification" secret
     timeout: Seconds = 10.0
 
+    def destinations(self, where: str) -> list[Destination]:
+        return destination(where, self, self.url)
+
 
 def sign(timestamp: int, secret: str) -> str:
     """Feishu's robot signature: HMAC-SHA256 keyed with "timestamp\\nsecret" over an EMPTY message, base64.
@@ -61,33 +57,28 @@ def sign(timestamp: int, secret: str) -> str:
     return base64.b64encode(hmac.new(key, b"", hashlib.sha256).digest()).decode()
 
 
-def markdown(value: object) -> str:
-    """A value shown as text, on one line, in card markdown: no formatting, link, @mention or line break of its own."""
-    return " ".join(str(value).split()).translate(_ESCAPES)
-
-
-def markdown_text(value: object) -> str:
-    """Multi-line text shown as text in card markdown; its line breaks are kept."""
-    return "\n".join(" ".join(part.split()).translate(_ESCAPES) for part in str(value).splitlines())
+CAPABILITIES = Capabilities(
+    edits=False, buttons="links", max_bytes=MAX_BODY, limits=RateLimit(per_minute=100, per_second=5)
+)
 
 
 class FeishuWebhookChannel(Robot[FeishuWebhookConfig]):
     """Posts cards to one Feishu group through its custom robot."""
 
-    limits = RateLimit(per_minute=100, per_second=5)
+    limits = CAPABILITIES.limits
 
     def render(self, announcement: Announcement) -> str:
-        return fit(lambda cut: _message(self._card(announcement, cut)), MAX_BODY - _SIGNATURE_ROOM)
+        return fit_robot(lambda cut: _message(self._card(announcement, cut)), MAX_BODY - _SIGNATURE_ROOM)
 
     def render_digest(self, digest: Digest) -> str:
         title = line(digest_title(self._t, digest), 100)
-        colours = [_COLOURS.get(entry.severity, "grey") for entry in digest.entries]
+        colours = [COLOURS.get(entry.severity, "grey") for entry in digest.entries]
         elements = [
             _markdown(self._text("digest.md.j2", digest=digest)),
             _button(self._t("robot_all_incidents"), f"{digest.base_url}/", "default"),
         ]
         card = _card(title, min(colours, key=_URGENCY.index, default="grey"), elements)
-        return fit(lambda cut: _message(card), MAX_BODY - _SIGNATURE_ROOM)
+        return fit_robot(lambda cut: _message(card), MAX_BODY - _SIGNATURE_ROOM)
 
     async def send(self, body: str) -> str | None:
         message = json.loads(body)
@@ -136,7 +127,7 @@ class FeishuWebhookChannel(Robot[FeishuWebhookConfig]):
 
     def _text(self, template: str, **context: Any) -> str:
         found = self._templates.get_template(f"feishu_webhook/{template}")
-        return found.render(md=markdown, mdtext=markdown_text, **context).strip()
+        return found.render(md=md, mdtext=mdtext, **context).strip()
 
 
 def _check(answer: Mapping[str, Any], robot: str, name: str) -> None:
@@ -183,5 +174,5 @@ def _colour(announcement: Announcement) -> str:
     if announcement.purpose == "resolved":
         return "green"
     if announcement.purpose == "action" and announcement.action is not None:
-        return _ACTION_COLOURS.get(str(announcement.action.get("state")), "blue")
-    return _COLOURS.get(announcement.incident.severity, "grey")
+        return ACTION_COLOURS.get(str(announcement.action.get("state")), "blue")
+    return COLOURS.get(announcement.incident.severity, "grey")

@@ -1,0 +1,121 @@
+"""Each platform's app and group robot escape alike: the same hostile strings, rendered through both (built from
+the registry, as the service builds them), come out escaped by the platform's one escape function, and every
+message stays under its kind's byte limit — a 30 KB diagnosis and evidence included."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from aiops.channels import Announcement, Channel
+from aiops.channels.dingtalk import markdown as dingtalk_markdown
+from aiops.channels.feishu import markdown as feishu_markdown
+from aiops.channels.feishu.card import ACTION_COLOURS
+from aiops.channels.registry import kind
+from aiops.store.actions import argv_hash
+from aiops.templating import build_environment
+from tests.channels.announcements import announcement
+from tests.channels.hostile import CASES, IDS, STRINGS
+
+CONFIGS: dict[str, dict[str, Any]] = {
+    "feishu": {"app_id": "cli_x", "app_secret": "s" * 20, "chat_id": "oc_x"},
+    "feishu_webhook": {"url": "https://open.feishu.cn/open-apis/bot/v2/hook/x"},
+    "dingtalk": {
+        "client_id": "ding_x",
+        "client_secret": "s" * 20,
+        "open_conversation_id": "cid_x",
+        "card_template_id": "tpl.schema",
+    },
+    "dingtalk_webhook": {"url": "https://oapi.dingtalk.com/robot/send?access_token=x"},
+}
+# platform → its escape function, its app's kind and its robot's
+PLATFORMS: dict[str, tuple[Callable[[object], str], str, str]] = {
+    "feishu": (feishu_markdown.md, "feishu", "feishu_webhook"),
+    "dingtalk": (dingtalk_markdown.md, "dingtalk", "dingtalk_webhook"),
+}
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient() as client:  # rendering sends nothing
+        yield client
+
+
+def build(key: str, http: httpx.AsyncClient) -> Channel:
+    entry = kind(key)
+    channel: Channel = entry.build(entry.config.model_validate(CONFIGS[key]), build_environment("en"), http)
+    return channel
+
+
+def strings(value: Any) -> Iterator[str]:
+    """Every string in a message body, nested JSON (DingTalk's card data) opened."""
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from strings(item)
+    elif isinstance(value, str):
+        yield value
+        if value[:1] in "[{":
+            with contextlib.suppress(ValueError):  # text that only starts like JSON
+                yield from strings(json.loads(value))
+
+
+def hashed(base: Announcement) -> Announcement:
+    """As the store gives proposals to channels: with the hash of their argv."""
+    shown = [{**p, "argv_hash": argv_hash(p["host"], p["argv"])} for p in base.proposals]
+    return dataclasses.replace(base, proposals=shown)
+
+
+def with_cause(cause: str, *, summary: str | None = None) -> Announcement:
+    """The opened announcement, its diagnosis's probable cause (one line of markdown everywhere) `cause`."""
+    base = hashed(announcement("opened"))
+    assert base.triage is not None and base.triage.diagnosis is not None
+    diagnosis = dataclasses.replace(
+        base.triage.diagnosis, probable_cause=cause, summary=summary or base.triage.diagnosis.summary
+    )
+    return dataclasses.replace(base, triage=dataclasses.replace(base.triage, diagnosis=diagnosis))
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+@pytest.mark.parametrize("hostile", list(STRINGS.values()), ids=list(STRINGS))
+async def test_app_and_robot_escape_a_hostile_string_alike(
+    platform: str, hostile: str, http: httpx.AsyncClient
+) -> None:
+    escape, app, robot = PLATFORMS[platform]
+    escaped = escape(hostile)
+    for key in (app, robot):
+        body = json.loads(build(key, http).render(with_cause(hostile)))
+        found = [text for text in strings(body) if escaped in text]
+        assert found, f"{key} does not show {hostile!r} as {escaped!r}"
+        assert not any(hostile in text for text in strings(body) if escape(hostile) != hostile)
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+@pytest.mark.parametrize("hostile", CASES, ids=IDS)
+async def test_app_and_robot_stay_under_their_limits(
+    platform: str, hostile: str, http: httpx.AsyncClient
+) -> None:
+    _, app, robot = PLATFORMS[platform]
+    huge = hashed(announcement("opened", hostile=True, huge=True))
+    for key in (app, robot):
+        limit = kind(key).capabilities.max_bytes
+        channel = build(key, http)
+        for shown in (with_cause(hostile, summary=hostile), huge):
+            assert len(channel.render(shown).encode()) <= limit, key
+
+
+@pytest.mark.parametrize("state", ["succeeded", "failed", "moot", "expired"])
+async def test_the_feishu_robot_colours_a_result_as_the_app_does(state: str, http: httpx.AsyncClient) -> None:
+    base = announcement("action")
+    assert base.action is not None
+    shown = dataclasses.replace(base, action={**base.action, "state": state})
+    robot = json.loads(build("feishu_webhook", http).render(shown))
+    assert robot["card"]["header"]["template"] == ACTION_COLOURS[state]
