@@ -41,7 +41,8 @@ from aiops.channels.discord.api import (
     message,
     row,
 )
-from aiops.channels.robot import CUTS, LAST_RESORT, Cut
+from aiops.channels.fitting import Cut
+from aiops.channels.robot import CUTS, LAST_RESORT
 from aiops.channels.routing import Routing
 from aiops.proxy import Proxied
 from aiops.units import HttpUrl, Seconds

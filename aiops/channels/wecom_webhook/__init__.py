@@ -27,7 +27,8 @@ from jinja2 import Environment
 from pydantic import ConfigDict, Field, SecretStr, field_validator
 
 from aiops.channels import Announcement, Digest, RateLimit, digest_title
-from aiops.channels.robot import CUTS, LAST_RESORT, Cut, Robot, line
+from aiops.channels.fitting import Cut, line
+from aiops.channels.robot import CUTS, LAST_RESORT, Robot
 from aiops.channels.routing import Routing
 from aiops.channels.wecom import markdown
 from aiops.channels.wecom.api import BASE_URL
