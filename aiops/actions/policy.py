@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, RootModel, SecretStr, field_validator
 
 from aiops.passwords import Login
 from aiops.units import Seconds
@@ -21,6 +21,12 @@ class Approvers(RootModel[dict[str, list[str]]]):
     model_config = ConfigDict(frozen=True)
 
     root: dict[str, list[str]] = Field(default_factory=dict)
+
+    @field_validator("root")
+    @classmethod
+    def _listed(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        """A kind listing nobody is the same as a kind not listed."""
+        return {kind: people for kind, people in value.items() if people}
 
     def allows(self, channel: str, identity: str) -> bool:
         return identity in self.root.get(channel, ())
