@@ -25,6 +25,7 @@ from aiops.actions.live import LiveCatalog
 from aiops.actions.verify import VERIFY, Verifier, VerifyOf
 from aiops.channels import Channel
 from aiops.channels.console import ConsoleChannel
+from aiops.channels.decisions import Decisions
 from aiops.channels.inbound import Deciders, Inbound
 from aiops.channels.registry import Configured, Kind
 from aiops.config import Settings
@@ -92,8 +93,12 @@ class Services:
     @property
     def deciders(self) -> Deciders:
         """What inbound sides decide clicks with."""
-        base_url, grafana = self.settings.server.base_url, self.settings.grafana
-        return Deciders(self.engine, self.approvals, self.templates, base_url, grafana)
+        return Deciders(self.decisions, self.templates)
+
+    @property
+    def decisions(self) -> Decisions:
+        """The one path from a click, a link or a command to a decision; answered with the card as it now stands."""
+        return Decisions(self.engine, self.approvals, self.pipeline.card)
 
     def receiving(self, kind: Kind[Any, Any]) -> Inbound | None:
         """The inbound side of the first configured channel of `kind`, where its routes lead."""

@@ -382,13 +382,7 @@ async def decide(client: httpx.AsyncClient, services: Services, rendered: Render
     decided = await client.post(path, data={"proof": proof_on(form), "decision": "approve"}, headers=AS_ALICE)
     rendered.add("approval decided", decided.text)
     again = await services.approvals.decide(pending["id"], False, Actor("cli", "oncall"))
-    clicks = FeishuClicks(
-        services.engine,
-        services.approvals,
-        services.settings.remediation.approvers,
-        services.templates,
-        "http://aiops",
-    )
+    clicks = FeishuClicks(services.decisions, services.templates)
     for decision in (stranger, again):
         rendered.add(
             "feishu toast",

@@ -8,35 +8,44 @@ config, the built channel and a `Deciders`; the web app routes requests to it, t
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from jinja2 import Environment
-from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.responses import Response
 
-from aiops.actions.approvals import Approvals
-from aiops.grafana import GrafanaConfig
+from aiops.channels.decisions import Decisions
 
 
 @dataclass(frozen=True)
 class Deciders:
-    """What an inbound side needs from the running service to turn a click into a decision and answer it."""
+    """What an inbound side needs from the running service: the decision path its clicks go to, and the templates
+    its answers are rendered with."""
 
-    engine: AsyncEngine
-    approvals: Approvals
+    decisions: Decisions
     templates: Environment
-    base_url: str  # the service's public URL, for the links on a refreshed card
-    grafana: GrafanaConfig = field(default_factory=GrafanaConfig)
+
+
+@dataclass(frozen=True)
+class Received:
+    """A request to one of a kind's routes: `path` is the route's, `body` read whole (within the web app's
+    limit), `query` the query string's parameters."""
+
+    method: str
+    path: str
+    query: Mapping[str, str]
+    headers: Mapping[str, str]
+    body: bytes
 
 
 class Inbound(Protocol):
     """One configured channel's inbound side. `start` opens its long-lived connection, if it has one (called from
     the service's loop once workers run); `stop` closes it; `receive` answers a request to one of the kind's
-    routes (`path` is the route's, `body` read whole, within the web app's limit)."""
+    routes. An answer that must be quick is given once the decision is committed; what follows it (editing the
+    card) runs as the response's background task."""
 
     def start(self) -> None: ...
 
     async def stop(self) -> None: ...
 
-    async def receive(self, path: str, body: bytes, headers: Mapping[str, str]) -> Response: ...
+    async def receive(self, request: Received) -> Response: ...

@@ -11,10 +11,10 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Mapping
 
 from starlette.responses import Response
 
+from aiops.channels.inbound import Received
 from aiops.web.responses import error
 
 log = logging.getLogger("aiops.channels")
@@ -53,9 +53,9 @@ class ListenerThread:
         if thread.is_alive():
             log.warning("%s: the connection did not stop in time", self._thread_name)
 
-    async def receive(self, path: str, body: bytes, headers: Mapping[str, str]) -> Response:
+    async def receive(self, request: Received) -> Response:
         """A connection of its own is all such a channel receives on: it has no HTTP route."""
-        return error(404, f"{self._thread_name} receives nothing at {path}")
+        return error(404, f"{self._thread_name} receives nothing at {request.path}")
 
     def _run(self) -> None:
         raise NotImplementedError

@@ -21,6 +21,9 @@ from aiops.channels.dingtalk import DingTalkChannel, DingTalkConfig
 from aiops.channels.dingtalk.stream import inbound as dingtalk_inbound
 from aiops.channels.dingtalk_webhook import CAPABILITIES as DINGTALK_ROBOT
 from aiops.channels.dingtalk_webhook import DingTalkWebhookChannel, DingTalkWebhookConfig
+from aiops.channels.discord import inbound as discord
+from aiops.channels.discord.channel import CAPABILITIES as DISCORD
+from aiops.channels.discord.channel import DiscordChannel, DiscordConfig
 from aiops.channels.feishu import CAPABILITIES as FEISHU
 from aiops.channels.feishu import FeishuChannel, FeishuConfig
 from aiops.channels.feishu import inbound as feishu
@@ -28,6 +31,11 @@ from aiops.channels.feishu_webhook import CAPABILITIES as FEISHU_ROBOT
 from aiops.channels.feishu_webhook import FeishuWebhookChannel, FeishuWebhookConfig
 from aiops.channels.inbound import Deciders, Inbound
 from aiops.channels.routing import Routing
+from aiops.channels.wecom import inbound as wecom
+from aiops.channels.wecom.channel import CAPABILITIES as WECOM
+from aiops.channels.wecom.channel import WeComChannel, WeComConfig
+from aiops.channels.wecom_webhook import CAPABILITIES as WECOM_ROBOT
+from aiops.channels.wecom_webhook import WeComWebhookChannel, WeComWebhookConfig
 from aiops.proxy import Destination, Proxied
 
 
@@ -60,6 +68,7 @@ class Kind(Generic[ConfigT, ChannelT]):
     many: bool = False
     approvers: str | None = None
     routes: tuple[str, ...] = ()
+    methods: tuple[str, ...] = ("POST",)  # what its routes answer (WeCom checks the URL with a GET)
     inbound: Callable[[ConfigT, ChannelT, Deciders], Inbound | None] | None = None
 
 
@@ -81,8 +90,28 @@ KINDS: tuple[Kind[Any, Any], ...] = (
         approvers="DingTalk staff ids",
         inbound=dingtalk_inbound,
     ),
+    Kind(
+        "wecom",
+        WeComConfig,
+        WeComChannel,
+        WECOM,
+        approvers="WeCom userids",
+        routes=(wecom.ROUTE,),
+        methods=("GET", "POST"),
+        inbound=wecom.inbound,
+    ),
+    Kind(
+        "discord",
+        DiscordConfig,
+        DiscordChannel,
+        DISCORD,
+        approvers="Discord user ids",
+        routes=(discord.ROUTE,),
+        inbound=discord.inbound,
+    ),
     Kind("feishu_webhook", FeishuWebhookConfig, FeishuWebhookChannel, FEISHU_ROBOT, many=True),
     Kind("dingtalk_webhook", DingTalkWebhookConfig, DingTalkWebhookChannel, DINGTALK_ROBOT, many=True),
+    Kind("wecom_webhook", WeComWebhookConfig, WeComWebhookChannel, WECOM_ROBOT, many=True),
 )
 
 # Who else decides, besides the people clicking in a chat: the web approval page's users and local CLI users.

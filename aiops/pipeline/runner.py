@@ -559,19 +559,30 @@ class Pipeline:
         self, incident: Incident, action: dict[str, Any], key: str, escalate: bool = False
     ) -> None:
         """Edit the incident's card so that it shows the action's outcome next to the diagnosis."""
+        card = await self._card(incident, action["delivery_id"], escalate)
+        if card is not None:
+            await notify(self._engine, self.stages.channels, card, f"{key}-card", self._metrics)
+
+    async def card(self, incident_id: int, delivery_id: int) -> Announcement | None:
+        """The incident's card as it now stands, showing the proposals of one of its deliveries: what a click
+        on that card is answered with (None when the incident or its triage is gone)."""
+        async with self._engine.connect() as conn:
+            incident = await incidents.get(conn, incident_id)
+        return None if incident is None else await self._card(incident, delivery_id)
+
+    async def _card(
+        self, incident: Incident, delivery_id: int, escalate: bool = False
+    ) -> Announcement | None:
         async with self._engine.connect() as conn:
             triage = await incidents.latest_triage(conn, incident.id)
-            proposals = await verifications.attach(
-                conn, await actions.of_delivery(conn, action["delivery_id"])
-            )
+            proposals = await verifications.attach(conn, await actions.of_delivery(conn, delivery_id))
         if triage is None:
-            return
+            return None
         links = await self.stages.approvals.links(self._base_url, proposals) if self.stages.approvals else {}
         purpose: Purpose = "resolved" if incident.status == "resolved" else "updated"
-        card = await self._announcement(
+        return await self._announcement(
             purpose, incident, triage, escalate, proposals=proposals, approval_links=links, refresh=True
         )
-        await notify(self._engine, self.stages.channels, card, f"{key}-card", self._metrics)
 
     async def _announcement(
         self,

@@ -15,6 +15,7 @@ import asyncio
 import hmac
 import shlex
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
@@ -23,7 +24,6 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from aiops.actions.approvals import Actor, Decision
 from aiops.actions.links import (
     PATH,
     BadToken,
@@ -34,6 +34,7 @@ from aiops.actions.links import (
     signing_key,
 )
 from aiops.actions.policy import RemediationConfig
+from aiops.channels.decisions import Choice, Decided, Press
 from aiops.passwords import verify_password
 from aiops.service import Services
 from aiops.store import actions
@@ -59,7 +60,15 @@ _NOTHING: dict[str, Any] = {
     "proof": None,
 }
 # How each outcome answers over HTTP; the page says the rest.
-_STATUS = {"approved": 200, "rejected": 200, "already": 200, "refused": 409, "expired": 409, "moot": 409}
+_STATUS = {
+    "approved": 200,
+    "rejected": 200,
+    "already": 200,
+    "refused": 409,
+    "changed": 409,
+    "expired": 409,
+    "moot": 409,
+}
 
 
 def routes() -> list[Route]:
@@ -94,13 +103,9 @@ async def decide(request: Request) -> Response:
     choice = form.get("decision")
     if choice not in ("approve", "reject"):
         return _message(request, "approval_no_choice", 400)
-    decision = await visit.services.approvals.decide(
-        visit.claims.proposal_id,
-        choice == "approve",
-        Actor(CHANNEL, visit.user),
-        expected_hash=visit.claims.argv_hash,
-    )
-    return _result(request, visit.user, decision)
+    chosen: Choice = "approve" if choice == "approve" else "reject"
+    press = Press(CHANNEL, visit.user, chosen, visit.claims.proposal_id, visit.claims.argv_hash)
+    return _result(request, visit.user, await visit.services.decisions.decide(press, card=False))
 
 
 @dataclass(frozen=True)
@@ -161,14 +166,14 @@ def _blocked(config: RemediationConfig, item: dict[str, Any], claims: TokenClaim
     return None
 
 
-def _view(item: dict[str, Any]) -> dict[str, Any]:
+def _view(item: Mapping[str, Any]) -> dict[str, Any]:
     """The proposal as the page shows it: the command line quoted as a shell would need it, minutes left."""
     expires = item["expires_at"]
     left = None if expires is None else max(0, int((expires.timestamp() - time.time()) // 60))
     return {**item, "command": shlex.join(item["argv"]), "minutes_left": left}
 
 
-def _result(request: Request, user: str, decision: Decision) -> Response:
+def _result(request: Request, user: str, decision: Decided) -> Response:
     item = _view(decision.proposal) if decision.proposal is not None else None
     return _html(
         request, {"user": user, "item": item, "decision": decision}, _STATUS.get(decision.outcome, 404)

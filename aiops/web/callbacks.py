@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from aiops.channels.inbound import Inbound
+from aiops.channels.inbound import Inbound, Received
 from aiops.channels.registry import KINDS, Kind
 from aiops.service import Services
 from aiops.web.responses import error
@@ -41,9 +41,10 @@ def _route(kind: Kind[Any, Any], path: str, inbound_for: InboundFor) -> Route:
         body = await _body(request)
         if body is None:
             return error(413, f"a callback is at most {MAX_BODY} bytes")
-        return await inbound.receive(path, body, request.headers)
+        query = dict(request.query_params)
+        return await inbound.receive(Received(request.method, path, query, request.headers, body))
 
-    return Route(path, endpoint, methods=["POST"], name=f"{kind.key}_callback")
+    return Route(path, endpoint, methods=list(kind.methods), name=f"{kind.key}_callback")
 
 
 async def _body(request: Request) -> bytes | None:

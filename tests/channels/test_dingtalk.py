@@ -365,7 +365,7 @@ async def connected(
     fake: FakeDingTalk, services: Services, **changes: Any
 ) -> tuple[DingTalkChannel, DingTalkCallbacks]:
     dingtalk = DingTalkChannel(config(fake, **changes), services.templates, services.http)
-    callbacks = DingTalkCallbacks(dingtalk, services.approvals, services.engine)
+    callbacks = DingTalkCallbacks(dingtalk, services.decisions)
     callbacks.start()
     assert await asyncio.to_thread(fake.connected.wait, 10), "the SDK did not connect to the fake gateway"
     return dingtalk, callbacks
@@ -407,7 +407,7 @@ async def test_an_approvers_click_approves_and_the_card_shows_it(
     assert after["state"] == "approved" and after["pending"] == "false" and shown["actions_open"] == "false"
     assert "approved by staff-1" in shown["last_action"]
     assert shown["summary"], "the update by key left the rest of the card as it was"
-    assert SECRET not in caplog.text and "proposal 1 clicked by staff-1" in caplog.text
+    assert SECRET not in caplog.text and "dingtalk press by staff-1 on proposal 1: approved" in caplog.text
 
 
 async def test_a_click_from_anyone_else_changes_nothing(
@@ -481,7 +481,7 @@ async def test_stop_ends_the_stream_thread_while_the_gateway_is_unreachable(
         dingtalk = DingTalkChannel(
             config(fake, gateway="http://127.0.0.1:9"), services.templates, services.http
         )
-        callbacks = DingTalkCallbacks(dingtalk, services.approvals, services.engine)
+        callbacks = DingTalkCallbacks(dingtalk, services.decisions)
         callbacks.start()
         await asyncio.sleep(0.3)  # the SDK has failed to open the connection and sleeps before the next try
         await asyncio.wait_for(callbacks.stop(), 10)
@@ -554,7 +554,7 @@ async def test_a_stream_proxy_that_is_down_is_logged_naming_the_setting(
     down = f"socks5h://aiops:proxy-Zr41pQx8@127.0.0.1:{free_port()}"
     async with app_for(remediation=APPROVERS, server=EN) as (_, services):
         dingtalk = DingTalkChannel(config(fake, proxy=down), services.templates, services.http)
-        callbacks = DingTalkCallbacks(dingtalk, services.approvals, services.engine)
+        callbacks = DingTalkCallbacks(dingtalk, services.decisions)
         callbacks.start()
         for _ in range(100):
             if "could not be opened" in caplog.text:

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aiops.actions import guardrails
-from aiops.channels.feishu.inbound import clicks
+from aiops.channels.feishu.card import Cards
 from tests.channels.test_dingtalk import click as dingtalk_click
 from tests.channels.test_dingtalk import connected, notice
 from tests.channels.test_dingtalk import propose as dingtalk_propose
@@ -50,6 +50,12 @@ def feishu() -> Iterator[FakeFeishu]:
         fake.stop()
 
 
+async def current_card(services: Any, item: dict[str, Any]) -> str | None:
+    """The Feishu card of `item`'s incident as a click on it is answered with."""
+    announcement = await services.pipeline.card(item["incident_id"], item["delivery_id"])
+    return None if announcement is None else Cards(services.templates).announcement(announcement)
+
+
 def pause_buttons(card: dict[str, Any]) -> list[dict[str, Any]]:
     found = []
     for element in card["body"]["elements"]:
@@ -65,7 +71,7 @@ async def test_an_approvers_pause_click_on_a_feishu_card_pauses(
     sender = FeishuCallbacks(TOKEN, ENCRYPT_KEY)
     async with app_for(remediation=AUTO, server=EN) as (client, services):
         item = await propose(client, services)
-        card = await clicks(services.deciders).current_card(item)
+        card = await current_card(services, item)
         assert card is not None
         [button] = pause_buttons(json.loads(card))
         value = button["behaviors"][0]["value"]
@@ -87,7 +93,7 @@ async def test_an_approvers_pause_click_on_a_feishu_card_pauses(
 async def test_a_feishu_card_has_no_pause_button_unless_mode_is_auto(app_for: Callable[..., Any]) -> None:
     async with app_for(remediation={"approvers": {"feishu": ["ou_alice"]}}) as (client, services):
         item = await propose(client, services)
-        card = await clicks(services.deciders).current_card(item)
+        card = await current_card(services, item)
     assert card is not None and pause_buttons(json.loads(card)) == []
 
 

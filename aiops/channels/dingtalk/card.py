@@ -14,6 +14,7 @@ from typing import Any, cast
 from jinja2 import Environment
 
 from aiops.channels import Announcement, Digest, digest_title
+from aiops.channels.decisions import HASH_PREFIX
 from aiops.channels.dingtalk.markdown import md, mdtext
 from aiops.channels.fitting import LINK_KEYS, Cut, dumps, fit
 from aiops.models import Text
@@ -21,7 +22,6 @@ from aiops.models import Text
 # Bytes of a message body. DingTalk does not document a limit for card data; the service keeps every chat message
 # under 20 KB, which DingTalk's robots also impose.
 MAX_BODY = 20_000
-HASH_PREFIX = 16  # hex digits of a proposal's argv hash carried by its buttons
 # CommonMark's backslash escapes, for text that must show as text in the card's markdown blocks.
 _TRUE, _FALSE = "true", "false"
 

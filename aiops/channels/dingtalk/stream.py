@@ -22,29 +22,24 @@ from urllib.parse import quote_plus
 import dingtalk_stream  # type: ignore[import-untyped]  # dingtalk-stream ships no type hints
 import httpx
 import websockets
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from aiops.actions import guardrails
-from aiops.actions.approvals import Actor, Approvals, Decision
 from aiops.channels import ChannelError
+from aiops.channels.decisions import HASH_PREFIX, Choice, Decided, Decisions, Press
 from aiops.channels.dingtalk import DingTalkChannel
-from aiops.channels.dingtalk.card import HASH_PREFIX
 from aiops.channels.dingtalk.config import DingTalkConfig
 from aiops.channels.inbound import Deciders
 from aiops.channels.listener import ListenerThread
 from aiops.models import Text
 from aiops.proxy import ProxyUrl, through
-from aiops.store import actions
 
 log = logging.getLogger("aiops.channels.dingtalk")
 OPEN_CONNECTION = "/v1.0/gateway/connections/open"
 PROXY_SETTING = "channels.dingtalk.proxy"
 RECONNECT = 10.0  # seconds before the next try after the connection failed, as the SDK waits
 CARD_CALLBACK = "/v1.0/card/instances/callback"  # dingtalk_stream.Card_Callback_Router_Topic
+DINGTALK = "dingtalk"
 _DECISIONS = {"approve": True, "reject": False}
 PAUSE = "pause"  # the decision of the card template's Pause button
-# Outcomes after which the card shows the proposals' new states; a refusal or an unknown proposal changes nothing.
-_EDITS = frozenset({"approved", "rejected", "already", "expired", "moot"})
 # Seconds a click may take on the service's loop before the callback is answered without a notice (the decision
 # still completes). DingTalk's own deadline for the answer is not documented.
 _ANSWER_WITHIN = 5.0
@@ -117,12 +112,11 @@ class DingTalkCallbacks(ListenerThread):
     """The Stream connection of one DingTalk channel: `start()` from the service's loop, `await stop()` on
     shutdown. A click from an approver allow-listed in `remediation.approvers.dingtalk` decides the proposal."""
 
-    def __init__(self, channel: DingTalkChannel, approvals: Approvals, engine: AsyncEngine) -> None:
+    def __init__(self, channel: DingTalkChannel, decisions: Decisions) -> None:
         super().__init__(f"dingtalk-{channel.config.name}", channel.config.timeout + 5.0)
         self._channel = channel
         self._config = channel.config
-        self._approvals = approvals
-        self._engine = engine
+        self._decisions = decisions
         self._stop_serving: asyncio.Event | None = None
         # The SDK logs the gateway's answer, ticket included, at INFO and every ping from the gateway as a warning
         # ("unknown message topic"); only its errors are kept.
@@ -142,45 +136,20 @@ class DingTalkCallbacks(ListenerThread):
             log.warning("dingtalk %s: a card callback that is not a click on a proposal", self._config.name)
             return self._answer(data.get("userId"), "bad_click")
         if isinstance(click, PauseClick):
-            return await self._pause(click)
-        hashed = await self._argv_hash(click)
-        if hashed is None or not hashed.startswith(click.hash_prefix):
-            return self._answer(click.user, "not_found" if hashed is None else "changed")
-        actor = Actor("dingtalk", click.user)
-        decision = await self._approvals.decide(click.proposal_id, click.approve, actor, expected_hash=hashed)
-        name, proposal_id = self._config.name, click.proposal_id
-        log.info(
-            "dingtalk %s: proposal %d clicked by %s: %s", name, proposal_id, click.user, decision.message
-        )
-        if decision.proposal is not None and decision.outcome in _EDITS:
-            await self._edit(click, decision, decision.proposal)
-        return self._answer(click.user, decision.outcome, decision.message)
+            press = Press(DINGTALK, click.user, "pause", incident_id=click.incident_id)
+        else:
+            choice: Choice = "approve" if click.approve else "reject"
+            press = Press(DINGTALK, click.user, choice, click.proposal_id, click.hash_prefix)
+        decided = await self._decisions.decide(press)
+        if isinstance(click, Click) and decided.proposal is not None and decided.announcement is not None:
+            await self._edit(click, decided, decided.proposal)
+        return self._answer(click.user, decided.outcome, decided.message)
 
-    async def _pause(self, click: PauseClick) -> dict[str, Any]:
-        """The Pause button: automatic remediation paused, for an allow-listed approver only."""
-        config = self._approvals.config
-        switched = await guardrails.switch(self._engine, config, True, "dingtalk", click.user)
-        log.info(
-            "dingtalk %s: Pause clicked by %s on incident %d: %s",
-            self._config.name,
-            click.user,
-            click.incident_id,
-            switched.outcome,
-        )
-        return self._answer(click.user, switched.outcome, switched.message)
-
-    async def _argv_hash(self, click: Click) -> str | None:
-        """The whole argv hash of the proposal clicked (None when there is no such proposal): the decision is
-        bound to it once the card's prefix of it matches."""
-        async with self._engine.connect() as conn:
-            item = await actions.proposal(conn, click.proposal_id)
-        return None if item is None else str(item["argv_hash"])
-
-    async def _edit(self, click: Click, decision: Decision, proposal: Mapping[str, Any]) -> None:
+    async def _edit(self, click: Click, decided: Decided, proposal: Mapping[str, Any]) -> None:
         """Show the decision on the card it was taken on, with every proposal of that announcement."""
-        async with self._engine.connect() as conn:
-            shown = await actions.of_delivery(conn, int(proposal["delivery_id"]))
-        body = self._channel.render_decision(decision.outcome, proposal, shown, click.user)
+        assert decided.announcement is not None
+        shown = decided.announcement.proposals
+        body = self._channel.render_decision(decided.outcome, proposal, shown, click.user)
         try:
             await self._channel.update(click.out_track_id, body)
         except ChannelError as error:
@@ -346,4 +315,4 @@ async def _cancel(task: asyncio.Task[Any]) -> None:
 
 def inbound(config: DingTalkConfig, channel: DingTalkChannel, deciders: Deciders) -> DingTalkCallbacks | None:
     """The Stream connection clicks arrive on, when `callbacks` is on."""
-    return DingTalkCallbacks(channel, deciders.approvals, deciders.engine) if config.callbacks else None
+    return DingTalkCallbacks(channel, deciders.decisions) if config.callbacks else None

@@ -19,14 +19,14 @@ import json
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import httpx
 from jinja2 import Environment
 from pydantic import ConfigDict, Field, SecretStr, field_validator
 
-from aiops.channels import Announcement, Digest, RateLimit, digest_title
+from aiops.channels import Announcement, Capabilities, Digest, RateLimit, digest_title
+from aiops.channels.decisions import HASH_PREFIX, Button
 from aiops.channels.discord import markdown
 from aiops.channels.discord.api import (
     API,
@@ -44,17 +44,15 @@ from aiops.channels.discord.api import (
 from aiops.channels.fitting import Cut
 from aiops.channels.robot import CUTS, LAST_RESORT
 from aiops.channels.routing import Routing
-from aiops.proxy import Proxied
+from aiops.proxy import Destination, Proxied, destination
 from aiops.units import HttpUrl, Seconds
 
-HASH_PREFIX = 16  # hex digits of a proposal's argv hash carried by its buttons
 DESCRIPTION = EMBED_LIMITS["description"]
 TITLE = EMBED_LIMITS["title"]
 _SNOWFLAKE = re.compile(r"[0-9]{15,21}")
 _COLOURS = {"critical": 0xE03E3E, "error": 0xE03E3E, "warning": 0xF2A33A, "info": 0x3A8DF2}
 _ACTION_COLOURS = {"succeeded": 0x3BA55C, "failed": 0xE03E3E, "unknown": 0xE03E3E}
 _GREEN, _GREY = 0x3BA55C, 0x99AAB5
-Choice = Literal["approve", "reject", "pause"]
 
 
 class DiscordConfig(Routing, Proxied):
@@ -78,31 +76,13 @@ class DiscordConfig(Routing, Proxied):
             raise ValueError("must be the token alone, without the 'Bot ' prefix")
         return token
 
+    def destinations(self, where: str) -> list[Destination]:
+        return destination(where, self, self.api)
 
-@dataclass(frozen=True)
-class ButtonId:
-    """What a button asks for, as its custom_id: "aiops:approve:42:<hash>" or "aiops:pause:7"."""
 
-    choice: Choice
-    proposal_id: int | None = None
-    argv_hash: str | None = None
-    incident_id: int | None = None
-
-    def text(self) -> str:
-        if self.choice == "pause":
-            return f"aiops:pause:{self.incident_id}"
-        return f"aiops:{self.choice}:{self.proposal_id}:{self.argv_hash}"
-
-    @classmethod
-    def parse(cls, custom_id: str) -> ButtonId | None:
-        parts = custom_id.split(":")
-        if len(parts) < 3 or parts[0] != "aiops" or not parts[2].isdecimal():
-            return None
-        if parts[1] == "pause" and len(parts) == 3:
-            return cls("pause", incident_id=int(parts[2]))
-        if parts[1] in ("approve", "reject") and len(parts) == 4 and re.fullmatch(r"[0-9a-f]{16}", parts[3]):
-            return cls(cast(Choice, parts[1]), proposal_id=int(parts[2]), argv_hash=parts[3])
-        return None
+CAPABILITIES = Capabilities(
+    edits=True, buttons="callbacks", max_bytes=None, limits=RateLimit(per_minute=60, per_second=1)
+)
 
 
 class DiscordChannel:
@@ -112,7 +92,7 @@ class DiscordChannel:
     # Discord documents 50 requests a second per bot and per-route buckets learnt from its headers, which
     # `DiscordRest` follows. Creating messages in one channel is reported (by third parties, not in Discord's docs)
     # to allow 5 in 5 s; the outbox stays under that, and folds a storm into digests past 60 a minute.
-    limits = RateLimit(per_minute=60, per_second=1)
+    limits = CAPABILITIES.limits
     immediate = False
 
     def __init__(
@@ -179,7 +159,7 @@ class DiscordChannel:
         pending = [p for p in announcement.proposals if p["state"] == "pending"]
         rows = [self._decision_row(p, announcement.approval_links) for p in pending[: ROWS_LIMIT - pause]]
         if pause:
-            pause_id = ButtonId("pause", incident_id=announcement.incident.id).text()
+            pause_id = Button("pause", incident_id=announcement.incident.id).text()
             rows.append(row(button(self._t("pause_button"), style=SECONDARY, custom=pause_id)))
         return rows
 
@@ -191,12 +171,12 @@ class DiscordChannel:
             button(
                 f"{self._t('feishu_approve')} {label}"[:80],
                 style=SUCCESS,
-                custom=ButtonId("approve", number, digest).text(),
+                custom=Button("approve", number, digest).text(),
             ),
             button(
                 f"{self._t('feishu_reject')} {label}"[:80],
                 style=DANGER,
-                custom=ButtonId("reject", number, digest).text(),
+                custom=Button("reject", number, digest).text(),
             ),
         ]
         if links.get(number):

@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from aiops.channels.discord.channel import ButtonId, Choice, DiscordChannel
+from aiops.channels.decisions import Button, Press
+from aiops.channels.discord.channel import DiscordChannel
 from aiops.channels.discord.interactions import (
     MESSAGE_COMPONENT,
     PING,
@@ -25,20 +26,18 @@ from aiops.channels.discord.interactions import (
     pong,
 )
 
+DISCORD = "discord"
+
 
 @dataclass(frozen=True)
 class DiscordClick:
-    """An approver's press of a message's button, for the decision path."""
+    """An approver's press of a message's button (`press`, for the decision path), and the interaction's `token`,
+    which edits that message for 15 minutes (`DiscordChannel.edit_clicked`)."""
 
-    channel: str  # the channel's name
-    user_id: str  # the clicker's Discord user id, checked against the approvers by the decision path
-    choice: Choice
-    proposal_id: int | None  # approve / reject
-    argv_hash: str | None  # the start of the argv hash of the command the message showed
-    incident_id: int | None  # pause
+    press: Press
     message_id: str
     interaction_id: str
-    token: str  # edits the message for 15 minutes (`DiscordChannel.edit_clicked`)
+    token: str
 
 
 @dataclass(frozen=True)
@@ -67,20 +66,9 @@ class DiscordClicks:
             return InteractionAnswer(200, pong())
         if interaction.application_id != self._channel.config.application_id:
             return InteractionAnswer(400, error="the interaction is for another application")
-        button = (
-            ButtonId.parse(interaction.custom_id or "") if interaction.type == MESSAGE_COMPONENT else None
-        )
+        button = Button.parse(interaction.custom_id or "") if interaction.type == MESSAGE_COMPONENT else None
         if button is None or interaction.user_id is None or interaction.message_id is None:
             return InteractionAnswer(400, error="not a press of a button this service made")
-        click = DiscordClick(
-            self._channel.name,
-            interaction.user_id,
-            button.choice,
-            button.proposal_id,
-            button.argv_hash,
-            button.incident_id,
-            interaction.message_id,
-            interaction.id,
-            interaction.token,
-        )
+        press = button.press(DISCORD, interaction.user_id)
+        click = DiscordClick(press, interaction.message_id, interaction.id, interaction.token)
         return InteractionAnswer(200, deferred_update(), click)

@@ -20,11 +20,11 @@ from typing import Any
 from jinja2 import Environment
 
 from aiops.channels import Announcement, Digest
+from aiops.channels.decisions import HASH_PREFIX
 from aiops.channels.feishu.markdown import md, mdtext
 from aiops.channels.fitting import Cut, dumps, fit, shorten, size
 
 MAX_BYTES = 30_000  # Feishu refuses cards over 30 KB; kept a little under, whichever K Feishu means
-HASH_PREFIX = 16  # hex digits of a proposal's argv hash carried by its buttons
 PAUSE = "pause"  # the decision a Pause button sends
 BUTTON_TEXT = 100  # characters Feishu allows on a button
 TITLE = 200  # characters kept of a header title

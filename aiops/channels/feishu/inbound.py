@@ -7,7 +7,6 @@ A request that does not prove it came from Feishu is answered 401 and nothing in
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 
 from starlette.responses import JSONResponse, Response
 
@@ -15,7 +14,7 @@ from aiops.channels.feishu import FeishuChannel, FeishuConfig
 from aiops.channels.feishu import callback as feishu_callback
 from aiops.channels.feishu.clicks import FeishuClicks
 from aiops.channels.feishu.longconn import LongConnection
-from aiops.channels.inbound import Deciders
+from aiops.channels.inbound import Deciders, Received
 from aiops.web.responses import error
 
 log = logging.getLogger("aiops.channels.feishu")
@@ -23,16 +22,8 @@ ROUTE = "/callbacks/feishu"
 
 
 def clicks(deciders: Deciders) -> FeishuClicks:
-    """What answers Feishu clicks, over the running service's store and approvals."""
-    approvers = deciders.approvals.config.approvers
-    return FeishuClicks(
-        deciders.engine,
-        deciders.approvals,
-        approvers,
-        deciders.templates,
-        deciders.base_url,
-        deciders.grafana,
-    )
+    """What answers Feishu clicks, through the running service's decision path."""
+    return FeishuClicks(deciders.decisions, deciders.templates)
 
 
 class FeishuInbound:
@@ -53,10 +44,10 @@ class FeishuInbound:
         if self._connection is not None:
             await self._connection.stop()
 
-    async def receive(self, path: str, body: bytes, headers: Mapping[str, str]) -> Response:
+    async def receive(self, request: Received) -> Response:
         """One Feishu callback: URL verification, or a card button click."""
         try:
-            payload = feishu_callback.open_request(self._config, body, headers)
+            payload = feishu_callback.open_request(self._config, request.body, request.headers)
         except feishu_callback.Refused as refused:
             log.warning("refused a Feishu callback: %s", refused)
             return error(401, str(refused))

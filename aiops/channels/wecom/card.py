@@ -17,48 +17,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 from jinja2 import Environment
 
 from aiops.channels import Announcement, Digest, digest_title
-from aiops.channels.wecom.api import BUTTONS_LIMIT, Button
+from aiops.channels.decisions import HASH_PREFIX, Button
+from aiops.channels.wecom.api import BUTTONS_LIMIT
+from aiops.channels.wecom.api import Button as CardButton
 
-HASH_PREFIX = 16  # hex digits of a proposal's argv hash carried by its buttons
 TITLE, DESC, SUBTITLE, KEYNAME, VALUE = 36, 44, 112, 5, 26  # characters WeCom recommends for each field
 ROWS = 6  # horizontal_content_list items
-Choice = Literal["approve", "reject", "pause"]
 _STYLES = {"approve": 1, "reject": 3, "pause": 4, "link": 2}  # WeCom's button colours
-
-
-@dataclass(frozen=True)
-class ButtonKey:
-    """What a card's button asks for: a decision on a proposal (bound to its command) or a pause of an incident's
-    automatic remediation."""
-
-    choice: Choice
-    proposal_id: int | None = None
-    argv_hash: str | None = None
-    incident_id: int | None = None
-
-    def text(self) -> str:
-        if self.choice == "pause":
-            return f"pause:{self.incident_id}"
-        return f"{self.choice}:{self.proposal_id}:{self.argv_hash}"
-
-    @classmethod
-    def parse(cls, key: str) -> ButtonKey | None:
-        """The key a button was given, or None for keys this module did not make."""
-        choice, _, rest = key.partition(":")
-        number, _, digest = rest.partition(":")
-        if not number.isdecimal():
-            return None
-        if choice == "pause" and not digest:
-            return cls("pause", incident_id=int(number))
-        if choice in ("approve", "reject") and len(digest) == HASH_PREFIX and _hex(digest):
-            return cls(cast(Choice, choice), proposal_id=int(number), argv_hash=digest)
-        return None
 
 
 def clip(text: str, limit: int) -> str:
@@ -79,8 +49,8 @@ class Cards:
         room = (BUTTONS_LIMIT - (announcement.pause_url is not None)) // 2
         buttons = [b for p in proposals[:room] for b in self._decision_buttons(p)]
         if announcement.pause_url is not None and announcement.proposals:
-            pause = ButtonKey("pause", incident_id=announcement.incident.id)
-            buttons.append(Button(self._t("pause_button"), pause.text(), _STYLES["pause"]))
+            pause = Button("pause", incident_id=announcement.incident.id)
+            buttons.append(CardButton(self._t("pause_button"), pause.text(), _STYLES["pause"]))
         rows = [self._row(p, announcement.approval_links.get(p["id"])) for p in proposals[: ROWS - 1]]
         rows.append(_link_row(self._t("incident"), f"#{announcement.incident.id}", announcement.incident_url))
         return _dumps(
@@ -98,7 +68,7 @@ class Cards:
         counts = [f"{n} × {name} [{severity}]" for name, severity, n in digest.counts()]
         rows = [_link_row(f"#{e.incident_id}", e.title, e.url) for e in digest.entries[:ROWS]]
         link = f"{digest.base_url}/"
-        button = Button(self._t("robot_all_incidents"), "all", _STYLES["link"], url=link)
+        button = CardButton(self._t("robot_all_incidents"), "all", _STYLES["link"], url=link)
         title = digest_title(self._t, digest)
         return _dumps(self._card(title, "", "\n".join(counts), rows, [button], link))
 
@@ -108,7 +78,7 @@ class Cards:
         desc: str,
         summary: str,
         rows: list[dict[str, Any]],
-        buttons: Sequence[Button],
+        buttons: Sequence[CardButton],
         url: str,
     ) -> dict[str, Any]:
         return {
@@ -120,15 +90,15 @@ class Cards:
             "button_list": [button.json() for button in buttons],
         }
 
-    def _decision_buttons(self, proposal: Mapping[str, Any]) -> list[Button]:
+    def _decision_buttons(self, proposal: Mapping[str, Any]) -> list[CardButton]:
         digest = str(proposal["argv_hash"])[:HASH_PREFIX]
-        approve = ButtonKey("approve", proposal["id"], digest)
-        reject = ButtonKey("reject", proposal["id"], digest)
+        approve = Button("approve", proposal["id"], digest)
+        reject = Button("reject", proposal["id"], digest)
         return [
-            Button(
+            CardButton(
                 clip(f"{self._t('feishu_approve')} #{proposal['id']}", 20), approve.text(), _STYLES["approve"]
             ),
-            Button(
+            CardButton(
                 clip(f"{self._t('feishu_reject')} #{proposal['id']}", 20), reject.text(), _STYLES["reject"]
             ),
         ]
@@ -139,8 +109,8 @@ class Cards:
             return _link_row(f"#{proposal['id']}", value, link)
         return {"keyname": clip(f"#{proposal['id']}", KEYNAME), "value": clip(value, VALUE)}
 
-    def _incident_button(self, url: str) -> Button:
-        return Button(self._t("robot_open_incident"), "incident", _STYLES["link"], url=url)
+    def _incident_button(self, url: str) -> CardButton:
+        return CardButton(self._t("robot_open_incident"), "incident", _STYLES["link"], url=url)
 
     def _text(self, name: str, **context: Any) -> str:
         return self._templates.get_template(f"wecom/{name}").render(**context).strip()
@@ -153,7 +123,3 @@ def _link_row(keyname: str, value: str, url: str) -> dict[str, Any]:
 
 def _dumps(card: dict[str, Any]) -> str:
     return json.dumps(card, ensure_ascii=False, separators=(",", ":"))
-
-
-def _hex(text: str) -> bool:
-    return all(char in "0123456789abcdef" for char in text)

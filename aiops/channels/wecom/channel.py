@@ -31,7 +31,7 @@ import httpx
 from jinja2 import Environment
 from pydantic import ConfigDict, Field, SecretStr, field_validator
 
-from aiops.channels import Announcement, ChannelError, Digest, RateLimit
+from aiops.channels import Announcement, Capabilities, ChannelError, Digest, RateLimit
 from aiops.channels.routing import Routing
 from aiops.channels.wecom.api import (
     BASE_URL,
@@ -43,7 +43,7 @@ from aiops.channels.wecom.api import (
 )
 from aiops.channels.wecom.card import Cards
 from aiops.channels.wecom.crypto import MsgCrypt
-from aiops.proxy import Proxied
+from aiops.proxy import Destination, Proxied, destination
 from aiops.units import HttpUrl, Seconds
 
 
@@ -76,13 +76,19 @@ class WeComConfig(Routing, Proxied):
     def accepts_callbacks(self) -> bool:
         return self.callback_token is not None and self.encoding_aes_key is not None
 
+    def destinations(self, where: str) -> list[Destination]:
+        return destination(where, self, self.base_url)
+
+
+# WeCom drops, silently, what passes 30 messages a minute to one member: every card goes to all of `touser`.
+CAPABILITIES = Capabilities(edits=True, buttons="callbacks", max_bytes=None, limits=RateLimit(per_minute=30))
+
 
 class WeComChannel:
     """The `Channel` for one WeCom self-built app. A message's body is the JSON of its card, without task_id; its
     handle is the card's task_id."""
 
-    # WeCom drops, silently, what passes 30 messages a minute to one member: every card goes to all of `touser`.
-    limits = RateLimit(per_minute=30)
+    limits = CAPABILITIES.limits
     immediate = False
 
     def __init__(

@@ -13,27 +13,21 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from aiops.channels.wecom.api import ResponseCode
+from aiops.channels.decisions import Button, Press
 from aiops.channels.wecom.callback import receive, verify_url
-from aiops.channels.wecom.card import ButtonKey, Choice
 from aiops.channels.wecom.channel import WeComChannel
 from aiops.channels.wecom.crypto import CallbackError
 
+WECOM = "wecom"
 _REMEMBERED = 1000  # dedup keys kept: far more than three retries of the clicks of a few minutes
 
 
 @dataclass(frozen=True)
 class WeComClick:
-    """An approver's press of a card's button, for the decision path."""
+    """An approver's press of a card's button (`press`, for the decision path), on the card `task_id`."""
 
-    channel: str  # the channel's name
-    user_id: str  # the clicker's WeCom userid, checked against the approvers by the decision path
-    choice: Choice
-    proposal_id: int | None  # approve / reject
-    argv_hash: str | None  # the start of the argv hash of the command the card showed
-    incident_id: int | None  # pause
-    task_id: str
-    response_code: ResponseCode  # single use, 72 h: already kept by the channel for the card's next update
+    press: Press
+    task_id: str  # the card's response code for its next update is already kept by the channel
 
 
 @dataclass(frozen=True)
@@ -72,17 +66,7 @@ class WeComClicks:
             return CallbackAnswer(200)
         self._seen.append(card.dedup_key)
         self._channel.keep_response_code(card.task_id, card.response_code)
-        key = ButtonKey.parse(card.key)
-        if key is None:
+        button = Button.parse(card.key)
+        if button is None:
             return CallbackAnswer(200)  # a button this service did not make
-        click = WeComClick(
-            self._channel.name,
-            card.user_id,
-            key.choice,
-            key.proposal_id,
-            key.argv_hash,
-            key.incident_id,
-            card.task_id,
-            card.response_code,
-        )
-        return CallbackAnswer(200, click=click)
+        return CallbackAnswer(200, click=WeComClick(button.press(WECOM, card.user_id), card.task_id))

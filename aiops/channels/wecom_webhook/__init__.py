@@ -26,14 +26,14 @@ import httpx
 from jinja2 import Environment
 from pydantic import ConfigDict, Field, SecretStr, field_validator
 
-from aiops.channels import Announcement, Digest, RateLimit, digest_title
+from aiops.channels import Announcement, Capabilities, Digest, RateLimit, digest_title
 from aiops.channels.fitting import Cut, line
 from aiops.channels.robot import CUTS, LAST_RESORT, Robot
 from aiops.channels.routing import Routing
 from aiops.channels.wecom import markdown
 from aiops.channels.wecom.api import BASE_URL
 from aiops.channels.wecom.robot import MARKDOWN_LIMIT, PER_MINUTE, Pacer, markdown_message, send
-from aiops.proxy import Proxied
+from aiops.proxy import Destination, Proxied, destination
 from aiops.units import HttpUrl, Seconds
 
 _USER_ID = re.compile(r"[A-Za-z0-9_.@-]{1,64}")  # a WeCom userid, or "@all"
@@ -61,11 +61,19 @@ class WeComWebhookConfig(Routing, Proxied):
             )
         return key
 
+    def destinations(self, where: str) -> list[Destination]:
+        return destination(where, self, self.base_url)
+
+
+CAPABILITIES = Capabilities(
+    edits=False, buttons="links", max_bytes=MARKDOWN_LIMIT, limits=RateLimit(per_minute=PER_MINUTE)
+)
+
 
 class WeComWebhookChannel(Robot[WeComWebhookConfig]):
     """Posts markdown messages to one WeCom group through its robot."""
 
-    limits = RateLimit(per_minute=PER_MINUTE)
+    limits = CAPABILITIES.limits
 
     def __init__(
         self,

@@ -13,8 +13,9 @@ import pytest
 from pydantic import ValidationError
 
 from aiops.channels import Announcement, ChannelError
+from aiops.channels.decisions import HASH_PREFIX, Button
 from aiops.channels.discord.api import check_message
-from aiops.channels.discord.channel import HASH_PREFIX, ButtonId, DiscordChannel, DiscordConfig
+from aiops.channels.discord.channel import DiscordChannel, DiscordConfig
 from aiops.channels.discord.clicks import DiscordClicks
 from aiops.channels.discord.interactions import Verifier
 from aiops.store.actions import argv_hash
@@ -118,8 +119,8 @@ def test_buttons_name_the_proposal_and_its_command_and_pause_the_incident(
     assert links == [f"{APPROVAL}tok-eleven", f"{APPROVAL}tok-twelve"]
     paused = json.loads(channel.render(dataclasses.replace(a, pause_url=PAUSE)))
     assert custom_ids(paused)[-1] == "aiops:pause:7"
-    assert ButtonId.parse("aiops:pause:7") == ButtonId("pause", incident_id=7)
-    assert ButtonId.parse("aiops:approve:11") is None and ButtonId.parse(f"x:approve:11:{digest_11}") is None
+    assert Button.parse("aiops:pause:7") == Button("pause", incident_id=7)
+    assert Button.parse("aiops:approve:11") is None and Button.parse(f"x:approve:11:{digest_11}") is None
 
 
 def test_mentions_ping_only_the_on_call_ids(
@@ -205,13 +206,15 @@ async def test_a_press_is_deferred_at_once_then_the_message_is_edited(
     assert (answer.status, answer.body) == (200, {"type": 6})
     click = answer.click
     assert click is not None
-    assert (click.user_id, click.choice, click.proposal_id, click.argv_hash) == (
+    press = click.press
+    assert (press.kind, press.user, press.choice, press.proposal_id, press.hash_prefix) == (
+        "discord",
         APPROVER,
         "approve",
         11,
         "b" * 16,
     )
-    assert click.message_id == handle and click.channel == "discord"
+    assert click.message_id == handle
     # Discord takes the HTTP answer as the interaction's response; the fake learns it through its callback route.
     await channel.rest.respond(click.interaction_id, click.token, answer.body or {})
     await channel.edit_clicked(click.token, channel.render(announcement("resolved")))
@@ -224,7 +227,8 @@ async def test_a_press_in_a_dm_and_a_pause(
     channel = bot(fake, http, clock, sleeps)
     headers, raw = fake.press("aiops:pause:7", APPROVER, "1300000000000000099", in_guild=False)
     click = clicks(channel, clock).answer_interaction(headers, raw).click
-    assert click is not None and (click.user_id, click.choice, click.incident_id) == (APPROVER, "pause", 7)
+    assert click is not None
+    assert (click.press.user, click.press.choice, click.press.incident_id) == (APPROVER, "pause", 7)
 
 
 async def test_ping_is_answered_pong(

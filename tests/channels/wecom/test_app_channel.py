@@ -12,7 +12,8 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from aiops.channels import Announcement, ChannelError
-from aiops.channels.wecom.card import DESC, HASH_PREFIX, SUBTITLE, TITLE, VALUE, ButtonKey
+from aiops.channels.decisions import HASH_PREFIX, Button
+from aiops.channels.wecom.card import DESC, SUBTITLE, TITLE, VALUE
 from aiops.channels.wecom.channel import WeComChannel, WeComConfig
 from aiops.channels.wecom.clicks import WeComClicks
 from aiops.store.actions import argv_hash
@@ -81,14 +82,15 @@ def test_pending_proposals_get_approve_and_reject_and_pause_when_automatic(
     a = hashed(announcement("opened"))
     digest_11 = a.proposals[0]["argv_hash"][:HASH_PREFIX]
     card = json.loads(channel.render(a))
-    assert keys(card)[:2] == [f"approve:11:{digest_11}", f"reject:11:{digest_11}"]
+    assert keys(card)[:2] == [f"aiops:approve:11:{digest_11}", f"aiops:reject:11:{digest_11}"]
     assert len(keys(card)) == 4  # 11 and 12 are pending; 13 was refused
     assert [b["text"] for b in card["button_list"]][:2] == ["Approve #11", "Reject #11"]
     paused = json.loads(channel.render(dataclasses.replace(a, pause_url=PAUSE)))
-    assert keys(paused)[-1] == "pause:7"
-    assert ButtonKey.parse("pause:7") == ButtonKey("pause", incident_id=7)
-    assert ButtonKey.parse(f"approve:11:{digest_11}") == ButtonKey("approve", 11, digest_11)
-    assert ButtonKey.parse("approve:11") is None and ButtonKey.parse("drop:11:" + "0" * 16) is None
+    assert keys(paused)[-1] == "aiops:pause:7"
+    assert Button.parse("aiops:pause:7") == Button("pause", incident_id=7)
+    assert Button.parse(f"aiops:approve:11:{digest_11}") == Button("approve", 11, digest_11)
+    assert Button.parse(f"approve:11:{digest_11}") == Button("approve", 11, digest_11)  # cards from before
+    assert Button.parse("aiops:approve:11") is None and Button.parse("aiops:drop:11:" + "0" * 16) is None
 
 
 def test_a_card_without_pending_proposals_links_to_the_incident(
@@ -145,28 +147,34 @@ async def test_a_click_is_answered_without_waiting_for_the_decision(
     channel = app(fake, http, clock, "en")
     handle = await channel.send(channel.render(hashed(announcement("opened"))))
     assert handle is not None
-    key = f"approve:11:{'a' * HASH_PREFIX}"
+    key = f"aiops:approve:11:{'a' * HASH_PREFIX}"
     code = fake.click(handle)
     query, body = Callbacks().click("zhangsan", key, handle, code)
-    # The answer is plain (no call to WeCom or the store): the decision comes after it, within WeCom's 5 s.
+    # Reading the click needs no call to WeCom or the store; the route decides it before answering.
     answer = WeComClicks(channel).answer_callback("POST", query, body)
     assert (answer.status, answer.body) == (200, "")
     click = answer.click
     assert click is not None
-    assert (click.user_id, click.choice, click.proposal_id, click.argv_hash) == (
+    press = click.press
+    assert (press.kind, press.user, press.choice, press.proposal_id, press.hash_prefix) == (
+        "wecom",
         "zhangsan",
         "approve",
         11,
         "a" * 16,
     )
-    assert (click.task_id, click.response_code.value, click.channel) == (handle, code, "wecom")
+    assert click.task_id == handle
 
 
 async def test_a_pause_click(fake: FakeWeCom, http: httpx.AsyncClient, clock: Clock) -> None:
     channel = app(fake, http, clock, "en")
     query, body = Callbacks().click("lisi", "pause:7", "aiops-1", "code-1")
     click = WeComClicks(channel).answer_callback("POST", query, body).click
-    assert click is not None and (click.choice, click.incident_id, click.proposal_id) == ("pause", 7, None)
+    assert click is not None and (click.press.choice, click.press.incident_id, click.press.proposal_id) == (
+        "pause",
+        7,
+        None,
+    )
 
 
 async def test_a_retried_callback_is_one_click(
