@@ -9,9 +9,12 @@ more evidence than a robot's 20 KB); the fields of a cut, and how fitting goes, 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
+
+from aiops.channels import Announcement
 
 # Keys whose values are links: shortening them would leave a button or link that leads nowhere.
 LINK_KEYS = frozenset({"default_url", "actionURL", "url", "incident_url", "dashboard_url"})
@@ -32,6 +35,21 @@ class Cut:
     text: int | None = None  # characters of each free text (summary, cause, impact)
     output: int = 20  # last lines of an execution's stdout and stderr
     shortened: bool = False
+
+
+def context(
+    announcement: Announcement, cut: Cut | None = None, mentions: re.Pattern[str] | None = None
+) -> dict[str, Any]:
+    """What every channel's templates render an announcement from: `a` (the announcement), `incident`, `triage`,
+    `cut` (how much of it fits), and `mentions`: the on-call ids the platform can @mention (those `mentions`
+    matches whole; none without a pattern)."""
+    return {
+        "a": announcement,
+        "incident": announcement.incident,
+        "triage": announcement.triage,
+        "cut": cut,
+        "mentions": [m for m in announcement.mentions if mentions is not None and mentions.fullmatch(m)],
+    }
 
 
 def dumps(message: Any) -> str:

@@ -8,7 +8,7 @@ from typing import Literal
 from jinja2 import Environment
 from pydantic import BaseModel, ConfigDict
 
-from aiops.channels import Announcement, Digest, RateLimit
+from aiops.channels import Announcement, Digest, RateLimit, fitting
 
 
 class ConsoleConfig(BaseModel):
@@ -31,7 +31,7 @@ class ConsoleChannel:
 
     def render(self, announcement: Announcement) -> str:
         template = self._templates.get_template(f"console/{announcement.purpose}.txt.j2")
-        return template.render(a=announcement, incident=announcement.incident, triage=announcement.triage)
+        return template.render(**fitting.context(announcement))
 
     def render_digest(self, digest: Digest) -> str:
         return self._templates.get_template("console/digest.txt.j2").render(digest=digest)

@@ -13,7 +13,7 @@ from typing import Any, cast
 
 from jinja2 import Environment
 
-from aiops.channels import Announcement, Digest, digest_title
+from aiops.channels import Announcement, Digest, digest_title, fitting
 from aiops.channels.decisions import HASH_PREFIX
 from aiops.channels.dingtalk.markdown import md, mdtext
 from aiops.channels.fitting import LINK_KEYS, Cut, dumps, fit
@@ -99,12 +99,7 @@ class Cards:
         return self._t(f"dingtalk_notice_{outcome}", who=who, reason=self._say(reason))
 
     def _params(self, announcement: Announcement, detail: Cut) -> dict[str, str]:
-        context = {
-            "a": announcement,
-            "incident": announcement.incident,
-            "triage": announcement.triage,
-            "detail": detail,
-        }
+        context = {**fitting.context(announcement), "detail": detail}
         link = {
             "incident_id": str(announcement.incident.id),
             "incident_url": announcement.incident_url,

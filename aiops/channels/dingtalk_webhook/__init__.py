@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, quote_plus, urlsplit
 
 from pydantic import ConfigDict, Field, SecretStr, field_validator
 
-from aiops.channels import Announcement, Capabilities, ChannelError, Digest, RateLimit, digest_title
+from aiops.channels import Announcement, Capabilities, ChannelError, Digest, RateLimit, digest_title, fitting
 from aiops.channels.dingtalk.markdown import md, paragraphs
 from aiops.channels.fitting import Cut, line
 from aiops.channels.robot import Robot, fit_robot, post
@@ -104,14 +104,9 @@ class DingTalkWebhookChannel(Robot[DingTalkWebhookConfig]):
         markdown; both @mention the on-call."""
         mobiles = [m for m in announcement.mentions if _MOBILE.fullmatch(m)]
         users = [m for m in announcement.mentions if m not in mobiles and _USER_ID.fullmatch(m)]
-        context = {
-            "a": announcement,
-            "incident": announcement.incident,
-            "triage": announcement.triage,
-            "cut": cut,
-        }
+        context = {**fitting.context(announcement, cut), "mentions": mobiles + users}
         title = line(self._text("title.txt.j2", **context), 100)
-        text = self._text(f"{announcement.purpose}.md.j2", **context, title=title, mentions=mobiles + users)
+        text = self._text(f"{announcement.purpose}.md.j2", **context, title=title)
         buttons = self._buttons(announcement, cut)
         message: dict[str, Any]
         if buttons:

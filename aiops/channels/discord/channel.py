@@ -25,7 +25,7 @@ import httpx
 from jinja2 import Environment
 from pydantic import ConfigDict, Field, SecretStr, field_validator
 
-from aiops.channels import Announcement, Capabilities, Digest, RateLimit, digest_title
+from aiops.channels import Announcement, Capabilities, Digest, RateLimit, digest_title, fitting
 from aiops.channels.decisions import HASH_PREFIX, Button
 from aiops.channels.discord import markdown
 from aiops.channels.discord.api import (
@@ -194,7 +194,7 @@ def _title(text: str) -> str:
 
 
 def _context(announcement: Announcement, cut: Cut) -> dict[str, Any]:
-    return {"a": announcement, "incident": announcement.incident, "triage": announcement.triage, "cut": cut}
+    return fitting.context(announcement, cut, _SNOWFLAKE)
 
 
 def _fit(build: Callable[[Cut], str]) -> str:

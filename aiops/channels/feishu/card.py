@@ -19,7 +19,7 @@ from typing import Any
 
 from jinja2 import Environment
 
-from aiops.channels import Announcement, Digest
+from aiops.channels import Announcement, Digest, fitting
 from aiops.channels.decisions import HASH_PREFIX
 from aiops.channels.feishu.markdown import md, mdtext
 from aiops.channels.fitting import Cut, dumps, fit, shorten, size
@@ -93,13 +93,7 @@ class Cards:
         return card(self._text("digest_title.txt.j2", digest=digest), worst, [markdown(content)])
 
     def _card(self, announcement: Announcement, cut: Cut) -> Element:
-        context = {
-            "a": announcement,
-            "incident": announcement.incident,
-            "triage": announcement.triage,
-            "cut": cut,
-            "mentions": [m for m in announcement.mentions if _MENTION.fullmatch(m)],
-        }
+        context = fitting.context(announcement, cut, _MENTION)
         elements = [markdown(self._text(f"{announcement.purpose}.md.j2", **context))]
         if announcement.purpose == "action" and announcement.action is not None:
             elements.append(plain(self._text("action.txt.j2", **context)))

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import ConfigDict, Field, SecretStr
 
-from aiops.channels import Announcement, Capabilities, ChannelError, Digest, RateLimit, digest_title
+from aiops.channels import Announcement, Capabilities, ChannelError, Digest, RateLimit, digest_title, fitting
 from aiops.channels.feishu.card import ACTION_COLOURS, COLOURS
 from aiops.channels.feishu.markdown import md, mdtext
 from aiops.channels.fitting import Cut, dumps, line
@@ -95,13 +95,7 @@ class FeishuWebhookChannel(Robot[FeishuWebhookConfig]):
         return None  # a custom robot's message has no handle: it cannot be edited
 
     def _card(self, announcement: Announcement, cut: Cut) -> dict[str, Any]:
-        context = {
-            "a": announcement,
-            "incident": announcement.incident,
-            "triage": announcement.triage,
-            "cut": cut,
-        }
-        context["mentions"] = [m for m in announcement.mentions if _MENTION.fullmatch(m)]
+        context = fitting.context(announcement, cut, _MENTION)
         elements = [_markdown(self._text(f"{announcement.purpose}.md.j2", **context))]
         elements += self._proposals(announcement, cut, context)
         title = line(self._text("title.txt.j2", **context), 100)

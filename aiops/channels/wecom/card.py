@@ -21,7 +21,7 @@ from typing import Any, cast
 
 from jinja2 import Environment
 
-from aiops.channels import Announcement, Digest, digest_title
+from aiops.channels import Announcement, Digest, digest_title, fitting
 from aiops.channels.decisions import HASH_PREFIX, Button
 from aiops.channels.wecom.api import BUTTONS_LIMIT
 from aiops.channels.wecom.api import Button as CardButton
@@ -44,7 +44,7 @@ class Cards:
         self._t = cast(Callable[..., str], templates.globals["t"])
 
     def announcement(self, announcement: Announcement) -> str:
-        context = {"a": announcement, "incident": announcement.incident, "triage": announcement.triage}
+        context = fitting.context(announcement)
         proposals = [p for p in announcement.proposals if p["state"] == "pending"]
         room = (BUTTONS_LIMIT - (announcement.pause_url is not None)) // 2
         buttons = [b for p in proposals[:room] for b in self._decision_buttons(p)]

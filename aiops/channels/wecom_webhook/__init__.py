@@ -26,7 +26,7 @@ import httpx
 from jinja2 import Environment
 from pydantic import ConfigDict, Field, SecretStr, field_validator
 
-from aiops.channels import Announcement, Capabilities, Digest, RateLimit, digest_title
+from aiops.channels import Announcement, Capabilities, Digest, RateLimit, digest_title, fitting
 from aiops.channels.fitting import Cut, line
 from aiops.channels.robot import CUTS, LAST_RESORT, Robot
 from aiops.channels.routing import Routing
@@ -107,13 +107,7 @@ class WeComWebhookChannel(Robot[WeComWebhookConfig]):
         return None  # a robot's message has no handle: it cannot be edited
 
     def _announcement(self, announcement: Announcement, cut: Cut) -> str:
-        context = {
-            "a": announcement,
-            "incident": announcement.incident,
-            "triage": announcement.triage,
-            "cut": cut,
-            "mentions": [m for m in announcement.mentions if _USER_ID.fullmatch(m)],
-        }
+        context = fitting.context(announcement, cut, _USER_ID)
         title = line(self._text("title.txt.j2", **context), 100)
         return self._text(f"{announcement.purpose}.md.j2", **context, title=title)
 
