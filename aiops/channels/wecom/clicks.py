@@ -1,14 +1,16 @@
 """What the route at `/callbacks/wecom` does with a request: `answer_callback` checks and decrypts it, and says
 what to answer and which click (if any) to decide.
 
-It is quick (a SHA-1 and an AES block chain, no I/O), so the answer goes back well within WeCom's 5 s (1 s for the
-URL check); the route answers first and decides the click afterwards. WeCom retries a callback it got no answer
-to, up to three times: a repeat is recognised by `CardClick.dedup_key` and answered without a click. The click's
-response code is kept by the channel, so the card edited after the decision is the card clicked.
+It is quick (a SHA-1 and an AES block chain, no I/O); the route then decides the click (one short transaction)
+and answers well within WeCom's 5 s (1 s for the URL check). WeCom retries a callback it got no answer to, up to
+three times: a repeat is recognised by `CardClick.dedup_key` and answered without a click — unless deciding the
+first one failed (`forget`), when the retry is decided instead. The click's response code is kept by the channel,
+so the card edited after the decision is the card clicked.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,6 +30,7 @@ class WeComClick:
 
     press: Press
     task_id: str  # the card's response code for its next update is already kept by the channel
+    dedup_key: str
 
 
 @dataclass(frozen=True)
@@ -69,4 +72,10 @@ class WeComClicks:
         button = Button.parse(card.key)
         if button is None:
             return CallbackAnswer(200)  # a button this service did not make
-        return CallbackAnswer(200, click=WeComClick(button.press(WECOM, card.user_id), card.task_id))
+        click = WeComClick(button.press(WECOM, card.user_id), card.task_id, card.dedup_key)
+        return CallbackAnswer(200, click=click)
+
+    def forget(self, click: WeComClick) -> None:
+        """`click` was not decided (the store failed): WeCom's retry of it is to be decided, not skipped."""
+        with contextlib.suppress(ValueError):
+            self._seen.remove(click.dedup_key)

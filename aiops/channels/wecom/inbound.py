@@ -41,7 +41,11 @@ class WeComInbound:
             log.warning("wecom %s: refused a callback: %s", self._channel.name, answer.body)
         if answer.click is None:
             return PlainTextResponse(answer.body, answer.status)
-        decided = await self._decisions.decide(answer.click.press)
+        try:
+            decided = await self._decisions.decide(answer.click.press)
+        except Exception:
+            self.clicks.forget(answer.click)  # answered 500: WeCom sends it again, and the retry is decided
+            raise
         edit = (
             BackgroundTask(self._edit, answer.click.task_id, decided)
             if decided.announcement is not None

@@ -182,9 +182,12 @@ async def test_a_retried_callback_is_one_click(
 ) -> None:
     clicks = WeComClicks(app(fake, http, clock))
     query, body = Callbacks().click("lisi", "pause:7", "aiops-1", "code-1", created=1_800_000_000)
-    assert clicks.answer_callback("POST", query, body).click is not None
+    first = clicks.answer_callback("POST", query, body).click
+    assert first is not None
     again = clicks.answer_callback("POST", query, body)
     assert again.status == 200 and again.click is None
+    clicks.forget(first)  # deciding it failed: WeCom's next retry is decided
+    assert clicks.answer_callback("POST", query, body).click == first
 
 
 async def test_a_forged_click_is_refused_and_changes_nothing(
