@@ -7,14 +7,19 @@ config, the built channel and a `Deciders`; the web app routes requests to it, t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 from jinja2 import Environment
+from starlette.background import BackgroundTask
 from starlette.responses import Response
 
-from aiops.channels.decisions import Decisions
+from aiops.channels import Channel, ChannelError
+from aiops.channels.decisions import Decided, Decisions
+
+log = logging.getLogger("aiops.channels")
 
 
 @dataclass(frozen=True)
@@ -49,3 +54,33 @@ class Inbound(Protocol):
     async def stop(self) -> None: ...
 
     async def receive(self, request: Received) -> Response: ...
+
+
+class Routed:
+    """The base of an inbound side that only answers its routes (it has no connection to start or stop), and
+    edits the clicked card after its answer."""
+
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+
+    def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    def edit_after(self, decided: Decided, edit: Callable[[str], Awaitable[None]]) -> BackgroundTask | None:
+        """`edit` of the clicked card with its body as it now stands, as the answer's background task: when the
+        decision changed what the card shows. A failed edit is logged; the card is edited again when the
+        action's result is announced."""
+        if decided.announcement is None:
+            return None
+        body = self.channel.render(decided.announcement)
+
+        async def run() -> None:
+            try:
+                await edit(body)
+            except ChannelError as error:
+                log.warning("%s: the card could not show the decision: %s", self.channel.name, error)
+
+        return BackgroundTask(run)

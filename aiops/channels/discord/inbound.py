@@ -8,58 +8,38 @@ from __future__ import annotations
 
 import logging
 
-from starlette.background import BackgroundTask
 from starlette.responses import JSONResponse, Response
 
-from aiops.channels import ChannelError
-from aiops.channels.decisions import Decided, Decisions
+from aiops.channels.decisions import Decisions
 from aiops.channels.discord.channel import DiscordChannel, DiscordConfig
 from aiops.channels.discord.clicks import DiscordClicks
-from aiops.channels.inbound import Deciders, Received
+from aiops.channels.inbound import Deciders, Received, Routed
 from aiops.web.responses import error
 
 log = logging.getLogger("aiops.channels.discord")
 ROUTE = "/callbacks/discord"
 
 
-class DiscordInbound:
+class DiscordInbound(Routed):
     """One Discord app's interactions; no connection of its own."""
 
     def __init__(self, channel: DiscordChannel, decisions: Decisions) -> None:
-        self._channel = channel
+        super().__init__(channel)
+        self._discord = channel
         self._decisions = decisions
         self.clicks = DiscordClicks(channel)
-
-    def start(self) -> None:
-        pass
-
-    async def stop(self) -> None:
-        pass
 
     async def receive(self, request: Received) -> Response:
         answer = self.clicks.answer_interaction(request.headers, request.body)
         if answer.error is not None:
-            log.warning("discord %s: refused an interaction: %s", self._channel.name, answer.error)
+            log.warning("discord %s: refused an interaction: %s", self.channel.name, answer.error)
             return error(answer.status, answer.error)
         if answer.click is None:
             return JSONResponse(answer.body)
+        token = answer.click.token
         decided = await self._decisions.decide(answer.click.press)
-        edit = (
-            BackgroundTask(self._edit, answer.click.token, decided)
-            if decided.announcement is not None
-            else None
-        )
+        edit = self.edit_after(decided, lambda body: self._discord.edit_clicked(token, body))
         return JSONResponse(answer.body, background=edit)
-
-    async def _edit(self, token: str, decided: Decided) -> None:
-        """The pressed message, showing what became of its proposals."""
-        assert decided.announcement is not None
-        try:
-            await self._channel.edit_clicked(token, self._channel.render(decided.announcement))
-        except ChannelError as failure:
-            log.warning(
-                "discord %s: the message could not show the decision: %s", self._channel.name, failure
-            )
 
 
 def inbound(config: DiscordConfig, channel: DiscordChannel, deciders: Deciders) -> DiscordInbound:

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import logging
 
-from starlette.background import BackgroundTask
 from starlette.responses import PlainTextResponse, Response
 
-from aiops.channels import ChannelError
-from aiops.channels.decisions import Decided, Decisions
-from aiops.channels.inbound import Deciders, Received
+from aiops.channels.decisions import Decisions
+from aiops.channels.inbound import Deciders, Received, Routed
 from aiops.channels.wecom.channel import WeComChannel, WeComConfig
 from aiops.channels.wecom.clicks import WeComClicks
 
@@ -21,45 +19,29 @@ log = logging.getLogger("aiops.channels.wecom")
 ROUTE = "/callbacks/wecom"
 
 
-class WeComInbound:
+class WeComInbound(Routed):
     """One WeCom app's callbacks; no connection of its own."""
 
     def __init__(self, channel: WeComChannel, decisions: Decisions) -> None:
-        self._channel = channel
+        super().__init__(channel)
         self._decisions = decisions
         self.clicks = WeComClicks(channel)
-
-    def start(self) -> None:
-        pass
-
-    async def stop(self) -> None:
-        pass
 
     async def receive(self, request: Received) -> Response:
         answer = self.clicks.answer_callback(request.method, request.query, request.body)
         if answer.status != 200:
-            log.warning("wecom %s: refused a callback: %s", self._channel.name, answer.body)
-        if answer.click is None:
+            log.warning("wecom %s: refused a callback: %s", self.channel.name, answer.body)
+        click = answer.click
+        if click is None:
             return PlainTextResponse(answer.body, answer.status)
         try:
-            decided = await self._decisions.decide(answer.click.press)
+            decided = await self._decisions.decide(click.press)
         except Exception:
-            self.clicks.forget(answer.click)  # answered 500: WeCom sends it again, and the retry is decided
+            self.clicks.forget(click)  # answered 500: WeCom sends it again, and the retry is decided
             raise
-        edit = (
-            BackgroundTask(self._edit, answer.click.task_id, decided)
-            if decided.announcement is not None
-            else None
-        )
+        # The card clicked, edited with the response code the click brought (kept by the channel).
+        edit = self.edit_after(decided, lambda body: self.channel.update(click.task_id, body))
         return PlainTextResponse(answer.body, answer.status, background=edit)
-
-    async def _edit(self, task_id: str, decided: Decided) -> None:
-        """The clicked card, showing what became of its proposals."""
-        assert decided.announcement is not None
-        try:
-            await self._channel.update(task_id, self._channel.render(decided.announcement))
-        except ChannelError as error:
-            log.warning("wecom %s: the card could not show the decision: %s", self._channel.name, error)
 
 
 def inbound(config: WeComConfig, channel: WeComChannel, deciders: Deciders) -> WeComInbound | None:
