@@ -33,6 +33,9 @@ HASH_PREFIX = (
 )
 Choice = Literal["approve", "reject", "pause"]
 _BUTTON = "aiops"
+# Every platform's user ids are printable ASCII; anything else (a NUL above all) is no one's, and would not even fit
+# the audit trail.
+_IDENTITY = re.compile(r"[!-~]{1,256}")
 _HASH = re.compile(f"[0-9a-f]{{{HASH_PREFIX}}}")
 # Outcomes after which the card shows its proposals' new states; a refusal or an unknown proposal changes nothing.
 SHOWN = frozenset({"approved", "rejected", "already", "expired", "moot"})
@@ -126,6 +129,9 @@ class Decisions:
 
     async def decide(self, press: Press, *, card: bool = True) -> Decided:
         """What `press` asks, decided; with the card as it now stands unless `card` is False (the web page)."""
+        if not _IDENTITY.fullmatch(press.user):
+            log.warning("%s press by a user id that no one has: %r", press.kind, press.user[:80])
+            return Decided("refused", message("decision_not_approver", who="?", channel=press.kind), False)
         allowed = self._approvals.config.approvers.allows(press.kind, press.user)
         if press.choice == "pause":
             return await self._pause(press, allowed)
