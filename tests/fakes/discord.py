@@ -302,6 +302,11 @@ def _invalid_form(problems: dict[str, str]) -> Answer:
     return 400, {}, {"message": "Invalid Form Body", "code": 50035, "errors": errors}
 
 
+def message_problems(body: dict[str, Any]) -> list[str]:
+    """What Discord's form validation would refuse in a message body: `field: why`, none when it passes."""
+    return [f"{name}: {why}" for name, why in _problems(body)]
+
+
 def _problems(body: dict[str, Any]) -> Iterator[tuple[str, str]]:
     if len(str(body.get("content") or "")) > 2000:
         yield "content", "Must be 2000 or fewer in length."
