@@ -152,6 +152,7 @@ def test_a_button_press_by_an_approver_runs_the_action_over_ssh_and_the_channel_
 
     edit = s.eventually(edited, timeout=DEADLINE, what="the pressed message edited", logs=logs)
     assert ("PATCH", original) in discord.requests, logs()
+    assert "could not show the decision" not in stack.aiops.stderr(), logs()
     # The card is read after the decision is committed: the worker pool may have started the action by then.
     states = ("approved, waiting to run", "running", "ran, exit status 0")
     assert _custom_ids(edit) == [] and any(state in _description(edit) for state in states), _description(

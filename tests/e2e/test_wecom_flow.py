@@ -169,6 +169,7 @@ def test_a_card_click_by_an_approver_runs_the_action_over_ssh_and_the_members_he
     update = s.eventually(edit, timeout=DEADLINE, what="the clicked card edited", logs=logs)
     edited = update["template_card"]
     assert update["agentid"] == AGENT_ID and edited["task_id"] == task, update
+    assert "could not show the decision" not in stack.aiops.stderr(), logs()
     # It shows no proposal left to decide (its rows list pending ones only): just the link to the incident.
     assert [b.get("url") for b in edited["button_list"]] == [f"{stack.aiops.url}/incidents/{incident_id}"], (
         edited
