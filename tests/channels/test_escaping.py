@@ -1,6 +1,10 @@
 """Each platform's app and group robot escape alike: the same hostile strings, rendered through both (built from
 the registry, as the service builds them), come out escaped by the platform's one escape function, and every
-message stays under its kind's byte limit — a 30 KB diagnosis and evidence included."""
+message stays under its kind's limits — a 30 KB diagnosis and evidence included.
+
+Discord has no group robot: its bot is checked alone. WeCom's app sends template cards, whose fields are plain
+text that nothing turns into markup (aiops/channels/wecom/card.py), so its robot alone writes WeCom markdown; the
+card is checked to keep its fields within the lengths WeCom recommends and its buttons within WeCom's rules."""
 
 from __future__ import annotations
 
@@ -15,13 +19,18 @@ import pytest
 
 from aiops.channels import Announcement, Channel
 from aiops.channels.dingtalk import markdown as dingtalk_markdown
+from aiops.channels.discord import markdown as discord_markdown
 from aiops.channels.feishu import markdown as feishu_markdown
 from aiops.channels.feishu.card import ACTION_COLOURS
 from aiops.channels.registry import kind
+from aiops.channels.wecom import card as card_lengths
+from aiops.channels.wecom import markdown as wecom_markdown
 from aiops.store.actions import argv_hash
 from aiops.templating import build_environment
 from tests.channels.announcements import announcement
 from tests.channels.hostile import CASES, IDS, STRINGS
+from tests.fakes.discord import message_problems
+from tests.fakes.wecom import ROBOT_KEY, card_problem
 
 CONFIGS: dict[str, dict[str, Any]] = {
     "feishu": {"app_id": "cli_x", "app_secret": "s" * 20, "chat_id": "oc_x"},
@@ -33,11 +42,26 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "card_template_id": "tpl.schema",
     },
     "dingtalk_webhook": {"url": "https://oapi.dingtalk.com/robot/send?access_token=x"},
+    "wecom": {"corp_id": "ww_x", "agent_id": 1, "corp_secret": "s" * 20, "touser": ["zhangsan"]},
+    "wecom_webhook": {"key": ROBOT_KEY},
+    "discord": {
+        "application_id": "1000000000000000001",
+        "public_key": "0" * 64,
+        "bot_token": "s" * 20,
+        "channel_id": "1100000000000000001",
+    },
 }
-# platform → its escape function, its app's kind and its robot's
-PLATFORMS: dict[str, tuple[Callable[[object], str], str, str]] = {
-    "feishu": (feishu_markdown.md, "feishu", "feishu_webhook"),
-    "dingtalk": (dingtalk_markdown.md, "dingtalk", "dingtalk_webhook"),
+# platform → its escape function and the kinds writing its markdown: its app's and its robot's
+PLATFORMS: dict[str, tuple[Callable[[object], str], tuple[str, ...]]] = {
+    "feishu": (feishu_markdown.md, ("feishu", "feishu_webhook")),
+    "dingtalk": (dingtalk_markdown.md, ("dingtalk", "dingtalk_webhook")),
+    "wecom": (wecom_markdown.inline, ("wecom_webhook",)),
+    "discord": (discord_markdown.inline, ("discord",)),
+}
+
+# What a kind's byte limit weighs, when not the whole body: WeCom limits the robot's markdown, not its JSON.
+WEIGHED: dict[str, Callable[[str], str]] = {
+    "wecom_webhook": lambda body: json.loads(body)["markdown"]["content"]
 }
 
 
@@ -89,9 +113,9 @@ def with_cause(cause: str, *, summary: str | None = None) -> Announcement:
 async def test_app_and_robot_escape_a_hostile_string_alike(
     platform: str, hostile: str, http: httpx.AsyncClient
 ) -> None:
-    escape, app, robot = PLATFORMS[platform]
+    escape, kinds = PLATFORMS[platform]
     escaped = escape(hostile)
-    for key in (app, robot):
+    for key in kinds:
         body = json.loads(build(key, http).render(with_cause(hostile)))
         found = [text for text in strings(body) if escaped in text]
         assert found, f"{key} does not show {hostile!r} as {escaped!r}"
@@ -103,13 +127,36 @@ async def test_app_and_robot_escape_a_hostile_string_alike(
 async def test_app_and_robot_stay_under_their_limits(
     platform: str, hostile: str, http: httpx.AsyncClient
 ) -> None:
-    _, app, robot = PLATFORMS[platform]
+    _, kinds = PLATFORMS[platform]
     huge = hashed(announcement("opened", hostile=True, huge=True))
-    for key in (app, robot):
+    for key in kinds:
         limit = kind(key).capabilities.max_bytes
         channel = build(key, http)
         for shown in (with_cause(hostile, summary=hostile), huge):
-            assert len(channel.render(shown).encode()) <= limit, key
+            body = channel.render(shown)
+            if limit is None:  # Discord limits each field instead: the fake checks them as Discord does
+                assert message_problems(json.loads(body)) == [], key
+            else:
+                assert len(WEIGHED.get(key, str)(body).encode()) <= limit, key
+
+
+@pytest.mark.parametrize("hostile", CASES, ids=IDS)
+async def test_the_wecom_card_keeps_its_fields_within_wecoms_lengths(
+    hostile: str, http: httpx.AsyncClient
+) -> None:
+    channel = build("wecom", http)
+    for shown in (
+        with_cause(hostile, summary=hostile),
+        hashed(announcement("opened", hostile=True, huge=True)),
+    ):
+        card = {**json.loads(channel.render(shown)), "task_id": "aiops-1"}
+        assert card_problem(card) is None
+        assert len(card["main_title"]["title"]) <= card_lengths.TITLE
+        assert len(card["main_title"]["desc"]) <= card_lengths.DESC
+        assert len(card["sub_title_text"]) <= card_lengths.SUBTITLE
+        for row in card["horizontal_content_list"]:
+            assert len(row["keyname"]) <= card_lengths.KEYNAME and len(row["value"]) <= card_lengths.VALUE
+        assert any(button.get("key", "").startswith("aiops:approve:") for button in card["button_list"])
 
 
 @pytest.mark.parametrize("state", ["succeeded", "failed", "moot", "expired"])

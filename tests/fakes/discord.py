@@ -11,7 +11,9 @@ app's endpoint (`press`, signed with the fake's own Ed25519 key).
   `limit_globally(seconds)` makes every route answer a global 429 for that long. 401, 403 and 429 answers are
   counted in `invalid_requests`, as Discord counts them toward its IP ban.
 - An interaction must be answered within 3 s of the press (404 10062 after), once (400 40060 again); its token
-  edits `@original` for 15 minutes (404 10015 after).
+  edits `@original` for 15 minutes (404 10015 after, and before it is answered).
+- `deliver(endpoint, headers, raw)` POSTs a press to the app's Interactions Endpoint URL, as Discord does, and takes
+  a 200 answer as the interaction's response, as if it came through the callback route.
 
 `clock` (seconds) is the fake's time, which a test moves by hand.
 """
@@ -29,6 +31,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
@@ -122,6 +125,17 @@ class FakeDiscord(LoopbackServer):
         body.update({"guild_id": GUILD, "member": {"user": user}} if in_guild else {"user": user})
         raw = json.dumps(body).encode()
         return self.sign(raw, str(int(self.clock()))), raw
+
+    def deliver(self, endpoint: str, headers: dict[str, str], raw: bytes) -> httpx.Response:
+        """POST an interaction to the app at `endpoint` and keep a 200 answer as its response. The fake's lock is
+        held until then: an edit through the token that the app sends straight after its answer waits for it, as
+        Discord has the answer before anything the app does next reaches it."""
+        with self._lock:
+            answer = httpx.post(endpoint, content=raw, headers=headers, timeout=10)
+            body = json.loads(raw)
+            if answer.status_code == 200 and answer.content:
+                self._callback(str(body["id"]), str(body.get("token")), answer.json())
+        return answer
 
     def ping(self) -> tuple[dict[str, str], bytes]:
         raw = json.dumps({"id": str(next(self._ids)), "application_id": APPLICATION_ID, "type": 1}).encode()
@@ -286,6 +300,11 @@ def _invalid_form(problems: dict[str, str]) -> Answer:
         name: {"_errors": [{"code": "BASE_TYPE_INVALID", "message": text}]} for name, text in problems.items()
     }
     return 400, {}, {"message": "Invalid Form Body", "code": 50035, "errors": errors}
+
+
+def message_problems(body: dict[str, Any]) -> list[str]:
+    """What Discord's form validation would refuse in a message body: `field: why`, none when it passes."""
+    return [f"{name}: {why}" for name, why in _problems(body)]
 
 
 def _problems(body: dict[str, Any]) -> Iterator[tuple[str, str]]:

@@ -175,16 +175,9 @@ class FakeWeCom(LoopbackServer):
         return answer
 
     def _card_problem(self, card: dict[str, Any]) -> str | None:
-        if card.get("card_type") != "button_interaction":
-            return "card_type must be button_interaction here"  # the fake knows only this type
-        task = card.get("task_id")
-        if not isinstance(task, str) or not TASK_ID.fullmatch(task):
-            return "invalid task_id"  # not verified
-        if task in self.task_ids:
+        if card.get("task_id") in self.task_ids:
             return "task_id exists"  # not verified
-        if not isinstance((card.get("main_title") or {}).get("title"), str):
-            return "main_title.title missing"  # not verified
-        return _buttons_problem(card.get("button_list"))
+        return card_problem(card)
 
     def _issue(self, task: str) -> str:
         code = secrets.token_urlsafe(32)
@@ -264,6 +257,18 @@ class FakeWeCom(LoopbackServer):
                 return None
 
         return Handler
+
+
+def card_problem(card: dict[str, Any]) -> str | None:
+    """Why message/send would refuse a template card, task_ids sent before aside; None when it would not."""
+    if card.get("card_type") != "button_interaction":
+        return "card_type must be button_interaction here"  # the fake knows only this type
+    task = card.get("task_id")
+    if not isinstance(task, str) or not TASK_ID.fullmatch(task):
+        return "invalid task_id"  # not verified
+    if not isinstance((card.get("main_title") or {}).get("title"), str):
+        return "main_title.title missing"  # not verified
+    return _buttons_problem(card.get("button_list"))
 
 
 def _markdown_problem(content: dict[str, Any]) -> str | None:

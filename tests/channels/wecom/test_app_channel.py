@@ -102,6 +102,18 @@ def test_a_card_without_pending_proposals_links_to_the_incident(
     ]
 
 
+@pytest.mark.parametrize("decided_by", ["alice web", None])
+def test_a_results_card_says_who_approved_it_and_the_exit_status_apart(
+    fake: FakeWeCom, http: httpx.AsyncClient, clock: Clock, decided_by: str | None
+) -> None:
+    a = announcement("action")
+    assert a.action is not None
+    shown = dataclasses.replace(a, action={**a.action, "decided_by": decided_by})
+    subtitle = json.loads(app(fake, http, clock, "en").render(shown))["sub_title_text"]
+    said = "ran, exit status 0" + (" · approved by alice web via web" if decided_by else "")
+    assert f"{said} exit status: 0" in subtitle, subtitle
+
+
 async def test_a_digest_is_a_card_too(fake: FakeWeCom, http: httpx.AsyncClient, clock: Clock) -> None:
     channel = app(fake, http, clock, "en")
     body = channel.render_digest(digest(300, hostile=True))
