@@ -170,11 +170,11 @@ def test_a_card_click_by_an_approver_runs_the_action_over_ssh_and_the_members_he
     edited = update["template_card"]
     assert update["agentid"] == AGENT_ID and edited["task_id"] == task, update
     assert "could not show the decision" not in stack.aiops.stderr(), logs()
-    # It shows no proposal left to decide (its rows list pending ones only): just the link to the incident.
+    # No proposal is left to decide (no buttons but the link to the incident); its row says it was approved.
     assert [b.get("url") for b in edited["button_list"]] == [f"{stack.aiops.url}/incidents/{incident_id}"], (
         edited
     )
-    assert f"#{pending['id']} {ACTION}" not in _texts(edited), edited
+    assert f"#{pending['id']} approved" in _texts(edited), edited
 
     # The worker pool runs it on the sshd, once.
     s.eventually(marker.exists, timeout=DEADLINE, what=f"{marker} written over SSH", logs=logs)

@@ -51,7 +51,9 @@ class Cards:
         if announcement.pause_url is not None and announcement.proposals:
             pause = Button("pause", incident_id=announcement.incident.id)
             buttons.append(CardButton(self._t("pause_button"), pause.text(), _STYLES["pause"]))
-        rows = [self._row(p, announcement.approval_links.get(p["id"])) for p in proposals[: ROWS - 1]]
+        # Every proposal of the card, pending first: once decided, a row says how (the buttons are gone).
+        shown = proposals + [p for p in announcement.proposals if p["state"] != "pending"]
+        rows = [self._row(p, announcement.approval_links.get(p["id"])) for p in shown[: ROWS - 1]]
         rows.append(_link_row(self._t("incident"), f"#{announcement.incident.id}", announcement.incident_url))
         return _dumps(
             self._card(

@@ -115,7 +115,7 @@ class WeComChannel:
             clock=clock,
         )
         self._clock = clock
-        self._codes: dict[str, ResponseCode] = {}  # task_id → its freshest unspent response code
+        self._codes: dict[str, list[ResponseCode]] = {}  # task_id → its unspent response codes, freshest last
         self._moved: dict[str, str] = {}  # task_id → the card that replaced it, when it could not be edited
         self.crypt = (
             MsgCrypt(
@@ -139,9 +139,11 @@ class WeComChannel:
         return task
 
     async def update(self, handle: str, body: str) -> None:
+        """Edit the card with its freshest unspent response code, then the older ones (each works once within
+        72 h: the send brought one and every click another); with none left, send it as a new card."""
         task = self._moved.get(handle, handle)
-        code = self._codes.get(task)
-        if code is not None:
+        while self._codes.get(task):
+            code = self._codes[task][-1]
             try:
                 await self._api.update_template_card(
                     self.config.touser, code, card=_card(task, body), partyids=self.config.toparty
@@ -149,27 +151,29 @@ class WeComChannel:
                 self._spend(task, code)
                 return
             except ResponseCodeRefused:
-                # Spent or too old: the card stays as it is, the new one goes out as a message. (A retryable
-                # error leaves the code, which WeCom did not take, for the retry.)
+                # Spent or too old: try the next. (A retryable error leaves the code, which WeCom did not take,
+                # for the retry.)
                 self._spend(task, code)
         replacement = task_id("aiops", int(self._clock() * 1000), secrets.token_hex(4))
         await self._send(replacement, body)
         self._moved[handle] = replacement
 
     def keep_response_code(self, task: str, code: ResponseCode) -> None:
-        """A click's fresh code: the next update of the card spends it."""
-        self._codes[task] = code
+        """A click's fresh code: the next update of the card spends it first."""
+        self._codes.setdefault(task, []).append(code)
 
     def _spend(self, task: str, code: ResponseCode) -> None:
-        """Forget `code`, unless a click brought a fresher one while it was being used."""
-        if self._codes.get(task) == code:
-            del self._codes[task]
+        codes = self._codes.get(task, [])
+        if code in codes:
+            codes.remove(code)
+        if not codes:
+            self._codes.pop(task, None)
 
     async def _send(self, task: str, body: str) -> None:
         sent = await self._api.send_template_card(
             self.config.touser, _card(task, body), toparty=self.config.toparty
         )
-        self._codes[task] = sent.response_code
+        self._codes[task] = [sent.response_code]
 
 
 def _card(task: str, body: str) -> dict[str, object]:

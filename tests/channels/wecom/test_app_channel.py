@@ -139,6 +139,25 @@ async def test_the_card_is_edited_with_the_sends_code_then_with_a_clicks(
     assert len(fake.updates) == 2 and len(fake.messages) == 1
 
 
+async def test_a_click_then_the_result_edit_the_same_card_with_the_click_code_then_the_sends(
+    fake: FakeWeCom, http: httpx.AsyncClient, clock: Clock
+) -> None:
+    channel = app(fake, http, clock, "en")
+    clicks = WeComClicks(channel)
+    handle = await channel.send(channel.render(hashed(announcement("opened"))))
+    assert handle is not None
+    code = fake.click(handle)
+    query, body = Callbacks().click("zhangsan", "aiops:reject:12:" + "0" * 16, handle, code)
+    assert clicks.answer_callback("POST", query, body).click is not None
+    await channel.update(
+        handle, channel.render(hashed(announcement("updated")))
+    )  # the decision: the click's code
+    await channel.update(handle, channel.render(announcement("resolved")))  # the result: the send's code
+    assert fake.updates[0]["response_code"] == code
+    assert [u["template_card"]["task_id"] for u in fake.updates] == [handle, handle]
+    assert len(fake.messages) == 1, "no second card while a code was left"
+
+
 async def test_with_no_code_left_the_new_card_is_a_new_message_edited_later(
     fake: FakeWeCom, http: httpx.AsyncClient, clock: Clock
 ) -> None:
