@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from aiops.channels.routing import Routing
 from aiops.models import Incident, Text, Triage
 
 Purpose = Literal["opened", "updated", "resolved", "action"]
@@ -119,6 +120,14 @@ class Channel(Protocol):
     name: str
     limits: RateLimit
     immediate: bool  # delivered inline by the pipeline (the console), not through the outbox
+    # An action's result edits the incident's card (a DingTalk card's `last_action`) instead of being a message
+    # of its own under it.
+    results_on_card: bool
+
+    @property
+    def routing(self) -> Routing | None:
+        """Which incidents the channel takes and whom it @mentions; None: every incident, nobody (the console)."""
+        ...
 
     def render(self, announcement: Announcement) -> str: ...
 

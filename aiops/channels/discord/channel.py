@@ -114,6 +114,7 @@ class DiscordChannel:
     # to allow 5 in 5 s; the outbox stays under that, and folds a storm into digests past 60 a minute.
     limits = RateLimit(per_minute=60, per_second=1)
     immediate = False
+    results_on_card = False
 
     def __init__(
         self,

@@ -84,6 +84,7 @@ class WeComChannel:
     # WeCom drops, silently, what passes 30 messages a minute to one member: every card goes to all of `touser`.
     limits = RateLimit(per_minute=30)
     immediate = False
+    results_on_card = False
 
     def __init__(
         self,
