@@ -32,6 +32,7 @@ from aiops.channels.dingtalk.card import HASH_PREFIX
 from aiops.channels.dingtalk.config import DingTalkConfig
 from aiops.channels.inbound import Deciders
 from aiops.channels.listener import ListenerThread
+from aiops.channels.records import ProposalRecord, proposal_records
 from aiops.models import Text
 from aiops.proxy import ProxyUrl, through
 from aiops.store import actions
@@ -180,7 +181,8 @@ class DingTalkCallbacks(ListenerThread):
         """Show the decision on the card it was taken on, with every proposal of that announcement."""
         async with self._engine.connect() as conn:
             shown = await actions.of_delivery(conn, int(proposal["delivery_id"]))
-        body = self._channel.render_decision(decision.outcome, proposal, shown, click.user)
+        decided, records = ProposalRecord.from_row(proposal), proposal_records(shown)
+        body = self._channel.render_decision(decision.outcome, decided, records, click.user)
         try:
             await self._channel.update(click.out_track_id, body)
         except ChannelError as error:

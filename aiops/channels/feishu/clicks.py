@@ -21,6 +21,7 @@ from aiops.actions.policy import Approvers
 from aiops.channels import Announcement
 from aiops.channels.feishu.callback import Click, PauseClick
 from aiops.channels.feishu.card import HASH_PREFIX, Cards
+from aiops.channels.records import proposal_records
 from aiops.grafana import GrafanaConfig
 from aiops.grafana.dashboards import dashboard_url
 from aiops.i18n import say
@@ -136,7 +137,7 @@ class FeishuClicks:
             incident,
             triage,
             f"{self._base_url}/incidents/{incident_id}",
-            proposals=shown,
+            proposals=proposal_records(shown),
             approval_links=await self._approvals.links(self._base_url, shown),
             dashboard_url=dashboard_url(self._grafana, incident),
             pause_url=self._approvals.pause_url(self._base_url),

@@ -16,13 +16,14 @@ The body is the card without its `task_id`, which `channel.WeComChannel.send` gi
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 from jinja2 import Environment
 
 from aiops.channels import Announcement, Digest, digest_title
+from aiops.channels.records import ProposalRecord
 from aiops.channels.wecom.api import BUTTONS_LIMIT, Button
 
 HASH_PREFIX = 16  # hex digits of a proposal's argv hash carried by its buttons
@@ -75,13 +76,13 @@ class Cards:
 
     def announcement(self, announcement: Announcement) -> str:
         context = {"a": announcement, "incident": announcement.incident, "triage": announcement.triage}
-        proposals = [p for p in announcement.proposals if p["state"] == "pending"]
+        proposals = [p for p in announcement.proposals if p.state == "pending"]
         room = (BUTTONS_LIMIT - (announcement.pause_url is not None)) // 2
         buttons = [b for p in proposals[:room] for b in self._decision_buttons(p)]
         if announcement.pause_url is not None and announcement.proposals:
             pause = ButtonKey("pause", incident_id=announcement.incident.id)
             buttons.append(Button(self._t("pause_button"), pause.text(), _STYLES["pause"]))
-        rows = [self._row(p, announcement.approval_links.get(p["id"])) for p in proposals[: ROWS - 1]]
+        rows = [self._row(p, announcement.approval_links.get(p.id)) for p in proposals[: ROWS - 1]]
         rows.append(_link_row(self._t("incident"), f"#{announcement.incident.id}", announcement.incident_url))
         return _dumps(
             self._card(
@@ -120,24 +121,22 @@ class Cards:
             "button_list": [button.json() for button in buttons],
         }
 
-    def _decision_buttons(self, proposal: Mapping[str, Any]) -> list[Button]:
-        digest = str(proposal["argv_hash"])[:HASH_PREFIX]
-        approve = ButtonKey("approve", proposal["id"], digest)
-        reject = ButtonKey("reject", proposal["id"], digest)
+    def _decision_buttons(self, proposal: ProposalRecord) -> list[Button]:
+        digest = proposal.argv_hash[:HASH_PREFIX]
+        approve = ButtonKey("approve", proposal.id, digest)
+        reject = ButtonKey("reject", proposal.id, digest)
         return [
             Button(
-                clip(f"{self._t('feishu_approve')} #{proposal['id']}", 20), approve.text(), _STYLES["approve"]
+                clip(f"{self._t('feishu_approve')} #{proposal.id}", 20), approve.text(), _STYLES["approve"]
             ),
-            Button(
-                clip(f"{self._t('feishu_reject')} #{proposal['id']}", 20), reject.text(), _STYLES["reject"]
-            ),
+            Button(clip(f"{self._t('feishu_reject')} #{proposal.id}", 20), reject.text(), _STYLES["reject"]),
         ]
 
-    def _row(self, proposal: Mapping[str, Any], link: str | None) -> dict[str, Any]:
+    def _row(self, proposal: ProposalRecord, link: str | None) -> dict[str, Any]:
         value = self._text("proposal.txt.j2", p=proposal)
         if link:
-            return _link_row(f"#{proposal['id']}", value, link)
-        return {"keyname": clip(f"#{proposal['id']}", KEYNAME), "value": clip(value, VALUE)}
+            return _link_row(f"#{proposal.id}", value, link)
+        return {"keyname": clip(f"#{proposal.id}", KEYNAME), "value": clip(value, VALUE)}
 
     def _incident_button(self, url: str) -> Button:
         return Button(self._t("robot_open_incident"), "incident", _STYLES["link"], url=url)
