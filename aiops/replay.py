@@ -23,6 +23,8 @@ class Printed:
 
     limits = RateLimit()
     immediate = True
+    results_on_card = False
+    routing = None  # every channel prints, whatever its `match` says
 
     def __init__(self, channel: Channel, out: TextIO) -> None:
         self.name = channel.name

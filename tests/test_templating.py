@@ -45,6 +45,7 @@ from aiops.channels.feishu import FeishuChannel, FeishuConfig
 from aiops.channels.feishu.card import Cards
 from aiops.channels.feishu.clicks import FeishuClicks
 from aiops.channels.feishu_webhook import FeishuWebhookChannel, FeishuWebhookConfig
+from aiops.channels.records import ProposalRecord, proposal_records
 from aiops.channels.wecom.channel import WeComChannel, WeComConfig
 from aiops.channels.wecom_webhook import WeComWebhookChannel, WeComWebhookConfig
 from aiops.export import incident_markdown
@@ -447,8 +448,9 @@ async def by_hand(services: Services, channels: list[Any], rendered: Rendered) -
         rendered.add("incident export", exported or "")
     dingtalk = next(channel for channel in channels if isinstance(channel, DingTalkChannel))
     executed = next(item for item in proposals if item["execution"] is not None)
+    decided, shown = ProposalRecord.from_row(executed), proposal_records(proposals)
     for outcome in ("approved", "rejected"):
-        rendered.add("dingtalk decision", dingtalk.render_decision(outcome, executed, proposals, "alice"))
+        rendered.add("dingtalk decision", dingtalk.render_decision(outcome, decided, shown, "alice"))
     for outcome in ("approved", "already", "refused", "expired", "moot", "not_found", "changed", "bad_click"):
         rendered.add("dingtalk notice", dingtalk.notice(outcome, "alice", executed["detail"] or ""))
     annotations = services.pipeline.stages.annotations
@@ -474,7 +476,8 @@ async def crowded(services: Services) -> str:
             item for item in (await actions.of_incident(conn, 2))["proposals"] if item["host"] == "db-1"
         ]
     assert incident is not None and triage is not None
-    many = [{**pending, "id": number, "state": "pending"} for number in range(1, 150)]
+    record = ProposalRecord.from_row(pending)
+    many = tuple(dataclasses.replace(record, id=number, state="pending") for number in range(1, 150))
     links = {number: f"http://aiops/approvals/{number}" for number in range(1, 150)}
     announcement = Announcement(
         "updated", incident, triage, "http://aiops/incidents/2", None, None, many, links

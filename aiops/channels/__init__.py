@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
+from aiops.channels.records import ProposalRecord
+from aiops.channels.routing import Routing
 from aiops.models import Incident, Text, Triage
 
 Purpose = Literal["opened", "updated", "resolved", "action"]
@@ -20,8 +22,10 @@ class Announcement:
     triage: Triage | None
     incident_url: str
     dashboard_url: str | None = None  # the Grafana dashboard showing the incident, when grafana.url is set
-    action: Mapping[str, Any] | None = None  # purpose "action": the proposal, its state and its execution
-    proposals: Sequence[Mapping[str, Any]] = ()  # as stored: with ids, states and expiry, for approving
+    # Purpose "action": the proposal whose decision, execution or verification is reported.
+    reported: ProposalRecord | None = None
+    # The delivery's proposals as recorded, with their ids, states and expiry: what the card offers to approve.
+    proposals: tuple[ProposalRecord, ...] = ()
     approval_links: Mapping[int, str] = field(default_factory=dict)  # proposal id → signed web approval page
     mentions: Sequence[str] = ()  # platform user ids to @mention (on-call for this severity)
     # An "updated" card re-rendered to show what became of its actions: only edited where a message exists.
@@ -119,6 +123,14 @@ class Channel(Protocol):
     name: str
     limits: RateLimit
     immediate: bool  # delivered inline by the pipeline (the console), not through the outbox
+    # An action's result edits the incident's card (a DingTalk card's `last_action`) instead of being a message
+    # of its own under it.
+    results_on_card: bool
+
+    @property
+    def routing(self) -> Routing | None:
+        """Which incidents the channel takes and whom it @mentions; None: every incident, nobody (the console)."""
+        ...
 
     def render(self, announcement: Announcement) -> str: ...
 

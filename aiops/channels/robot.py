@@ -78,6 +78,7 @@ class Robot(Generic[ConfigT]):
     """What the two robot channels hold: their configuration (with its routing), templates, HTTP client, clock."""
 
     immediate = False
+    results_on_card = False
 
     def __init__(
         self,

@@ -15,7 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aiops import i18n
 from aiops.channels import Announcement, Channel, ChannelError, Digest
-from aiops.channels.routing import Routing
 from aiops.metrics import Metrics
 from aiops.models import Incident
 from aiops.store import incidents, jobs, notifications
@@ -37,9 +36,9 @@ async def notify(
     """`key` names what is being announced (the delivery): a retried job sends nothing already sent."""
     retry: list[str] = []
     for channel in channels:
-        routing = getattr(channel, "routing", None)
+        routing = channel.routing
         addressed = announcement
-        if isinstance(routing, Routing):
+        if routing is not None:
             if (
                 not routing.applies(announcement.incident.labels)
                 and channel.name not in announcement.escalate_to
@@ -74,8 +73,8 @@ async def notify_storm(
     """A storm card: the cluster's members as a digest, on every channel the lead incident is routed to."""
     retry: list[str] = []
     for channel in channels:
-        routing = getattr(channel, "routing", None)
-        if isinstance(routing, Routing) and not routing.applies(incident.labels):
+        routing = channel.routing
+        if routing is not None and not routing.applies(incident.labels):
             continue
         message = _Message(incident.id, STORM, channel.render_digest(digest), f"{key}:{channel.name}")
         if await _post(engine, channel, message, metrics) == RETRY:

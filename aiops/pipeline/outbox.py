@@ -98,9 +98,7 @@ class Outbox:
         try:
             # The incident's card is edited as it changes; an action's result is a message of its own under it,
             # unless the channel shows results on the card itself (a DingTalk card's `last_action`).
-            edits = ("updated", "resolved", REFRESH) + (
-                ("action",) if getattr(channel, "results_on_card", False) else ()
-            )
+            edits = ("updated", "resolved", REFRESH) + (("action",) if channel.results_on_card else ())
             if handle is not None and note["purpose"] in edits:
                 await channel.update(handle, note["body"])
             else:

@@ -31,6 +31,7 @@ from aiops.actions.approvals import Approvals
 from aiops.actions.policy import RemediationConfig
 from aiops.actions.verify import VERIFY, job_key
 from aiops.channels import Announcement, Channel, Digest, DigestEntry, Purpose, Storm
+from aiops.channels.records import ProposalRecord, proposal_records
 from aiops.grafana import GrafanaConfig
 from aiops.grafana.annotations import Annotations
 from aiops.grafana.dashboards import dashboard_url
@@ -535,31 +536,33 @@ class Pipeline:
             else await approvals.record(conn, incident_id, delivery_id, triage.proposals)
         )
 
-    async def report_action(self, incident_id: int, action: dict[str, Any]) -> None:
-        """Announce what became of an approved action (its execution's result, or why it did not run), or — with
+    async def report_action(self, incident_id: int, row: dict[str, Any]) -> None:
+        """Announce what became of an approved proposal (its execution's result, or why it did not run), or — with
         its "verification" — whether it fixed the incident. A fix that failed or did not recover the incident is
-        escalated: the message and the card @mention the escalation list of the incident's severity."""
+        escalated: the message and the card @mention the escalation list of the incident's severity. `row` is
+        the proposal as stored, with its "execution" and, when verified, its "verification"."""
         async with self._engine.connect() as conn:
             incident = await incidents.get(conn, incident_id)
         if incident is None:
             return
-        verification = action.get("verification")
+        reported = ProposalRecord.from_row(row)
+        verification = reported.verification
         if verification is not None:
-            key = f"verification-{verification['id']}-{verification['outcome']}"
-            escalate = verification["outcome"] == "not_recovered"
+            key = f"verification-{verification.id}-{verification.outcome}"
+            escalate = verification.outcome == "not_recovered"
         else:
-            key = f"proposal-{action['id']}-{action['state']}"
-            escalate = action["state"] in ("failed", "unknown")
-        announcement = await self._announcement("action", incident, None, escalate, action=action)
+            key = f"proposal-{reported.id}-{reported.state}"
+            escalate = reported.state in ("failed", "unknown")
+        announcement = await self._announcement("action", incident, None, escalate, reported=reported)
         with self._metrics.stage_duration.labels("notify").time():
             await notify(self._engine, self.stages.channels, announcement, key, self._metrics)
-            await self._refresh_card(incident, action, key, escalate)
+            await self._refresh_card(incident, reported, key, escalate)
 
     async def _refresh_card(
-        self, incident: Incident, action: dict[str, Any], key: str, escalate: bool = False
+        self, incident: Incident, reported: ProposalRecord, key: str, escalate: bool = False
     ) -> None:
-        """Edit the incident's card so that it shows the action's outcome next to the diagnosis."""
-        card = await self._card(incident, action["delivery_id"], escalate)
+        """Edit the incident's card so that it shows what became of `reported` next to the diagnosis."""
+        card = await self._card(incident, reported.delivery_id, escalate)
         if card is not None:
             await notify(self._engine, self.stages.channels, card, f"{key}-card", self._metrics)
 
@@ -581,7 +584,13 @@ class Pipeline:
         links = await self.stages.approvals.links(self._base_url, proposals) if self.stages.approvals else {}
         purpose: Purpose = "resolved" if incident.status == "resolved" else "updated"
         return await self._announcement(
-            purpose, incident, triage, escalate, proposals=proposals, approval_links=links, refresh=True
+            purpose,
+            incident,
+            triage,
+            escalate,
+            proposals=proposal_records(proposals),
+            approval_links=links,
+            refresh=True,
         )
 
     async def _announcement(
@@ -649,7 +658,12 @@ class Pipeline:
             verdicts = await _verdicts(conn, incident.id)
         links = await self.stages.approvals.links(self._base_url, proposals) if self.stages.approvals else {}
         announcement = await self._announcement(
-            purpose, incident, triage, verdicts=verdicts, proposals=proposals, approval_links=links
+            purpose,
+            incident,
+            triage,
+            verdicts=verdicts,
+            proposals=proposal_records(proposals),
+            approval_links=links,
         )
         with self._metrics.stage_duration.labels("notify").time():
             await notify(

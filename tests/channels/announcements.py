@@ -3,10 +3,12 @@ alert labels, model output and host output are hostile (quotes, newlines, markup
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiops.channels import Announcement, Digest, DigestEntry, Purpose
+from aiops.channels.records import ExecutionRecord, ProposalRecord
 from aiops.models import (
     Alert,
     Correlation,
@@ -18,6 +20,7 @@ from aiops.models import (
     SeriesSummary,
     Triage,
 )
+from aiops.store.actions import argv_hash
 
 NOW = datetime(2026, 11, 24, 3, 2, 11, tzinfo=UTC)
 BASE_URL = "https://aiops.example.com"
@@ -47,7 +50,7 @@ def announcement(purpose: Purpose = "opened", *, hostile: bool = False, huge: bo
             incident,
             None,
             f"{BASE_URL}/incidents/7",
-            action=action(value, huge),
+            reported=reported(value, huge),
             mentions=mentions(hostile),
         )
     return Announcement(
@@ -97,48 +100,34 @@ def triage(incident: Incident, labels: dict[str, str], value: str, huge: bool) -
     return Triage(Correlation(incident, "opened", alerts, alerts), runbook, evidence, diagnosis)
 
 
-def proposals(value: str) -> list[dict[str, Any]]:
-    common = {"risk": "low", "expires_at": NOW + timedelta(minutes=30), "detail": None, "meaning": ""}
-    return [
-        {
-            **common,
-            "id": 11,
-            "action_id": "clean_journal",
-            "host": value,
-            "argv": ["journalctl", "--vacuum-size=200M", value],
+def proposals(value: str) -> tuple[ProposalRecord, ...]:
+    def proposal(
+        number: int, action_id: str, host: str | None, argv: tuple[str, ...], **rest: Any
+    ) -> ProposalRecord:
+        hashed = argv_hash(host, argv)
+        common: dict[str, Any] = {
+            "risk": "low",
             "state": "pending",
-        },
-        {
-            **common,
-            "id": 12,
-            "action_id": "restart_service",
-            "host": value,
-            "argv": ["systemctl", "restart", "nginx"],
-            "state": "pending",
-            "risk": "high",
-        },
-        {
-            **common,
-            "id": 13,
-            "action_id": "rm_rf",
-            "host": None,
-            "argv": [],
-            "state": "refused",
-            "detail": f"not allowed: {value}",
-        },
-    ]
+            "expires_at": NOW + timedelta(minutes=30),
+        }
+        return ProposalRecord(number, 7, 1, action_id, host, argv, hashed, **{**common, **rest})
+
+    return (
+        proposal(11, "clean_journal", value, ("journalctl", "--vacuum-size=200M", value)),
+        proposal(12, "restart_service", value, ("systemctl", "restart", "nginx"), risk="high"),
+        proposal(13, "rm_rf", None, (), state="refused", detail=f"not allowed: {value}"),
+    )
 
 
-def action(value: str, huge: bool) -> dict[str, Any]:
+def reported(value: str, huge: bool) -> ProposalRecord:
     output = "\n".join(f"freed {i} MB on {value}" for i in range(2000 if huge else 3))
-    execution = {"exit_status": 0, "stdout": output, "stderr": "", "error": None}
-    return {
-        **proposals(value)[0],
-        "state": "succeeded",
-        "decided_by": f"alice {value}",
-        "decided_via": "web",
-        "execution": execution,
-    }
+    return dataclasses.replace(
+        proposals(value)[0],
+        state="succeeded",
+        decided_by=f"alice {value}",
+        decided_via="web",
+        execution=ExecutionRecord("succeeded", exit_status=0, stdout=output),
+    )
 
 
 def digest(count: int = 30, hostile: bool = False) -> Digest:

@@ -22,6 +22,7 @@ from aiops.channels.dingtalk import DingTalkChannel, DingTalkConfig
 from aiops.channels.dingtalk.card import HASH_PREFIX, MAX_BODY
 from aiops.channels.dingtalk.openapi import OpenApi
 from aiops.channels.dingtalk.stream import DingTalkCallbacks, parse_click
+from aiops.channels.records import proposal_records
 from aiops.models import Proposal
 from aiops.proxy import http_client
 from aiops.service import Services
@@ -76,7 +77,7 @@ def channel(
 
 def hashed(a: Announcement) -> Announcement:
     """The announcement with each proposal's argv hash, as the store gives them."""
-    proposals = [{**p, "argv_hash": argv_hash(p["host"], p["argv"])} for p in a.proposals]
+    proposals = tuple(dataclasses.replace(p, argv_hash=argv_hash(p.host, p.argv)) for p in a.proposals)
     return dataclasses.replace(a, proposals=proposals)
 
 
@@ -349,7 +350,7 @@ async def propose(client: httpx.AsyncClient, services: Services) -> tuple[Announ
         shown = await actions.of_delivery(conn, delivery)
     url = f"http://aiops/incidents/{incident.id}"
     [item] = [p for p in shown if p["action_id"] == "restart-service"]
-    return Announcement("opened", incident, triage, url, proposals=shown), item
+    return Announcement("opened", incident, triage, url, proposals=proposal_records(shown)), item
 
 
 async def state(services: Services, proposal_id: int) -> tuple[str, int]:

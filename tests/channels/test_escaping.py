@@ -94,7 +94,7 @@ def strings(value: Any) -> Iterator[str]:
 
 def hashed(base: Announcement) -> Announcement:
     """As the store gives proposals to channels: with the hash of their argv."""
-    shown = [{**p, "argv_hash": argv_hash(p["host"], p["argv"])} for p in base.proposals]
+    shown = tuple(dataclasses.replace(p, argv_hash=argv_hash(p.host, p.argv)) for p in base.proposals)
     return dataclasses.replace(base, proposals=shown)
 
 
@@ -162,7 +162,7 @@ async def test_the_wecom_card_keeps_its_fields_within_wecoms_lengths(
 @pytest.mark.parametrize("state", ["succeeded", "failed", "moot", "expired"])
 async def test_the_feishu_robot_colours_a_result_as_the_app_does(state: str, http: httpx.AsyncClient) -> None:
     base = announcement("action")
-    assert base.action is not None
-    shown = dataclasses.replace(base, action={**base.action, "state": state})
+    assert base.reported is not None
+    shown = dataclasses.replace(base, reported=dataclasses.replace(base.reported, state=state))
     robot = json.loads(build("feishu_webhook", http).render(shown))
     assert robot["card"]["header"]["template"] == ACTION_COLOURS[state]

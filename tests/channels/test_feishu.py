@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from aiops.channels import Announcement, ChannelError, Purpose, RateLimit
 from aiops.channels.feishu import FeishuChannel, FeishuConfig
 from aiops.channels.feishu.card import MAX_BYTES
+from aiops.channels.records import ExecutionRecord
 from aiops.proxy import http_client
 from aiops.store.actions import argv_hash
 from aiops.templating import build_environment, messages
@@ -56,7 +57,7 @@ def channel(
 
 def hashed(a: Announcement) -> Announcement:
     """The announcement with each proposal's argv hash, as the store gives them."""
-    proposals = [{**p, "argv_hash": argv_hash(p["host"], p["argv"])} for p in a.proposals]
+    proposals = tuple(dataclasses.replace(p, argv_hash=argv_hash(p.host, p.argv)) for p in a.proposals)
     return dataclasses.replace(a, proposals=proposals)
 
 
@@ -228,15 +229,15 @@ async def test_pending_proposals_get_approve_and_reject_buttons_bound_to_their_c
     opened = hashed(announcement("opened", hostile=True))
     card = json.loads(feishu.render(opened))
     values = [node["behaviors"][0]["value"] for node in of_tag(card, "button")]
-    pending = [p for p in opened.proposals if p["state"] == "pending"]
+    pending = [p for p in opened.proposals if p.state == "pending"]
     assert values == [
-        {"proposal": p["id"], "decision": decision, "hash": p["argv_hash"][:16]}
+        {"proposal": p.id, "decision": decision, "hash": p.argv_hash[:16]}
         for p in pending
         for decision in ("approve", "reject")
     ]
     texts = [node["text"]["content"] for node in of_tag(card, "div")]
     for p in pending:
-        assert any(f"$ {shlex.join(p['argv'])}" in text for text in texts), "the exact command, shell-quoted"
+        assert any(f"$ {shlex.join(p.argv)}" in text for text in texts), "the exact command, shell-quoted"
     assert [len(column_set["columns"]) for column_set in of_tag(card, "column_set")] == [2, 2]
     catalog = messages(language)
     assert catalog["feishu_approve"] in json.dumps(card, ensure_ascii=False)
@@ -248,12 +249,12 @@ async def test_decided_proposals_show_their_state_and_result_without_buttons(
 ) -> None:
     feishu = channel(openapi, http, language="en")
     opened = hashed(announcement("opened"))
-    done = {"state": "succeeded", "decided_by": "ou_alice", "decided_via": "feishu", "decided_at": None}
-    execution = {"exit_status": 0, "error": None, "stdout": "ok", "stderr": ""}
-    proposals = [
-        {**opened.proposals[0], **done, "execution": execution},
-        {**opened.proposals[1], "state": "rejected"},
-    ]
+    execution = ExecutionRecord("succeeded", exit_status=0, stdout="ok")
+    done = {"state": "succeeded", "decided_by": "ou_alice", "decided_via": "feishu", "execution": execution}
+    proposals = (
+        dataclasses.replace(opened.proposals[0], **done),
+        dataclasses.replace(opened.proposals[1], state="rejected"),
+    )
     card = json.loads(feishu.render(dataclasses.replace(opened, proposals=proposals)))
     texts = "\n".join(node["text"]["content"] for node in of_tag(card, "div"))
     assert of_tag(card, "button") == []

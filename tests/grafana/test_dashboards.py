@@ -94,7 +94,9 @@ def shown(body: str, url: str) -> bool:
 
 
 def hashed(a: Announcement) -> Announcement:
-    return dataclasses.replace(a, proposals=[{**p, "argv_hash": "ab" * 32} for p in a.proposals])
+    return dataclasses.replace(
+        a, proposals=tuple(dataclasses.replace(p, argv_hash="ab" * 32) for p in a.proposals)
+    )
 
 
 @pytest.mark.parametrize("purpose", ["opened", "resolved", "action"])

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aiops.actions.approvals import Actor
 from aiops.channels import Announcement, ChannelError, Digest, RateLimit
+from aiops.channels.routing import Routing
 from aiops.metrics import Metrics
 from aiops.pipeline.outbox import Outbox
 from aiops.queue import Deferred
@@ -43,6 +44,8 @@ class Recorder:
     name: str = "chat"
     limits: RateLimit = field(default_factory=lambda: RateLimit(per_minute=20))
     immediate: bool = False
+    results_on_card: bool = False
+    routing: Routing | None = None
     sent: list[str] = field(default_factory=list)
     edits: list[tuple[str, str]] = field(default_factory=list)
     failures: list[ChannelError] = field(default_factory=list)

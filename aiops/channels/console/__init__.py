@@ -24,6 +24,8 @@ class ConsoleChannel:
     name = "console"
     limits = RateLimit()
     immediate = True
+    results_on_card = False
+    routing = None
 
     def __init__(self, config: ConsoleConfig, templates: Environment) -> None:
         self._stream = sys.stdout if config.stream == "stdout" else sys.stderr

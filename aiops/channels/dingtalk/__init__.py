@@ -37,8 +37,7 @@ Cards are created with `callbackType: STREAM`; clicks on cards created otherwise
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import httpx
 from jinja2 import Environment
@@ -47,6 +46,7 @@ from aiops.channels import Announcement, Capabilities, Digest, RateLimit
 from aiops.channels.dingtalk.card import MAX_BODY, Cards
 from aiops.channels.dingtalk.config import DingTalkConfig
 from aiops.channels.dingtalk.openapi import OpenApi
+from aiops.channels.records import ProposalRecord
 from aiops.channels.routing import Routing
 from aiops.models import Text
 
@@ -81,7 +81,7 @@ class DingTalkChannel:
         return self._cards.digest(digest)
 
     def render_decision(
-        self, outcome: str, proposal: Mapping[str, Any], proposals: Sequence[Mapping[str, Any]], who: str
+        self, outcome: str, proposal: ProposalRecord, proposals: Sequence[ProposalRecord], who: str
     ) -> str:
         """The card keys a click changes: the proposals' states, whether buttons stay, what was decided."""
         return self._cards.decision(outcome, proposal, proposals, who)

@@ -17,6 +17,7 @@ from aiops.channels import Announcement, Digest, digest_title, fitting
 from aiops.channels.decisions import HASH_PREFIX
 from aiops.channels.dingtalk.markdown import md, mdtext
 from aiops.channels.fitting import LINK_KEYS, Cut, dumps, fit
+from aiops.channels.records import ProposalRecord
 from aiops.models import Text
 
 # Bytes of a message body. DingTalk does not document a limit for card data; the service keeps every chat message
@@ -86,7 +87,7 @@ class Cards:
         return _fit(params, {})
 
     def decision(
-        self, outcome: str, proposal: Mapping[str, Any], proposals: Sequence[Mapping[str, Any]], who: str
+        self, outcome: str, proposal: ProposalRecord, proposals: Sequence[ProposalRecord], who: str
     ) -> str:
         """The keys a decision changes: every proposal's state (the buttons go with the pending state) and, when
         the decision took effect, who decided what."""
@@ -109,7 +110,7 @@ class Cards:
             "dashboard_link_text": self._t("grafana_dashboard") if announcement.dashboard_url else "",
         }
         if announcement.purpose == "action":
-            return {**link, "last_action": self._text("action.md.j2", **context, p=announcement.action)}
+            return {**link, "last_action": self._text("action.md.j2", **context, p=announcement.reported)}
         header = {
             **link,
             "title": line(self._text("title.txt.j2", **context), TITLE),
@@ -142,26 +143,26 @@ class Cards:
             params["last_action"] = ""
         return params
 
-    def _proposals(self, proposals: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    def _proposals(self, proposals: Sequence[ProposalRecord]) -> dict[str, str]:
         items = [self._proposal(item) for item in proposals]
         pending = any(item["pending"] == _TRUE for item in items)
         return {"proposals": dumps(items), "actions_open": _TRUE if pending else _FALSE}
 
-    def _proposal(self, p: Mapping[str, Any]) -> dict[str, str]:
+    def _proposal(self, p: ProposalRecord) -> dict[str, str]:
         """One proposal as the template's loop sees it; `proposal_id` and `hash` are what its buttons send: the
         hash binds a click to the command the card showed."""
-        pending = p["state"] == "pending"
+        pending = p.state == "pending"
         return {
-            "id": str(p["id"]),
-            "proposal_id": str(p["id"]),
-            "hash": str(p["argv_hash"])[:HASH_PREFIX],
-            "action": str(p["action_id"]),
-            "host": str(p["host"] or ""),
-            "command": self._shell(p["argv"]),
-            "risk": str(p["risk"]),
-            "state": str(p["state"]),
-            "state_text": self._t(f"approval_state_{p['state']}"),
-            "expires": self._t("dingtalk_expires", until=self._when(p["expires_at"])) if pending else "",
+            "id": str(p.id),
+            "proposal_id": str(p.id),
+            "hash": p.argv_hash[:HASH_PREFIX],
+            "action": p.action_id,
+            "host": p.host or "",
+            "command": self._shell(p.argv),
+            "risk": p.risk,
+            "state": p.state,
+            "state_text": self._t(f"approval_state_{p.state}"),
+            "expires": self._t("dingtalk_expires", until=self._when(p.expires_at)) if pending else "",
             "pending": _TRUE if pending else _FALSE,
             "text": self._text("proposal.md.j2", p=p),
         }

@@ -29,6 +29,7 @@ from aiops.channels.dingtalk import DingTalkChannel
 from aiops.channels.dingtalk.config import DingTalkConfig
 from aiops.channels.inbound import Deciders
 from aiops.channels.listener import ListenerThread
+from aiops.channels.records import ProposalRecord
 from aiops.models import Text
 from aiops.proxy import ProxyUrl, through
 
@@ -149,7 +150,8 @@ class DingTalkCallbacks(ListenerThread):
         """Show the decision on the card it was taken on, with every proposal of that announcement."""
         assert decided.announcement is not None
         shown = decided.announcement.proposals
-        body = self._channel.render_decision(decided.outcome, proposal, shown, click.user)
+        record = next((p for p in shown if p.id == proposal["id"]), None) or ProposalRecord.from_row(proposal)
+        body = self._channel.render_decision(decided.outcome, record, shown, click.user)
         try:
             await self._channel.update(click.out_track_id, body)
         except ChannelError as error:

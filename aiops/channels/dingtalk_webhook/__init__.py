@@ -20,6 +20,7 @@ from pydantic import ConfigDict, Field, SecretStr, field_validator
 from aiops.channels import Announcement, Capabilities, ChannelError, Digest, RateLimit, digest_title, fitting
 from aiops.channels.dingtalk.markdown import md, paragraphs
 from aiops.channels.fitting import Cut, line
+from aiops.channels.records import ProposalRecord
 from aiops.channels.robot import Robot, fit_robot, post
 from aiops.channels.routing import Routing
 from aiops.proxy import Destination, Proxied, destination
@@ -120,14 +121,14 @@ class DingTalkWebhookChannel(Robot[DingTalkWebhookConfig]):
         return message
 
     def _buttons(self, announcement: Announcement, cut: Cut) -> list[dict[str, str]]:
-        shown: Sequence[Mapping[str, Any]] = announcement.proposals
+        shown: Sequence[ProposalRecord] = announcement.proposals
         if cut.proposals is not None:
             shown = shown[: cut.proposals]
         buttons = []
         for proposal in shown:
-            link = announcement.approval_links.get(proposal["id"])
-            if link and proposal["state"] == "pending":
-                label = self._t("robot_approve_button", id=proposal["id"], action=proposal["action_id"])
+            link = announcement.approval_links.get(proposal.id)
+            if link and proposal.state == "pending":
+                label = self._t("robot_approve_button", id=proposal.id, action=proposal.action_id)
                 buttons.append({"title": line(label, 60), "actionURL": link})
         if shown and announcement.pause_url is not None:
             buttons.append({"title": self._t("pause_on_web"), "actionURL": announcement.pause_url})

@@ -42,6 +42,7 @@ from aiops.channels.discord.api import (
     row,
 )
 from aiops.channels.fitting import Cut
+from aiops.channels.records import ProposalRecord
 from aiops.channels.robot import CUTS, LAST_RESORT
 from aiops.channels.routing import Routing
 from aiops.proxy import Destination, Proxied, destination
@@ -94,6 +95,7 @@ class DiscordChannel:
     # to allow 5 in 5 s; the outbox stays under that, and folds a storm into digests past 60 a minute.
     limits = CAPABILITIES.limits
     immediate = False
+    results_on_card = False
 
     def __init__(
         self,
@@ -156,17 +158,17 @@ class DiscordChannel:
     def _rows(self, announcement: Announcement) -> list[dict[str, Any]]:
         """A row per pending proposal (Approve, Reject, its web page) and one for Pause: at most 5 rows."""
         pause = announcement.pause_url is not None and bool(announcement.proposals)
-        pending = [p for p in announcement.proposals if p["state"] == "pending"]
+        pending = [p for p in announcement.proposals if p.state == "pending"]
         rows = [self._decision_row(p, announcement.approval_links) for p in pending[: ROWS_LIMIT - pause]]
         if pause:
             pause_id = Button("pause", incident_id=announcement.incident.id).text()
             rows.append(row(button(self._t("pause_button"), style=SECONDARY, custom=pause_id)))
         return rows
 
-    def _decision_row(self, proposal: Mapping[str, Any], links: Mapping[int, str]) -> dict[str, Any]:
-        digest = str(proposal["argv_hash"])[:HASH_PREFIX]
-        number = proposal["id"]
-        label = markdown.line(f"#{number} {proposal['action_id']}", 60)
+    def _decision_row(self, proposal: ProposalRecord, links: Mapping[int, str]) -> dict[str, Any]:
+        digest = proposal.argv_hash[:HASH_PREFIX]
+        number = proposal.id
+        label = markdown.line(f"#{number} {proposal.action_id}", 60)
         buttons = [
             button(
                 f"{self._t('feishu_approve')} {label}"[:80],
@@ -209,8 +211,8 @@ def _fit(build: Callable[[Cut], str]) -> str:
 def _colour(announcement: Announcement) -> int:
     if announcement.purpose == "resolved":
         return _GREEN
-    if announcement.purpose == "action" and announcement.action is not None:
-        return _ACTION_COLOURS.get(str(announcement.action.get("state")), _GREY)
+    if announcement.purpose == "action" and announcement.reported is not None:
+        return _ACTION_COLOURS.get(announcement.reported.state, _GREY)
     return _COLOURS.get(announcement.incident.severity, _GREY)
 
 

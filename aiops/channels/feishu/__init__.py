@@ -100,6 +100,7 @@ class FeishuChannel:
 
     limits = CAPABILITIES.limits
     immediate = False
+    results_on_card = False
 
     def __init__(self, config: FeishuConfig, templates: Environment, http: httpx.AsyncClient) -> None:
         self.name = config.name

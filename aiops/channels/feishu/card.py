@@ -23,6 +23,7 @@ from aiops.channels import Announcement, Digest, fitting
 from aiops.channels.decisions import HASH_PREFIX
 from aiops.channels.feishu.markdown import md, mdtext
 from aiops.channels.fitting import Cut, dumps, fit, shorten, size
+from aiops.channels.records import ProposalRecord
 
 MAX_BYTES = 30_000  # Feishu refuses cards over 30 KB; kept a little under, whichever K Feishu means
 PAUSE = "pause"  # the decision a Pause button sends
@@ -95,7 +96,7 @@ class Cards:
     def _card(self, announcement: Announcement, cut: Cut) -> Element:
         context = fitting.context(announcement, cut, _MENTION)
         elements = [markdown(self._text(f"{announcement.purpose}.md.j2", **context))]
-        if announcement.purpose == "action" and announcement.action is not None:
+        if announcement.purpose == "action" and announcement.reported is not None:
             elements.append(plain(self._text("action.txt.j2", **context)))
         if announcement.purpose in ("opened", "updated") and announcement.triage is not None:
             evidence = self._text("evidence.md.j2", **context)
@@ -117,9 +118,9 @@ class Cards:
         elements: list[Element] = [{"tag": "hr"}]
         for proposal in proposals:
             elements.append(plain(self._text("proposal.txt.j2", **context, p=proposal)))
-            if proposal["state"] == "pending":
+            if proposal.state == "pending":
                 elements.append(self._buttons(proposal))
-                web = announcement.approval_links.get(proposal["id"])
+                web = announcement.approval_links.get(proposal.id)
                 if web:
                     elements.append(markdown(link(web, self._t("decide_on_web"))))
         if announcement.pause_url is not None:
@@ -132,9 +133,9 @@ class Cards:
         pause["confirm"] = confirm(self._t("pause_confirm_title"), self._t("pause_confirm_text"))
         return pause
 
-    def _buttons(self, proposal: Mapping[str, Any]) -> Element:
+    def _buttons(self, proposal: ProposalRecord) -> Element:
         """Approve and Reject side by side, each confirming the exact command before it calls back."""
-        names = {"action": proposal["action_id"], "host": proposal["host"] or "—"}
+        names = {"action": proposal.action_id, "host": proposal.host or "—"}
         command = self._text("command.txt.j2", p=proposal)
         approve = button(self._t("feishu_approve"), "primary_filled", _value(proposal, "approve"))
         approve["confirm"] = confirm(self._t("feishu_confirm_approve", **names), command)
@@ -192,18 +193,19 @@ def column(*elements: Element) -> Element:
 def colour(announcement: Announcement) -> str:
     if announcement.purpose == "resolved":
         return "green"
-    if announcement.purpose == "action" and announcement.action is not None:
-        verification = announcement.action.get("verification")
-        if verification and verification.get("outcome"):
-            return VERIFIED_COLOURS.get(str(verification["outcome"]), "blue")
-        return ACTION_COLOURS.get(str(announcement.action.get("state")), "blue")
+    reported = announcement.reported
+    if announcement.purpose == "action" and reported is not None:
+        verification = reported.verification
+        if verification is not None and verification.outcome:
+            return VERIFIED_COLOURS.get(verification.outcome, "blue")
+        return ACTION_COLOURS.get(reported.state, "blue")
     return COLOURS.get(announcement.incident.severity, "grey")
 
 
-def _value(proposal: Mapping[str, Any], decision: str) -> dict[str, Any]:
+def _value(proposal: ProposalRecord, decision: str) -> dict[str, Any]:
     """What a click sends back: which proposal, which decision, and which command (argv hash prefix)."""
     return {
-        "proposal": proposal["id"],
+        "proposal": proposal.id,
         "decision": decision,
-        "hash": str(proposal["argv_hash"])[:HASH_PREFIX],
+        "hash": proposal.argv_hash[:HASH_PREFIX],
     }

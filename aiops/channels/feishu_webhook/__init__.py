@@ -20,6 +20,7 @@ from aiops.channels import Announcement, Capabilities, ChannelError, Digest, Rat
 from aiops.channels.feishu.card import ACTION_COLOURS, COLOURS
 from aiops.channels.feishu.markdown import md, mdtext
 from aiops.channels.fitting import Cut, dumps, line
+from aiops.channels.records import ProposalRecord
 from aiops.channels.robot import Robot, fit_robot, post
 from aiops.channels.routing import Routing
 from aiops.proxy import Destination, Proxied, destination
@@ -105,15 +106,15 @@ class FeishuWebhookChannel(Robot[FeishuWebhookConfig]):
         self, announcement: Announcement, cut: Cut, context: Mapping[str, Any]
     ) -> list[dict[str, Any]]:
         """Each proposal as text, followed for a pending one by a button opening its approval page."""
-        shown: Sequence[Mapping[str, Any]] = announcement.proposals
+        shown: Sequence[ProposalRecord] = announcement.proposals
         if cut.proposals is not None:
             shown = shown[: cut.proposals]
         elements: list[dict[str, Any]] = []
         for proposal in shown:
             elements.append(_markdown(self._text("proposal.md.j2", **context, p=proposal)))
-            link = announcement.approval_links.get(proposal["id"])
-            if link and proposal["state"] == "pending":
-                label = self._t("robot_approve_button", id=proposal["id"], action=proposal["action_id"])
+            link = announcement.approval_links.get(proposal.id)
+            if link and proposal.state == "pending":
+                label = self._t("robot_approve_button", id=proposal.id, action=proposal.action_id)
                 elements.append(_button(line(label, 100), link, "primary_filled"))
         if shown and announcement.pause_url is not None:
             elements.append(_button(self._t("pause_on_web"), announcement.pause_url, "danger"))
@@ -167,6 +168,6 @@ def _button(label: str, url: str, kind: str) -> dict[str, Any]:
 def _colour(announcement: Announcement) -> str:
     if announcement.purpose == "resolved":
         return "green"
-    if announcement.purpose == "action" and announcement.action is not None:
-        return ACTION_COLOURS.get(str(announcement.action.get("state")), "blue")
+    if announcement.purpose == "action" and announcement.reported is not None:
+        return ACTION_COLOURS.get(announcement.reported.state, "blue")
     return COLOURS.get(announcement.incident.severity, "grey")

@@ -16,13 +16,14 @@ The body is the card without its `task_id`, which `channel.WeComChannel.send` gi
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 from jinja2 import Environment
 
 from aiops.channels import Announcement, Digest, digest_title, fitting
 from aiops.channels.decisions import HASH_PREFIX, Button
+from aiops.channels.records import ProposalRecord
 from aiops.channels.wecom.api import BUTTONS_LIMIT
 from aiops.channels.wecom.api import Button as CardButton
 
@@ -45,15 +46,15 @@ class Cards:
 
     def announcement(self, announcement: Announcement) -> str:
         context = fitting.context(announcement)
-        proposals = [p for p in announcement.proposals if p["state"] == "pending"]
+        proposals = [p for p in announcement.proposals if p.state == "pending"]
         room = (BUTTONS_LIMIT - (announcement.pause_url is not None)) // 2
         buttons = [b for p in proposals[:room] for b in self._decision_buttons(p)]
         if announcement.pause_url is not None and announcement.proposals:
             pause = Button("pause", incident_id=announcement.incident.id)
             buttons.append(CardButton(self._t("pause_button"), pause.text(), _STYLES["pause"]))
         # Every proposal of the card, pending first: once decided, a row says how (the buttons are gone).
-        shown = proposals + [p for p in announcement.proposals if p["state"] != "pending"]
-        rows = [self._row(p, announcement.approval_links.get(p["id"])) for p in shown[: ROWS - 1]]
+        shown = proposals + [p for p in announcement.proposals if p.state != "pending"]
+        rows = [self._row(p, announcement.approval_links.get(p.id)) for p in shown[: ROWS - 1]]
         rows.append(_link_row(self._t("incident"), f"#{announcement.incident.id}", announcement.incident_url))
         return _dumps(
             self._card(
@@ -92,24 +93,24 @@ class Cards:
             "button_list": [button.json() for button in buttons],
         }
 
-    def _decision_buttons(self, proposal: Mapping[str, Any]) -> list[CardButton]:
-        digest = str(proposal["argv_hash"])[:HASH_PREFIX]
-        approve = Button("approve", proposal["id"], digest)
-        reject = Button("reject", proposal["id"], digest)
+    def _decision_buttons(self, proposal: ProposalRecord) -> list[CardButton]:
+        digest = proposal.argv_hash[:HASH_PREFIX]
+        approve = Button("approve", proposal.id, digest)
+        reject = Button("reject", proposal.id, digest)
         return [
             CardButton(
-                clip(f"{self._t('feishu_approve')} #{proposal['id']}", 20), approve.text(), _STYLES["approve"]
+                clip(f"{self._t('feishu_approve')} #{proposal.id}", 20), approve.text(), _STYLES["approve"]
             ),
             CardButton(
-                clip(f"{self._t('feishu_reject')} #{proposal['id']}", 20), reject.text(), _STYLES["reject"]
+                clip(f"{self._t('feishu_reject')} #{proposal.id}", 20), reject.text(), _STYLES["reject"]
             ),
         ]
 
-    def _row(self, proposal: Mapping[str, Any], link: str | None) -> dict[str, Any]:
+    def _row(self, proposal: ProposalRecord, link: str | None) -> dict[str, Any]:
         value = self._text("proposal.txt.j2", p=proposal)
         if link:
-            return _link_row(f"#{proposal['id']}", value, link)
-        return {"keyname": clip(f"#{proposal['id']}", KEYNAME), "value": clip(value, VALUE)}
+            return _link_row(f"#{proposal.id}", value, link)
+        return {"keyname": clip(f"#{proposal.id}", KEYNAME), "value": clip(value, VALUE)}
 
     def _incident_button(self, url: str) -> CardButton:
         return CardButton(self._t("robot_open_incident"), "incident", _STYLES["link"], url=url)

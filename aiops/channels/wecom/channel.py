@@ -90,6 +90,7 @@ class WeComChannel:
 
     limits = CAPABILITIES.limits
     immediate = False
+    results_on_card = False
 
     def __init__(
         self,

@@ -58,7 +58,7 @@ def bot(
 
 
 def hashed(a: Announcement, **changes: Any) -> Announcement:
-    proposals = [{**p, "argv_hash": argv_hash(p["host"], p["argv"])} for p in a.proposals]
+    proposals = tuple(dataclasses.replace(p, argv_hash=argv_hash(p.host, p.argv)) for p in a.proposals)
     return dataclasses.replace(a, proposals=proposals, **changes)
 
 
@@ -111,7 +111,7 @@ def test_buttons_name_the_proposal_and_its_command_and_pause_the_incident(
 ) -> None:
     channel = bot(fake, http, clock, sleeps, "en")
     a = hashed(announcement("opened"))
-    digest_11 = a.proposals[0]["argv_hash"][:HASH_PREFIX]
+    digest_11 = a.proposals[0].argv_hash[:HASH_PREFIX]
     body = json.loads(channel.render(a))
     assert custom_ids(body)[:2] == [f"aiops:approve:11:{digest_11}", f"aiops:reject:11:{digest_11}"]
     assert len(custom_ids(body)) == 4  # 11 and 12 pending; 13 refused

@@ -50,7 +50,7 @@ def app(
 
 def hashed(a: Announcement, **changes: Any) -> Announcement:
     """The announcement with its proposals' argv hashes, as the store gives them."""
-    proposals = [{**p, "argv_hash": argv_hash(p["host"], p["argv"])} for p in a.proposals]
+    proposals = tuple(dataclasses.replace(p, argv_hash=argv_hash(p.host, p.argv)) for p in a.proposals)
     return dataclasses.replace(a, proposals=proposals, **changes)
 
 
@@ -80,7 +80,7 @@ def test_pending_proposals_get_approve_and_reject_and_pause_when_automatic(
 ) -> None:
     channel = app(fake, http, clock, "en")
     a = hashed(announcement("opened"))
-    digest_11 = a.proposals[0]["argv_hash"][:HASH_PREFIX]
+    digest_11 = a.proposals[0].argv_hash[:HASH_PREFIX]
     card = json.loads(channel.render(a))
     assert keys(card)[:2] == [f"aiops:approve:11:{digest_11}", f"aiops:reject:11:{digest_11}"]
     assert len(keys(card)) == 4  # 11 and 12 are pending; 13 was refused
