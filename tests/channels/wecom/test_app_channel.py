@@ -107,8 +107,8 @@ def test_a_results_card_says_who_approved_it_and_the_exit_status_apart(
     fake: FakeWeCom, http: httpx.AsyncClient, clock: Clock, decided_by: str | None
 ) -> None:
     a = announcement("action")
-    assert a.action is not None
-    shown = dataclasses.replace(a, action={**a.action, "decided_by": decided_by})
+    assert a.reported is not None
+    shown = dataclasses.replace(a, reported=dataclasses.replace(a.reported, decided_by=decided_by))
     subtitle = json.loads(app(fake, http, clock, "en").render(shown))["sub_title_text"]
     said = "ran, exit status 0" + (" · approved by alice web via web" if decided_by else "")
     assert f"{said} exit status: 0" in subtitle, subtitle
