@@ -21,7 +21,7 @@ import pytest
 
 from tests.fakes.discord import APPLICATION_ID, BOT_TOKEN, CHANNEL, FakeDiscord
 from tests.support import stack as s
-from tests.support.e2e import ACTION, DEADLINE, HOST, QUIET, TOKEN, Stack, marker_runbooks
+from tests.support.e2e import ACTION, DEADLINE, HOST, QUIET, TOKEN, Stack, marker_runbooks, ran_once
 from tests.support.sshd import SshServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
@@ -161,18 +161,7 @@ def test_a_button_press_by_an_approver_runs_the_action_over_ssh_and_the_channel_
     assert "waiting for an approval" not in _description(edit), _description(edit)
 
     # The worker pool runs it on the sshd, once.
-    s.eventually(marker.exists, timeout=DEADLINE, what=f"{marker} written over SSH", logs=logs)
-    assert marker.read_text() == "fixed\n"
-
-    def finished() -> dict[str, Any] | None:
-        [item] = proposals()
-        return item if item["state"] not in ("approved", "running") else None
-
-    done = s.eventually(finished, timeout=DEADLINE, what="the execution finished", logs=logs)
-    assert done["state"] == "succeeded" and done["decided_by"] == APPROVER, f"{done}\n{logs()}"
-    assert done["decided_via"] == "discord", done
-    assert done["execution"]["state"] == "succeeded" and done["execution"]["exit_status"] == 0, done
-    assert audit() == ["proposed", "approval_refused", "approved", "execution_started", "executed"]
+    ran_once(stack, incident_id, marker, APPROVER, "discord", logs)
 
     # The result is a message of its own in the channel, naming who approved it.
     result_title = f"Incident #{incident_id}: {ACTION} on {HOST} — ran, exit status 0"

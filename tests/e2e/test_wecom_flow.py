@@ -21,7 +21,7 @@ import pytest
 from aiops.channels.wecom.card import TITLE, clip
 from tests.fakes.wecom import AES_KEY, AGENT_ID, CALLBACK_TOKEN, CORP_ID, SECRET, Callbacks, FakeWeCom
 from tests.support import stack as s
-from tests.support.e2e import ACTION, DEADLINE, HOST, QUIET, TOKEN, Stack, marker_runbooks
+from tests.support.e2e import ACTION, DEADLINE, HOST, QUIET, TOKEN, Stack, marker_runbooks, ran_once
 from tests.support.sshd import SshServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
@@ -177,18 +177,7 @@ def test_a_card_click_by_an_approver_runs_the_action_over_ssh_and_the_members_he
     assert f"#{pending['id']} approved" in _texts(edited), edited
 
     # The worker pool runs it on the sshd, once.
-    s.eventually(marker.exists, timeout=DEADLINE, what=f"{marker} written over SSH", logs=logs)
-    assert marker.read_text() == "fixed\n"
-
-    def finished() -> dict[str, Any] | None:
-        [item] = proposals()
-        return item if item["state"] not in ("approved", "running") else None
-
-    done = s.eventually(finished, timeout=DEADLINE, what="the execution finished", logs=logs)
-    assert done["state"] == "succeeded" and done["decided_by"] == APPROVER, f"{done}\n{logs()}"
-    assert done["decided_via"] == "wecom", done
-    assert done["execution"]["state"] == "succeeded" and done["execution"]["exit_status"] == 0, done
-    assert audit() == ["proposed", "approval_refused", "approved", "execution_started", "executed"]
+    ran_once(stack, incident_id, marker, APPROVER, "wecom", logs)
 
     # The result is a card of its own for the members, naming who approved it.
     result_title = f"Incident #{incident_id}: {ACTION} on {HOST} — ran, exit status 0"

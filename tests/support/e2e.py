@@ -190,3 +190,24 @@ def marker_runbooks(folder: Path, marker: Path) -> Path:
         "  target: labels.instance\n  risk: high\n  timeout: 20s\n"
     )
     return folder
+
+
+def ran_once(
+    stack: Stack, incident_id: int, marker: Path, approver: str, via: str, logs: Callable[[], str]
+) -> dict[str, Any]:
+    """After an approver's click: the marker runbook's action ran once on the sshd, approved by `approver`
+    through `via`, refused once before (the stranger's click), and nothing else happened; the proposal as stored."""
+    s.eventually(marker.exists, timeout=DEADLINE, what=f"{marker} written over SSH", logs=logs)
+    assert marker.read_text() == "fixed\n"
+
+    def finished() -> dict[str, Any] | None:
+        [item] = stack.incident(incident_id)["proposals"]
+        return item if item["state"] not in ("approved", "running") else None
+
+    done: dict[str, Any] = s.eventually(finished, timeout=DEADLINE, what="the execution finished", logs=logs)
+    assert done["state"] == "succeeded" and done["decided_by"] == approver, f"{done}\n{logs()}"
+    assert done["decided_via"] == via, done
+    assert done["execution"]["state"] == "succeeded" and done["execution"]["exit_status"] == 0, done
+    kinds = [entry["kind"] for entry in stack.incident(incident_id)["audit"]]
+    assert kinds == ["proposed", "approval_refused", "approved", "execution_started", "executed"], kinds
+    return done
