@@ -1,9 +1,10 @@
 """What the route at `POST /callbacks/discord` does with an interaction: `answer_interaction` verifies it and says
-what to answer at once and which click (if any) to decide after.
+what to answer and which click (if any) to decide.
 
 Discord voids an interaction not answered within 3 s, so a button press is answered with a deferred update (type
-6: the message stays as it is, no "thinking" state) before anything is decided. The decision path then renders the
-card as it now stands and edits it through the interaction's token (`DiscordChannel.edit_clicked`, 15 minutes).
+6: the message stays as it is, no "thinking" state) as soon as its decision — one short transaction — is
+committed. The message is then edited to the card as it now stands through the interaction's token
+(`DiscordChannel.edit_clicked`, 15 minutes).
 A bad signature is answered 401 and nothing else happens: Discord sends such requests on purpose and removes an
 endpoint that accepts them.
 """

@@ -35,7 +35,7 @@ class WeComClick:
 
 @dataclass(frozen=True)
 class CallbackAnswer:
-    """What the route answers (`status`, the bare `body`, as text/plain) and the click to decide after."""
+    """What the route answers (`status`, the bare `body`, as text/plain) and the click to decide first."""
 
     status: int
     body: str = ""
