@@ -11,8 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aiops.store import migrate
 from aiops.store.engine import DatabaseConfig, create_engine
+from tests.fakes.discord import FakeDiscord
 from tests.fakes.minimax import FakeMiniMax
 from tests.fakes.prometheus import FakePrometheus
+from tests.fakes.wecom import FakeWeCom
 from tests.support.app import running, settings_for
 from tests.support.local_model import FIGURES, LocalModel, running_local_model
 from tests.support.postgres import PostgresServer
@@ -76,6 +78,24 @@ def fake_minimax() -> Iterator[FakeMiniMax]:
 @pytest.fixture
 def fake_prometheus() -> Iterator[FakePrometheus]:
     fake = FakePrometheus().start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+@pytest.fixture
+def fake_wecom() -> Iterator[FakeWeCom]:
+    fake = FakeWeCom().start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+@pytest.fixture
+def fake_discord() -> Iterator[FakeDiscord]:
+    fake = FakeDiscord().start()
     try:
         yield fake
     finally:

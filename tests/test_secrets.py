@@ -5,11 +5,10 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-import pytest
 
 from aiops.passwords import hash_password
 from tests.conftest import DATA
@@ -49,24 +48,6 @@ SECRETS = (
     DISCORD,
 )
 CHANNELS = ("wecom", "wecom_webhook", "discord")
-
-
-@pytest.fixture
-def fake_wecom() -> Iterator[FakeWeCom]:
-    fake = FakeWeCom().start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
-
-
-@pytest.fixture
-def fake_discord() -> Iterator[FakeDiscord]:
-    fake = FakeDiscord().start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
 
 
 def test_secrets_stay_secret(

@@ -64,10 +64,10 @@ class Routed:
         self.channel = channel
 
     def start(self) -> None:
-        pass
+        """Nothing to open: requests come to its routes."""
 
     async def stop(self) -> None:
-        pass
+        """Nothing to close."""
 
     def edit_after(self, decided: Decided, edit: Callable[[str], Awaitable[None]]) -> BackgroundTask | None:
         """`edit` of the clicked card with its body as it now stands, as the answer's background task: when the

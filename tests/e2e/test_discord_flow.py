@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,25 +29,16 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 APPROVER, STRANGER = "400000000000000001", "400000000000000666"
 
 
-@pytest.fixture
-def discord() -> Iterator[FakeDiscord]:
-    fake = FakeDiscord().start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
-
-
-def _sections(discord: FakeDiscord, sshd: SshServer, runbooks: Path) -> dict[str, Any]:
+def _sections(fake_discord: FakeDiscord, sshd: SshServer, runbooks: Path) -> dict[str, Any]:
     """aiops's configuration beyond what `start_stack` writes: the Discord app, the runbooks and the sshd."""
     return {
         "channels": {
             "discord": {
                 "application_id": APPLICATION_ID,
-                "public_key": discord.public_key,
+                "public_key": fake_discord.public_key,
                 "bot_token": BOT_TOKEN,
                 "channel_id": CHANNEL,
-                "api": discord.api,
+                "api": fake_discord.api,
             }
         },
         "runbooks": {"dir": str(runbooks)},
@@ -71,16 +62,18 @@ def _title(message: dict[str, Any]) -> str:
     return "\n".join(str(embed.get("title") or "") for embed in message.get("embeds") or [])
 
 
-def _press(stack: Stack, discord: FakeDiscord, user: str, custom_id: str, message_id: str) -> httpx.Response:
+def _press(
+    stack: Stack, fake_discord: FakeDiscord, user: str, custom_id: str, message_id: str
+) -> httpx.Response:
     """`user` presses the button `custom_id` on message `message_id`; Discord POSTs the signed interaction."""
-    headers, raw = discord.press(custom_id, user, message_id)
-    return discord.deliver(f"{stack.aiops.url}/callbacks/discord", headers, raw)
+    headers, raw = fake_discord.press(custom_id, user, message_id)
+    return fake_discord.deliver(f"{stack.aiops.url}/callbacks/discord", headers, raw)
 
 
-def _logs(stack: Stack, discord: FakeDiscord, sshd: SshServer) -> Callable[[], str]:
+def _logs(stack: Stack, fake_discord: FakeDiscord, sshd: SshServer) -> Callable[[], str]:
     def logs() -> str:
-        messages = json.dumps(discord.record.messages, ensure_ascii=False, indent=1)[-s.LOG_TAIL :]
-        fake = f"requests: {discord.requests}\nresponses: {discord.record.responses}\nmessages: {messages}"
+        messages = json.dumps(fake_discord.record.messages, ensure_ascii=False, indent=1)[-s.LOG_TAIL :]
+        fake = f"requests: {fake_discord.requests}\nresponses: {fake_discord.record.responses}\nmessages: {messages}"
         sections = [("fake Discord", fake), ("sshd log", sshd.log.read_text()[-s.LOG_TAIL :])]
         return s.report(sections) + "\n" + stack.logs()
 
@@ -88,11 +81,13 @@ def _logs(stack: Stack, discord: FakeDiscord, sshd: SshServer) -> Callable[[], s
 
 
 def test_a_button_press_by_an_approver_runs_the_action_over_ssh_and_the_channel_hears_the_result(
-    start_stack: Callable[..., Stack], discord: FakeDiscord, sshd: SshServer, tmp_path: Path
+    start_stack: Callable[..., Stack], fake_discord: FakeDiscord, sshd: SshServer, tmp_path: Path
 ) -> None:
     marker = tmp_path / "marker"
-    stack = start_stack(TOKEN, **_sections(discord, sshd, marker_runbooks(tmp_path / "runbooks", marker)))
-    logs = _logs(stack, discord, sshd)
+    stack = start_stack(
+        TOKEN, **_sections(fake_discord, sshd, marker_runbooks(tmp_path / "runbooks", marker))
+    )
+    logs = _logs(stack, fake_discord, sshd)
 
     [listed] = s.eventually(stack.incidents, timeout=DEADLINE, what="an incident", logs=logs)
     incident_id = listed["id"]
@@ -111,26 +106,26 @@ def test_a_button_press_by_an_approver_runs_the_action_over_ssh_and_the_channel_
 
     # The message reaches the channel with an Approve and a Reject button naming the proposal and its command.
     def message_with_buttons() -> str | None:
-        found = list(discord.record.messages.items())
+        found = list(fake_discord.record.messages.items())
         return next((mid for mid, message in found if approve in _custom_ids(message)), None)
 
     what = "a message with an Approve button on the fake Discord"
     message_id = s.eventually(message_with_buttons, timeout=DEADLINE, what=what, logs=logs)
-    card = discord.record.messages[message_id]
+    card = fake_discord.record.messages[message_id]
     assert card["channel_id"] == CHANNEL and approve.replace(":approve:", ":reject:") in _custom_ids(card)
     assert f"#{pending['id']} {ACTION}" in _description(card) and "waiting for an approval" in _description(
         card
     )
-    requests_before = len(discord.requests)
+    requests_before = len(fake_discord.requests)
 
     # A press signed with a key other than the application's is refused before anything in it is read.
-    headers, raw = discord.press(approve, APPROVER, message_id)
+    headers, raw = fake_discord.press(approve, APPROVER, message_id)
     forged_headers = {**headers, "X-Signature-Ed25519": "00" * 64}
     forged = s.http().post(f"{stack.aiops.url}/callbacks/discord", content=raw, headers=forged_headers)
     assert forged.status_code == 401 and "signature" in forged.json()["error"], forged.text
 
     # Someone not allow-listed: the press is acknowledged, as Discord requires, and nothing is decided.
-    refused = _press(stack, discord, STRANGER, approve, message_id)
+    refused = _press(stack, fake_discord, STRANGER, approve, message_id)
     assert (refused.status_code, refused.json()) == (200, {"type": 6}), f"{refused.text}\n{logs()}"
 
     time.sleep(QUIET)
@@ -138,20 +133,20 @@ def test_a_button_press_by_an_approver_runs_the_action_over_ssh_and_the_channel_
     assert still["state"] == "pending" and still["decided_by"] is None, f"{still}\n{logs()}"
     assert still["execution"] is None and not marker.exists(), f"{still}\n{logs()}"
     assert audit() == ["proposed", "approval_refused"], "only the stranger's refusal is on record"
-    assert discord.record.edits == [] and len(discord.requests) == requests_before, logs()
-    assert approve in _custom_ids(discord.record.messages[message_id])
+    assert fake_discord.record.edits == [] and len(fake_discord.requests) == requests_before, logs()
+    assert approve in _custom_ids(fake_discord.record.messages[message_id])
 
     # The approver's press approves; the message is edited through that interaction's token, without buttons.
-    headers, raw = discord.press(approve, APPROVER, message_id)
-    approved = discord.deliver(f"{stack.aiops.url}/callbacks/discord", headers, raw)
+    headers, raw = fake_discord.press(approve, APPROVER, message_id)
+    approved = fake_discord.deliver(f"{stack.aiops.url}/callbacks/discord", headers, raw)
     assert (approved.status_code, approved.json()) == (200, {"type": 6}), f"{approved.text}\n{logs()}"
     original = f"/api/v10/webhooks/{APPLICATION_ID}/{json.loads(raw)['token']}/messages/@original"
 
     def edited() -> dict[str, Any] | None:
-        return next((body for mid, body in list(discord.record.edits) if mid == message_id), None)
+        return next((body for mid, body in list(fake_discord.record.edits) if mid == message_id), None)
 
     edit = s.eventually(edited, timeout=DEADLINE, what="the pressed message edited", logs=logs)
-    assert ("PATCH", original) in discord.requests, logs()
+    assert ("PATCH", original) in fake_discord.requests, logs()
     assert "could not show the decision" not in stack.aiops.stderr(), logs()
     # The card is read after the decision is committed: the worker pool may have started the action by then.
     states = ("approved, waiting to run", "running", "ran, exit status 0")
@@ -167,7 +162,7 @@ def test_a_button_press_by_an_approver_runs_the_action_over_ssh_and_the_channel_
     result_title = f"Incident #{incident_id}: {ACTION} on {HOST} — ran, exit status 0"
 
     def result_message() -> dict[str, Any] | None:
-        found = list(discord.record.messages.values())
+        found = list(fake_discord.record.messages.values())
         return next((m for m in found if _title(m) == result_title), None)
 
     result = s.eventually(result_message, timeout=DEADLINE, what="the result in the channel", logs=logs)
@@ -176,9 +171,9 @@ def test_a_button_press_by_an_approver_runs_the_action_over_ssh_and_the_channel_
 
     # And the incident's message is edited to show it.
     def card_shows_result() -> dict[str, Any] | None:
-        latest = discord.record.messages[message_id]
+        latest = fake_discord.record.messages[message_id]
         return latest if "ran, exit status 0" in _description(latest) else None
 
     shown = s.eventually(card_shows_result, timeout=DEADLINE, what="the incident's message edited", logs=logs)
     assert _custom_ids(shown) == [], shown
-    assert discord.invalid_requests == 0, logs()
+    assert fake_discord.invalid_requests == 0, logs()

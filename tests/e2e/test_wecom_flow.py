@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,16 +29,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 APPROVER, STRANGER = "zhangsan", "wangwu"  # both receive the cards; only one may approve
 
 
-@pytest.fixture
-def wecom() -> Iterator[FakeWeCom]:
-    fake = FakeWeCom().start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
-
-
-def _sections(wecom: FakeWeCom, sshd: SshServer, runbooks: Path) -> dict[str, Any]:
+def _sections(fake_wecom: FakeWeCom, sshd: SshServer, runbooks: Path) -> dict[str, Any]:
     """aiops's configuration beyond what `start_stack` writes: the WeCom app, the runbooks and the sshd."""
     return {
         "channels": {
@@ -49,7 +40,7 @@ def _sections(wecom: FakeWeCom, sshd: SshServer, runbooks: Path) -> dict[str, An
                 "touser": [APPROVER, STRANGER],
                 "callback_token": CALLBACK_TOKEN,
                 "encoding_aes_key": AES_KEY,
-                "base_url": wecom.url,
+                "base_url": fake_wecom.url,
             }
         },
         "runbooks": {"dir": str(runbooks)},
@@ -59,9 +50,9 @@ def _sections(wecom: FakeWeCom, sshd: SshServer, runbooks: Path) -> dict[str, An
     }
 
 
-def _cards(wecom: FakeWeCom) -> list[dict[str, Any]]:
+def _cards(fake_wecom: FakeWeCom) -> list[dict[str, Any]]:
     """The template cards sent to the app's members, in order."""
-    return [m["template_card"] for m in list(wecom.messages) if m["msgtype"] == "template_card"]
+    return [m["template_card"] for m in list(fake_wecom.messages) if m["msgtype"] == "template_card"]
 
 
 def _keys(card: dict[str, Any]) -> list[str]:
@@ -82,20 +73,20 @@ def _callback(stack: Stack, query: dict[str, str], body: bytes | None = None) ->
 
 
 def _click(
-    stack: Stack, wecom: FakeWeCom, user: str, key: str, task: str, **keys: str
+    stack: Stack, fake_wecom: FakeWeCom, user: str, key: str, task: str, **keys: str
 ) -> tuple[httpx.Response, str]:
     """`user` presses the button `key` on the card `task`: WeCom POSTs the event, sealed with the app's token and
     key (`keys` can spoil that), carrying a fresh response code, which comes back too."""
-    code = wecom.click(task)
+    code = fake_wecom.click(task)
     query, body = Callbacks(**keys).click(user, key, task, code)
     return _callback(stack, query, body), code
 
 
-def _logs(stack: Stack, wecom: FakeWeCom, sshd: SshServer) -> Callable[[], str]:
+def _logs(stack: Stack, fake_wecom: FakeWeCom, sshd: SshServer) -> Callable[[], str]:
     def logs() -> str:
-        sent = json.dumps(wecom.messages, ensure_ascii=False, indent=1)[-s.LOG_TAIL :]
-        updates = json.dumps(wecom.updates, ensure_ascii=False, indent=1)[-s.LOG_TAIL :]
-        fake = f"calls: {wecom.calls}\nmessages: {sent}\nupdates: {updates}"
+        sent = json.dumps(fake_wecom.messages, ensure_ascii=False, indent=1)[-s.LOG_TAIL :]
+        updates = json.dumps(fake_wecom.updates, ensure_ascii=False, indent=1)[-s.LOG_TAIL :]
+        fake = f"calls: {fake_wecom.calls}\nmessages: {sent}\nupdates: {updates}"
         sections = [("fake WeCom", fake), ("sshd log", sshd.log.read_text()[-s.LOG_TAIL :])]
         return s.report(sections) + "\n" + stack.logs()
 
@@ -103,11 +94,11 @@ def _logs(stack: Stack, wecom: FakeWeCom, sshd: SshServer) -> Callable[[], str]:
 
 
 def test_a_card_click_by_an_approver_runs_the_action_over_ssh_and_the_members_hear_the_result(
-    start_stack: Callable[..., Stack], wecom: FakeWeCom, sshd: SshServer, tmp_path: Path
+    start_stack: Callable[..., Stack], fake_wecom: FakeWeCom, sshd: SshServer, tmp_path: Path
 ) -> None:
     marker = tmp_path / "marker"
-    stack = start_stack(TOKEN, **_sections(wecom, sshd, marker_runbooks(tmp_path / "runbooks", marker)))
-    logs = _logs(stack, wecom, sshd)
+    stack = start_stack(TOKEN, **_sections(fake_wecom, sshd, marker_runbooks(tmp_path / "runbooks", marker)))
+    logs = _logs(stack, fake_wecom, sshd)
 
     # Saving the callback URL in WeCom's console: aiops answers the decrypted echostr, bare; a forged check, 401.
     query, echo = Callbacks().verification()
@@ -133,23 +124,23 @@ def test_a_card_click_by_an_approver_runs_the_action_over_ssh_and_the_members_he
 
     # The card reaches the members with an Approve and a Reject button naming the proposal and its command.
     def card_with_buttons() -> dict[str, Any] | None:
-        return next((card for card in _cards(wecom) if approve in _keys(card)), None)
+        return next((card for card in _cards(fake_wecom) if approve in _keys(card)), None)
 
     what = "a card with an Approve button on the fake WeCom"
     card = s.eventually(card_with_buttons, timeout=DEADLINE, what=what, logs=logs)
     task = card["task_id"]
     assert approve.replace(":approve:", ":reject:") in _keys(card), card
-    sent = next(m for m in wecom.messages if m.get("template_card") is card)
+    sent = next(m for m in fake_wecom.messages if m.get("template_card") is card)
     assert sent["agentid"] == AGENT_ID and sent["touser"] == f"{APPROVER}|{STRANGER}", sent
     assert f"#{pending['id']} {ACTION} @ {HOST}" in _texts(card), card
-    sent_before = len(wecom.messages)
+    sent_before = len(fake_wecom.messages)
 
     # The approver's click signed with a token other than the app's is refused before anything in it is read.
-    forged, _ = _click(stack, wecom, APPROVER, approve, task, token="guessedCallbackToken0")
+    forged, _ = _click(stack, fake_wecom, APPROVER, approve, task, token="guessedCallbackToken0")
     assert forged.status_code == 401 and "signature" in forged.text, forged.text
 
     # Someone not allow-listed is answered as WeCom expects, and nothing is decided: the card is not touched.
-    refused, _ = _click(stack, wecom, STRANGER, approve, task)
+    refused, _ = _click(stack, fake_wecom, STRANGER, approve, task)
     assert (refused.status_code, refused.text) == (200, ""), f"{refused.text}\n{logs()}"
 
     time.sleep(QUIET)
@@ -157,14 +148,14 @@ def test_a_card_click_by_an_approver_runs_the_action_over_ssh_and_the_members_he
     assert still["state"] == "pending" and still["decided_by"] is None, f"{still}\n{logs()}"
     assert still["execution"] is None and not marker.exists(), f"{still}\n{logs()}"
     assert audit() == ["proposed", "approval_refused"], "only the stranger's refusal is on record"
-    assert wecom.updates == [] and len(wecom.messages) == sent_before, logs()
+    assert fake_wecom.updates == [] and len(fake_wecom.messages) == sent_before, logs()
 
     # The approver's click approves; the card is edited with that click's response code, without the buttons.
-    approved, code = _click(stack, wecom, APPROVER, approve, task)
+    approved, code = _click(stack, fake_wecom, APPROVER, approve, task)
     assert (approved.status_code, approved.text) == (200, ""), f"{approved.text}\n{logs()}"
 
     def edit() -> dict[str, Any] | None:
-        return next((u for u in list(wecom.updates) if u["response_code"] == code), None)
+        return next((u for u in list(fake_wecom.updates) if u["response_code"] == code), None)
 
     update = s.eventually(edit, timeout=DEADLINE, what="the clicked card edited", logs=logs)
     edited = update["template_card"]
@@ -183,7 +174,9 @@ def test_a_card_click_by_an_approver_runs_the_action_over_ssh_and_the_members_he
     result_title = f"Incident #{incident_id}: {ACTION} on {HOST} — ran, exit status 0"
 
     def result_card() -> dict[str, Any] | None:
-        return next((c for c in _cards(wecom) if c["main_title"]["title"] == clip(result_title, TITLE)), None)
+        return next(
+            (c for c in _cards(fake_wecom) if c["main_title"]["title"] == clip(result_title, TITLE)), None
+        )
 
     result = s.eventually(result_card, timeout=DEADLINE, what="the result sent to the members", logs=logs)
     said = f"ran, exit status 0 · approved by {APPROVER} via wecom exit status: 0"  # its lines, on one

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,31 +32,13 @@ STORED = ("proposals", "audit", "jobs")
 UTF8 = st.text(st.characters(codec="utf-8"), max_size=20)
 
 
-@pytest.fixture
-def wecom() -> Iterator[FakeWeCom]:
-    fake = FakeWeCom().start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
-
-
-@pytest.fixture
-def discord() -> Iterator[FakeDiscord]:
-    fake = FakeDiscord().start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
-
-
 @dataclass
 class Target:
     client: httpx.AsyncClient
     engine: Any
     proposal: dict[str, Any]
-    wecom: FakeWeCom
-    discord: FakeDiscord
+    fake_wecom: FakeWeCom
+    fake_discord: FakeDiscord
     caplog: pytest.LogCaptureFixture
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
@@ -93,8 +75,8 @@ class Target:
 @pytest.fixture
 async def target(
     app_for: Callable[..., Any],
-    wecom: FakeWeCom,
-    discord: FakeDiscord,
+    fake_wecom: FakeWeCom,
+    fake_discord: FakeDiscord,
     caplog: pytest.LogCaptureFixture,
 ) -> AsyncIterator[Target]:
     channels = {
@@ -106,14 +88,14 @@ async def target(
             "touser": [APPROVER_WECOM],
             "callback_token": CALLBACK_TOKEN,
             "encoding_aes_key": AES_KEY,
-            "base_url": wecom.url,
+            "base_url": fake_wecom.url,
         },
         "discord": {
             "application_id": APPLICATION_ID,
-            "public_key": discord.public_key,
+            "public_key": fake_discord.public_key,
             "bot_token": BOT_TOKEN,
             "channel_id": CHANNEL,
-            "api": discord.api,
+            "api": fake_discord.api,
         },
     }
     approvers = {"wecom": [APPROVER_WECOM], "discord": [APPROVER_DISCORD]}
@@ -123,7 +105,7 @@ async def target(
         services,
     ):
         [item] = await proposals(client, services, [ARGV])
-        yield Target(client, services.engine, item, wecom, discord, caplog)
+        yield Target(client, services.engine, item, fake_wecom, fake_discord, caplog)
 
 
 def choices(item: dict[str, Any]) -> dict[str, tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]]]:
@@ -172,7 +154,7 @@ async def test_wecom_callback(target: Target, data: st.DataObject) -> None:
 @given(data=st.data())
 async def test_discord_interaction(target: Target, data: st.DataObject) -> None:
     payload, user, approves = data.draw(button(target.proposal, APPROVER_DISCORD))
-    headers, raw = target.discord.press(payload, user, "1400000000000000001")
+    headers, raw = target.fake_discord.press(payload, user, "1400000000000000001")
     how = data.draw(mostly(st.just("signed"), st.sampled_from(["signature", "garbage", "json"])))
     if how == "signature":
         headers = {**headers, "X-Signature-Ed25519": data.draw(UTF8.map(lambda t: t.encode().hex()))}
@@ -182,6 +164,6 @@ async def test_discord_interaction(target: Target, data: st.DataObject) -> None:
         document = json.loads(raw)
         document["data"]["custom_id"] = data.draw(UTF8)
         raw = json.dumps(document).encode()
-        headers = target.discord.sign(raw, headers["X-Signature-Timestamp"])
+        headers = target.fake_discord.sign(raw, headers["X-Signature-Timestamp"])
     approves = approves and how == "signed"
     await target.answer("/callbacks/discord", approves, method="POST", headers=headers, content=raw)
