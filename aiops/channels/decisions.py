@@ -28,9 +28,8 @@ from aiops.store import actions
 
 log = logging.getLogger("aiops.channels.decisions")
 
-HASH_PREFIX = (
-    16  # hex digits of a proposal's argv hash a button carries: the decision is bound to that command
-)
+# Hex digits of a proposal's argv hash a button carries: the decision is bound to that command.
+HASH_PREFIX = 16
 Choice = Literal["approve", "reject", "pause"]
 _BUTTON = "aiops"
 # Every platform's user ids are printable ASCII; anything else (a NUL above all) is no one's, and would not even fit
@@ -113,7 +112,7 @@ def _number(text: str) -> bool:
 
 
 class Decisions:
-    """Decides presses against the store; one per service."""
+    """Decides presses against the store and the approvals; it holds no state of its own."""
 
     def __init__(
         self,
