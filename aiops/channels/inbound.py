@@ -18,17 +18,20 @@ from starlette.responses import Response
 
 from aiops.channels import Channel, ChannelError
 from aiops.channels.decisions import Decided, Decisions
+from aiops.chat import Listener
 
 log = logging.getLogger("aiops.channels")
 
 
 @dataclass(frozen=True)
 class Deciders:
-    """What an inbound side needs from the running service: the decision path its clicks go to, and the templates
-    its answers are rendered with."""
+    """What an inbound side needs from the running service: the decision path its clicks go to, the templates
+    its answers are rendered with, and where chat messages to aiops go (None: chat is off, messages are
+    acknowledged and ignored)."""
 
     decisions: Decisions
     templates: Environment
+    chat: Listener | None = None
 
 
 @dataclass(frozen=True)
