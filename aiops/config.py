@@ -30,6 +30,7 @@ from pydantic import (
 from aiops.actions.policy import RemediationConfig
 from aiops.channels.console import ConsoleConfig
 from aiops.channels.registry import KINDS, Configured, Kind, approver_keys, configured
+from aiops.chat.config import ChatConfig
 from aiops.grafana import GrafanaConfig
 from aiops.inventory import Hosts
 from aiops.llm.client import LlmConfig
@@ -214,6 +215,7 @@ class Settings(Section):
     hosts: Hosts = Field(default_factory=dict)
     remediation: RemediationConfig = Field(default_factory=RemediationConfig)
     storm: StormConfig = Field(default_factory=StormConfig)
+    chat: ChatConfig = Field(default_factory=ChatConfig)
 
     @model_validator(mode="after")
     def _exposure(self) -> Settings:
@@ -225,6 +227,16 @@ class Settings(Section):
             raise ValueError(
                 f"webhook: no token or basic_auth while server.listen {self.server.listen} is not a loopback "
                 "address; set webhook.token (or AIOPS_WEBHOOK_TOKEN), or webhook.allow_unauthenticated: true"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _askers(self) -> Settings:
+        kinds = [kind.key for kind in KINDS if kind.inbound is not None]
+        unknown = [f"chat.askers.{key}" for key in self.chat.askers if key not in kinds]
+        if unknown:
+            raise ValueError(
+                f"{', '.join(unknown)}: not a channel aiops takes messages from; use one of {', '.join(kinds)}"
             )
         return self
 

@@ -16,7 +16,7 @@ IncidentStatus = Literal["open", "resolved"]
 Change = Literal["opened", "updated", "resolved", "unchanged"]
 Trend = Literal["rising", "falling", "flat"]
 Risk = Literal["read", "low", "high"]
-Origin = Literal["model", "runbook"]
+Origin = Literal["model", "runbook", "chat"]
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,9 @@ from aiops.channels.console import ConsoleChannel
 from aiops.channels.decisions import Decisions
 from aiops.channels.inbound import Deciders, Inbound
 from aiops.channels.registry import Configured, Kind
+from aiops.chat.answers import REPLY, Answers, Reach
+from aiops.chat.ask import ModelAsker
+from aiops.chat.listener import ASK, QUESTION, ChatListener
 from aiops.config import Settings
 from aiops.grafana.annotations import ANNOTATE, Annotations
 from aiops.i18n import message
@@ -85,6 +88,7 @@ class Services:
     sweeper: asyncio.Task[None] | None = None  # expires unanswered approvals
     # Where card clicks arrive, per channel that takes them: routes of the web app, connections of their own.
     inbound: list[Receiving] = field(default_factory=list)
+    chat: ChatListener | None = None  # where chat messages to aiops go; None: `chat.enabled` is false
 
     @property
     def http(self) -> httpx.AsyncClient:
@@ -93,7 +97,7 @@ class Services:
     @property
     def deciders(self) -> Deciders:
         """What inbound sides decide clicks with."""
-        return Deciders(self.decisions, self.templates)
+        return Deciders(self.decisions, self.templates, self.chat)
 
     @property
     def decisions(self) -> Decisions:
@@ -183,25 +187,40 @@ def build_diagnoser(
     return LlmDiagnoser(llm, prompts, metrics, action_lookup(catalog), investigator)
 
 
-def build_investigator(
-    settings: Settings, sources: list[Source], runbooks: RunbookMatcher, templates: Environment
-) -> Investigator | None:
-    """The tools of `llm.investigate`, each reaching the source the evidence stage uses."""
-    if not settings.llm.investigate:
-        return None
+def build_toolbox(settings: Settings, sources: list[Source], runbooks: RunbookMatcher) -> Toolbox:
+    """The read-only tools of the investigation loop and of chat questions, each reaching the source the evidence
+    stage uses."""
     found = {source.name: source for source in sources}
     prometheus, loki = found.get("prometheus"), found.get("loki")
     commands, history = found.get("ssh"), found.get("history")
-    toolbox = Toolbox(
+    return Toolbox(
         promql=prometheus.run_query if isinstance(prometheus, PrometheusSource) else None,
         logql=loki.run_query if isinstance(loki, LokiSource) else None,
         command=commands.run_query if isinstance(commands, CommandSource) else None,
         runbook=runbooks.read,
         past_incidents=history.gather if isinstance(history, HistorySource) else None,
     )
+
+
+def build_investigator(settings: Settings, toolbox: Toolbox, templates: Environment) -> Investigator | None:
+    """The investigation loop of diagnoses (`llm.investigate`)."""
+    if not settings.llm.investigate:
+        return None
     return Investigator(
         toolbox, templates, max_steps=settings.llm.max_steps, output_cap=settings.llm.tool_output_cap
     )
+
+
+def build_asker(
+    settings: Settings, llm: LlmClient | None, toolbox: Toolbox, templates: Environment, metrics: Metrics
+) -> ModelAsker | None:
+    """What answers chat questions with the model, within `chat.max_steps` and `chat.token_budget`."""
+    if llm is None:
+        return None
+    investigator = Investigator(
+        toolbox, templates, max_steps=settings.chat.max_steps, output_cap=settings.llm.tool_output_cap
+    )
+    return ModelAsker(llm, investigator, templates, metrics, settings.chat, settings.server.language)
 
 
 def action_lookup(catalog: LiveCatalog) -> ActionLookup:
@@ -246,7 +265,8 @@ async def start(
     sources = build_sources(settings, clients, engine, catalog, inventory, executor)
     runbooks = RunbookMatcher(settings.runbooks.dir)
     approvals = Approvals(engine, settings.remediation, metrics)
-    investigator = build_investigator(settings, sources, runbooks, templates)
+    toolbox = build_toolbox(settings, sources, runbooks)
+    investigator = build_investigator(settings, toolbox, templates)
     grafana = clients.for_section(settings.grafana, "grafana.proxy")
     annotations = Annotations(settings.grafana, templates, settings.server.base_url, grafana, metrics)
     built = build_channels(settings, templates, clients)
@@ -270,6 +290,10 @@ async def start(
     metrics.watch_channels(channel.name for channel in stages.channels)
     pipeline = Pipeline(engine, stages, metrics, settings.server.base_url)
     services = Services(settings, engine, metrics, templates, clients, pipeline, approvals, llm=llm)
+    if settings.chat.enabled:
+        services.chat = ChatListener(
+            engine, settings.chat, lambda: settings.remediation.approvers.root, model=llm is not None
+        )
     services.inbound = build_inbound(built, services.deciders)
     executions = Executions(
         engine,
@@ -300,6 +324,20 @@ async def start(
     outbox = Outbox(
         engine, {c.name: c for c in stages.channels if not c.immediate}, metrics, settings.server.base_url
     )
+    answers = Answers(
+        engine,
+        {c.name: c for c in stages.channels},
+        services.decisions,
+        pipeline,
+        settings.remediation,
+        settings.server.base_url,
+        settings.server.language,
+        build_asker(settings, llm, toolbox, templates, metrics),
+        Reach(
+            str(settings.alertmanager.url) if settings.alertmanager.url else None,
+            clients.for_section(settings.alertmanager, "alertmanager.proxy"),
+        ),
+    )
     services.handlers = {
         TRIAGE: pipeline.handle,
         DIAGNOSE: pipeline.handle_diagnose,
@@ -308,13 +346,20 @@ async def start(
         DELIVER: outbox.handle,
         ANNOTATE: annotations.handle,
         VERIFY: verifier.handle,
+        ASK: answers.handle,
+        QUESTION: answers.handle,
+        REPLY: outbox.handle_reply,
     }
     if workers:
         # The model's diagnoses have workers of their own: a slow model never holds up a triage or a message.
-        diagnoses = Dedicated(DIAGNOSE, frozenset({DIAGNOSE}), settings.llm.concurrency)
+        # Chat questions for the model share them: a question never takes a worker from a triage either.
+        diagnoses = Dedicated(DIAGNOSE, frozenset({DIAGNOSE, QUESTION}), settings.llm.concurrency)
         services.pool = WorkerPool(engine, settings.queue, services.handlers, [diagnoses] if llm else [])
         approvals.wake = services.pool.wake
         pipeline.wake = services.pool.wake
+        answers.wake = services.pool.wake
+        if services.chat is not None:
+            services.chat.wake = services.pool.wake
         services.pool.start()
         services.sweeper = asyncio.create_task(_expire_approvals(approvals), name="approval-expiry")
         for receiving in services.inbound:

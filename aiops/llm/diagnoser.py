@@ -48,6 +48,8 @@ class Ledger:
 
     client: LlmClient
     metrics: Metrics
+    # Tokens these calls may spend together; None: the incident's budget (`llm.incident_token_budget`).
+    budget: int | None = None
     usage: LlmUsage = field(init=False)
 
     def __post_init__(self) -> None:
@@ -90,7 +92,7 @@ class Ledger:
     @property
     def exhausted(self) -> bool:
         spent = self.usage.prompt_tokens + self.usage.completion_tokens
-        return spent >= self.client.config.incident_token_budget
+        return spent >= (self.budget or self.client.config.incident_token_budget)
 
 
 class LlmDiagnoser:

@@ -12,7 +12,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from jinja2 import Environment
@@ -92,6 +92,16 @@ TOOLS = {
 
 
 @dataclass(frozen=True)
+class Call:
+    """One tool call of an investigation: the tool, its arguments as the model gave them, and what it answered
+    (before it was delimited as data)."""
+
+    tool: str
+    arguments: Mapping[str, Any]
+    result: str
+
+
+@dataclass(frozen=True)
 class Toolbox:
     """What the tools reach; a missing source leaves its tool out."""
 
@@ -113,14 +123,29 @@ class Investigator:
         self._cap = output_cap
 
     async def run(
-        self, prompt: Prompt, ledger: Ledger, deadline: float, correlation: Correlation, runbook: RunbookMatch
+        self,
+        prompt: Prompt,
+        ledger: Ledger,
+        deadline: float,
+        correlation: Correlation | None,
+        runbook: RunbookMatch,
+        *,
+        guide: str = "prompts/investigate.txt.j2",
+        calls: list[Call] | None = None,
     ) -> Completion:
-        tools = [tool.schema() for tool in self._toolbox.available()]
-        guide = self._templates.get_template("prompts/investigate.txt.j2").render(
-            steps=self._max_steps, tools=self._toolbox.available()
-        )
-        messages: list[Mapping[str, Any]] = [*prompt.messages, {"role": "user", "content": guide.strip()}]
+        """The model's answer after at most `max_steps` rounds of tool calls. `guide` is the template telling it
+        how to use them and how to answer; `calls`, when given, receives every call made, for the reader. Without
+        a `correlation` (a question about no incident) queries end now and no command can run."""
+        available = [
+            tool
+            for tool in self._toolbox.available()
+            if correlation is not None or tool.name not in ("command", "past_incidents")
+        ]
+        tools = [tool.schema() for tool in available]
+        told = self._templates.get_template(guide).render(steps=self._max_steps, tools=available)
+        messages: list[Mapping[str, Any]] = [*prompt.messages, {"role": "user", "content": told.strip()}]
         session = _Session(self._toolbox, self._templates, self._cap, prompt.nonce, correlation, runbook)
+        session.calls = calls if calls is not None else []
         for step in range(1, self._max_steps + 1):
             last = step == self._max_steps or ledger.exhausted
             completion = await ledger.call(messages, deadline, tools=None if last else tools)
@@ -142,9 +167,10 @@ class _Session:
         templates: Environment,
         cap: int,
         nonce: str,
-        correlation: Correlation,
+        correlation: Correlation | None,
         runbook: RunbookMatch,
     ) -> None:
+        self.calls: list[Call] = []
         self._toolbox = toolbox
         self._evidence = templates.get_template("prompts/_evidence.txt.j2")
         self._cap = cap
@@ -169,12 +195,18 @@ class _Session:
             text = await self._call(name, args)
         except Exception as error:  # a tool failing is an answer the model can reason about, not a crash
             text = f"error: {type(error).__name__}: {error}"
+        self.calls.append(Call(name, args, text))
         lines = "\n".join(f"| {line}" for line in clip(text, self._cap).split("\n"))
         return f"<<<DATA {self._nonce}\n{lines}\n<<<END {self._nonce}"
 
     async def _call(self, name: str, args: dict[str, Any]) -> str:
         toolbox = self._toolbox
-        anchor = min(alert.starts_at for alert in self._correlation.alerts)
+        correlation = self._correlation
+        anchor = (
+            min(alert.starts_at for alert in correlation.alerts)
+            if correlation is not None and correlation.alerts
+            else datetime.now(UTC)
+        )
         seconds = 60.0 * int(args.get("minutes") or 60)
         text = str(args.get("query", ""))
         if name == "promql" and toolbox.promql is not None:
@@ -185,15 +217,15 @@ class _Session:
             return self._show(
                 [await toolbox.logql(RunbookQuery(name, "logql", text, seconds), anchor, _WHERE)]
             )
-        if name == "command" and toolbox.command is not None:
+        if name == "command" and toolbox.command is not None and correlation is not None:
             query = RunbookQuery(name, "command", str(args.get("action_id", "")), 3600.0)
-            alert = (self._correlation.new_firing or self._correlation.alerts)[0]
+            alert = (correlation.new_firing or correlation.alerts)[0]
             return self._show([await toolbox.command(query, alert, self._runbook.path or _WHERE)])
         if name == "runbook" and toolbox.runbook is not None:
             found = await toolbox.runbook(str(args.get("name", "")))
             return found if found is not None else "no runbook by that name"
-        if name == "past_incidents" and toolbox.past_incidents is not None:
-            return self._show(await toolbox.past_incidents(self._correlation, self._runbook))
+        if name == "past_incidents" and toolbox.past_incidents is not None and correlation is not None:
+            return self._show(await toolbox.past_incidents(correlation, self._runbook))
         return f"refused: there is no tool named {name!r}"
 
     def _show(self, evidence: Sequence[Evidence]) -> str:

@@ -20,10 +20,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from aiops import i18n
 from aiops.channels import Channel, ChannelError, Digest, DigestEntry
+from aiops.chat import Replying
 from aiops.metrics import Metrics
 from aiops.pipeline.notify import REFRESH, STORM
 from aiops.queue import Deferred
-from aiops.store import incidents, notifications
+from aiops.store import chat, incidents, notifications
 from aiops.store.codec import loads
 from aiops.store.jobs import Job
 
@@ -73,14 +74,50 @@ class Outbox:
             return await self._digest(channel, note, foldable)
         return await self._send(channel, note, handle)
 
+    async def handle_reply(self, job: Job) -> None:
+        """The `reply` job: a chat answer (aiops/chat/answers.py) sent where it was asked, within the channel's
+        limits like its other messages, once."""
+        message_id = int(job.payload["message_id"])
+        async with self._engine.connect() as conn:
+            row = await chat.get(conn, message_id)
+            if row is None or row["reply_state"] != chat.PENDING:
+                return
+            channel = self._channels.get(row["channel"])
+            if not isinstance(channel, Replying):
+                await self._replied(message_id, chat.FAILED, "the channel cannot reply in chat")
+                return
+            wait = await self._wait(conn, channel)
+        if wait > 0:
+            raise Deferred(wait, f"{channel.name} is at its rate limit")
+        try:
+            await channel.reply(row["reply_to"], row["reply_body"])
+        except ChannelError as error:
+            log.warning("chat reply %d on %s failed: %s", message_id, channel.name, error)
+            if not error.retryable:
+                await self._replied(message_id, chat.FAILED, str(error))
+                return
+            if error.retry_after is not None:
+                raise Deferred(error.retry_after, str(error)) from None
+            raise
+        await self._replied(message_id, chat.SENT)
+        self._metrics.notifications.labels(channel.name, "reply").inc()
+
+    async def _replied(self, message_id: int, state: str, error: str | None = None) -> None:
+        async with self._engine.begin() as conn:
+            await chat.settle_reply(conn, message_id, state, self._clock(), error)
+
     async def _wait(self, conn: AsyncConnection, channel: Channel) -> float:
-        """Seconds until the channel may send again without passing its limits."""
+        """Seconds until the channel may send again without passing its limits: its messages and its chat
+        replies count together."""
         now = self._clock()
         limits, wait = channel.limits, 0.0
         for window, allowed in ((60.0, limits.per_minute), (1.0, limits.per_second)):
             if allowed is None:
                 continue
-            sent = await notifications.sent_since(conn, channel.name, now - window)
+            sent = sorted(
+                await notifications.sent_since(conn, channel.name, now - window)
+                + await chat.replied_since(conn, channel.name, now - window)
+            )
             if len(sent) >= allowed:
                 wait = max(wait, sent[len(sent) - allowed] + window - now)
         return wait

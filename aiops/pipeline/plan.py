@@ -59,13 +59,13 @@ class Planner:
             listed = message("proposal_listed")
             asked = [(action_id, listed, {}, "runbook") for action_id in runbook.actions]
             refused = []
-        planned = [self._one(alert, runbook, *item) for item in asked]
+        planned = [self.one(alert, runbook, *item) for item in asked]
         planned.sort(key=lambda proposal: rank(proposal.action_id, evidence))
         return tuple(
             dataclasses.replace(proposal, alertname=alert.name) for proposal in _unique(planned + refused)
         )
 
-    def _one(
+    def one(
         self,
         alert: Alert,
         runbook: RunbookMatch,
@@ -74,6 +74,7 @@ class Planner:
         params: Mapping[str, str],
         source: Origin,
     ) -> Proposal:
+        """One proposal of `action_id` for `alert`, or a refused one saying why it cannot be."""
         action = self.action(action_id)
         if action_id not in runbook.actions:
             refusal = message("refusal_not_allowed", action=action_id)

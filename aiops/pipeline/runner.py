@@ -27,7 +27,8 @@ from typing import Any, TypeVar
 from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from aiops.actions.approvals import Approvals
+from aiops.actions.approvals import EXECUTE, Approvals
+from aiops.actions.builtin import BUILTINS
 from aiops.actions.policy import RemediationConfig
 from aiops.actions.verify import VERIFY, job_key
 from aiops.channels import Announcement, Channel, Digest, DigestEntry, Purpose, Storm
@@ -60,7 +61,7 @@ from aiops.pipeline.notify import notify, notify_storm
 from aiops.pipeline.plan import Planner
 from aiops.pipeline.storm import Placement, StormConfig
 from aiops.sources import Source
-from aiops.store import actions, clusters, incidents, jobs, triages, verifications
+from aiops.store import actions, chat, clusters, incidents, jobs, triages, verifications
 from aiops.store.clusters import Cluster, Member
 from aiops.store.jobs import Job
 
@@ -92,6 +93,14 @@ class Stages:
     storm: StormConfig = field(default_factory=StormConfig)
     # Whom a fix that did not work is escalated to (`remediation.escalation`, `remediation.escalate_to`).
     remediation: RemediationConfig = field(default_factory=RemediationConfig)
+
+
+@dataclass(frozen=True)
+class Proposed:
+    """What a proposal asked for in chat became: the proposal as recorded, or why there is none."""
+
+    proposal: Mapping[str, Any] | None
+    refusal: Text | None
 
 
 @dataclass(frozen=True)
@@ -536,6 +545,40 @@ class Pipeline:
             else await approvals.record(conn, incident_id, delivery_id, triage.proposals)
         )
 
+    async def propose(
+        self, incident_id: int, action_id: str, params: Mapping[str, str], asked_by: str
+    ) -> Proposed:
+        """A proposal asked for in chat, planned like the triage's (the runbook allows it, the catalog renders it
+        with the alert's labels, the inventory resolves its host) — aiops's own silence and acknowledgement are
+        allowed on any incident — recorded on the incident's card in the state the policy gives it, and the
+        card edited to offer it. Asked again, the same proposal is found, not made twice."""
+        planner, approvals = self.stages.planner, self.stages.approvals
+        async with self._engine.connect() as conn:
+            incident = await incidents.get(conn, incident_id)
+            triage = await incidents.latest_triage(conn, incident_id)
+            delivery_id = await chat.latest_delivery(conn, incident_id)
+        if planner is None or approvals is None or incident is None or triage is None or delivery_id is None:
+            return Proposed(None, message("chat_nothing_to_propose", id=incident_id))
+        correlation = triage.correlation
+        alert = (correlation.new_firing or correlation.alerts or (None,))[0]
+        if alert is None:
+            return Proposed(None, message("chat_nothing_to_propose", id=incident_id))
+        runbook = dataclasses.replace(triage.runbook, actions=(*triage.runbook.actions, *BUILTINS))
+        reason = message("proposal_by_chat", who=asked_by)
+        planned = dataclasses.replace(
+            planner.one(alert, runbook, action_id, reason, params, "chat"), alertname=alert.name
+        )
+        if planned.refusal is not None:
+            return Proposed(None, planned.refusal)
+        hashed = actions.argv_hash(planned.host, planned.argv)
+        async with self._engine.begin() as conn:
+            await approvals.record(conn, incident_id, delivery_id, [planned])
+            rows = await actions.of_delivery(conn, delivery_id)
+        row = next(r for r in rows if r["action_id"] == action_id and r["argv_hash"] == hashed)
+        self.wake(EXECUTE)
+        await self._refresh_card(incident, ProposalRecord.from_row(row), f"chat-proposal-{row['id']}")
+        return Proposed(row, None)
+
     async def report_action(self, incident_id: int, row: dict[str, Any]) -> None:
         """Announce what became of an approved proposal (its execution's result, or why it did not run), or — with
         its "verification" — whether it fixed the incident. A fix that failed or did not recover the incident is
@@ -565,6 +608,10 @@ class Pipeline:
         card = await self._card(incident, reported.delivery_id, escalate)
         if card is not None:
             await notify(self._engine, self.stages.channels, card, f"{key}-card", self._metrics)
+
+    async def show(self, card: Announcement, key: str) -> None:
+        """Edit an incident's card to `card` (read after a decision made in chat), once per `key`."""
+        await notify(self._engine, self.stages.channels, card, key, self._metrics)
 
     async def card(self, incident_id: int, delivery_id: int) -> Announcement | None:
         """The incident's card as it now stands, showing the proposals of one of its deliveries: what a click
