@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aiops.channels import Announcement, Digest, RateLimit
@@ -14,6 +16,7 @@ from aiops.chat import Reply
 from aiops.i18n import say
 from aiops.queue import Handler
 from aiops.store import jobs
+from tests.llm.conftest import CATALOG, RUNBOOK
 
 
 @dataclass
@@ -21,7 +24,7 @@ class Replies:
     """A `Replying` channel whose platform is a list: each reply's target and body, as the outbox sent it."""
 
     name: str = "chatty"
-    limits: RateLimit = RateLimit(per_minute=20)
+    limits: RateLimit = field(default_factory=lambda: RateLimit(per_minute=20))
     immediate: bool = False
     results_on_card: bool = False
     routing: Any = None
@@ -68,3 +71,13 @@ async def drain(engine: AsyncEngine, handlers: Mapping[str, Handler], kinds: fro
             await jobs.finish(conn, job.id, "test")
         done.append(job.kind)
     raise AssertionError("the queue did not drain")
+
+
+@pytest.fixture
+def runbooks(tmp_path: Path) -> Path:
+    """The disk runbook and catalog of the model's tests (tests/llm/conftest.py)."""
+    folder = tmp_path / "runbooks"
+    folder.mkdir()
+    (folder / "HostOutOfDiskSpace.md").write_text(RUNBOOK)
+    (folder / "actions.yml").write_text(CATALOG)
+    return folder
