@@ -8,6 +8,7 @@ chat:
   questions_per_hour: 20   # per person; past it the answer says so and the model is not called
   max_steps: 4             # rounds of read-only tool calls a question may take
   token_budget: 20000      # tokens one question may spend with the model
+  deadline: 2m             # how long its model calls may take; then the answer is what aiops knows
 ```
 
 In a group, anyone who mentions aiops is answered (the group is the boundary; commands still need the approvals
@@ -19,6 +20,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from aiops.units import Seconds
 
 # Bounds of what a question may hold and what a thread remembers.
 MAX_QUESTION = 2000  # characters of a question kept; the rest is cut with a note
@@ -36,7 +39,7 @@ class ChatConfig(BaseModel):
     token_budget: Annotated[int, Field(ge=1000, le=1_000_000)] = 20000
     # Seconds a question's model call (with its tools) may take before the answer falls back to what the
     # store knows.
-    deadline: Annotated[float, Field(gt=0, le=600)] = 120.0
+    deadline: Annotated[Seconds, Field(gt=0, le=600)] = 120.0
 
     @field_validator("askers")
     @classmethod
