@@ -92,27 +92,35 @@ def stack_starter(tmp_path: Path) -> Iterator[Callable[..., Stack]]:
             *,
             scrape: str | None = None,
             rules: list[dict[str, Any]] | None = None,
+            link_alertmanager: bool = False,
             **sections: dict[str, Any],
         ) -> Stack:
-            """`scrape` and `rules`: what Prometheus scrapes and evaluates instead of the toggle exporter."""
+            """`scrape` and `rules`: what Prometheus scrapes and evaluates instead of the toggle exporter;
+            `link_alertmanager`: aiops's `alertmanager.url` is the stack's Alertmanager (for silences)."""
             exporter = s.Exporter(GAUGE, 1).start()
             cleanup.callback(exporter.stop)
             (tmp_path / "aiops").mkdir()
             prometheus_port = free_port()
+            alertmanager_port = _port_other_than(prometheus_port)
+            linked = (
+                {"alertmanager": {"url": f"http://127.0.0.1:{alertmanager_port}"}}
+                if link_alertmanager
+                else {}
+            )
             config = {
                 "webhook": {"token": TOKEN},
                 "database": {"url": f"sqlite:///{tmp_path / 'aiops' / 'aiops.db'}"},
                 "prometheus": {"url": f"http://127.0.0.1:{prometheus_port}", "before": "5m", "after": "1m"},
                 "queue": {"poll_interval": "200ms"},
+                **linked,
                 **sections,
             }
             # The environment overrides would win over the file; the test's configuration is the file.
             env = {**dict.fromkeys(ENV_OVERRIDES, ""), **(environ or {})}
             aiops = AiopsProcess(tmp_path / "aiops", config, env=env)
-            while aiops.port == prometheus_port:  # AiopsProcess picks its own port; it must differ
+            while aiops.port in (prometheus_port, alertmanager_port):  # AiopsProcess picks its own port
                 aiops = AiopsProcess(tmp_path / "aiops", config, env=env)
             cleanup.callback(aiops.stop)
-            alertmanager_port = _port_other_than(aiops.port, prometheus_port)
             aiops.start()
 
             alertmanager = s.alertmanager(
