@@ -1,14 +1,14 @@
 """Button clicks on DingTalk cards and messages to the app's robot, received over the Stream connection by
 dingtalk-stream's own client.
 
-The SDK's loop never returns and makes blocking HTTP calls, so it runs in a thread
-of its own, with its own event loop; each click is handed to the service's loop, where `Approvals.decide` runs and
-the card is edited, and each chatbot message (chatbot.py) to the chat listener, whose `hear` has committed it
-when the frame is acknowledged. The SDK reads its gateway from DINGTALK_OPENAPI_ENDPOINT once, when it is imported, opens the
-connection without a timeout, and opens the WebSocket with `websockets.connect(uri)`, which follows the
-environment's proxy variables and no other. `_StreamClient` asks for the connection at `channels.dingtalk.gateway`
-with a timeout, and opens both through `channels.dingtalk.proxy` when it is set (directly otherwise); the frames,
-their routing to handlers, the acks and the pings are the SDK's.
+The SDK's loop never returns and makes blocking HTTP calls, so it runs in a thread of its own, with its own event
+loop; each click is handed to the service's loop, where `Approvals.decide` runs and the card is edited, and each
+chatbot message (chatbot.py) to the chat listener, whose `hear` has committed it when the frame is acknowledged.
+The SDK reads its gateway from DINGTALK_OPENAPI_ENDPOINT once, when it is imported, opens the connection without a
+timeout, and opens the WebSocket with `websockets.connect(uri)`, which follows the environment's proxy variables
+and no other. `_StreamClient` asks for the connection at `channels.dingtalk.gateway` with a timeout, and opens both
+through `channels.dingtalk.proxy` when it is set (directly otherwise); the frames, their routing to handlers, the
+acks and the pings are the SDK's.
 """
 
 from __future__ import annotations
