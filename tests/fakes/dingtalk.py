@@ -12,6 +12,13 @@ answers a WebSocket endpoint and a one-time ticket; the WebSocket (the `websocke
 accepts `?ticket=`, sends SYSTEM and CALLBACK frames, and keeps the client's acks by messageId. `click()` presses a
 button of a delivered card the way the card platform reports it on the card-callback topic.
 
+Chat: `deliver()` sends a chatbot message (a CALLBACK frame on `/v1.0/im/bot/messages/get`) with a session webhook
+of its own, `POST /robot/sendBySession?session=…`, which answers `errcode` 0 until the session expires (then an
+error code, not verified) and keeps what was posted in `session_posts`; `fail_session()` makes it answer
+errcodes (130101: throttled). The robot's Open API calls `POST /v1.0/robot/groupMessages/send` and
+`/v1.0/robot/oToMessages/batchSend` want a live token, the app's robotCode, a known msgKey with its msgParam a JSON
+string, and keep what they sent in `robot_messages`; `fail()` applies to them as to the card calls.
+
 Error codes marked "not verified" are placeholders: what the channel does with them does not depend on the code.
 """
 
@@ -37,6 +44,13 @@ SECRET = "fake-app-secret-5Yq8Lw2Zp"
 GROUP = "cidFakeGroup0123456789=="
 CORP = "dingcorp0001"
 CARD_TOPIC = "/v1.0/card/instances/callback"
+CHATBOT_TOPIC = "/v1.0/im/bot/messages/get"
+SESSION_PATH = "/robot/sendBySession"
+SESSION_LIFETIME = 90 * 60.0  # seconds a session webhook lasts, as DingTalk's do (about 1.5 hours)
+SESSION_EXPIRED = 300001  # not verified: what DingTalk answers for an expired session is not documented
+TOO_LARGE = 460101  # the robots' "message too large"
+MAX_MESSAGE = 20_000  # bytes of a robot message's body
+MSG_KEYS = {"sampleText": {"content"}, "sampleMarkdown": {"title", "text"}}
 Answer = tuple[int, dict[str, str], Any]
 
 
@@ -60,6 +74,11 @@ class FakeDingTalk:
         self.opened: list[dict[str, Any]] = []  # connection-open requests
         self.acks: dict[str, dict[str, Any]] = {}  # messageId → the client's ack
         self.connected = threading.Event()
+        self.sessions: dict[str, float] = {}  # session webhook's session → when it expires (time.time())
+        self.session_posts: list[dict[str, Any]] = []  # what was posted to session webhooks, with "session"
+        self.robot_messages: list[tuple[str, dict[str, Any]]] = []  # (path, body) of the robot's sends
+        self.staff = {"staff-1", "staff-2", "staff-3"}  # the organisation's staff ids, for batchSend
+        self._session_failures: deque[int] = deque()
         self._failures: deque[Failure] = deque()
         self._tickets: set[str] = set()
         self._ids = itertools.count(1)
@@ -109,6 +128,29 @@ class FakeDingTalk:
 
     def expire_tokens(self) -> None:
         self.tokens = dict.fromkeys(self.tokens, 0.0)
+
+    def expire_sessions(self) -> None:
+        self.sessions = dict.fromkeys(self.sessions, 0.0)
+
+    def fail_session(self, errcode: int, times: int = 1) -> None:
+        """The next `times` posts to a session webhook answer HTTP 200 with `errcode`."""
+        self._session_failures.extend([errcode] * times)
+
+    # ---- chat
+
+    def deliver(self, data: dict[str, Any], lifetime: float = SESSION_LIFETIME) -> str:
+        """Send a chatbot message as DingTalk does; a `sessionWebhook` in `data` is replaced by one of this fake's,
+        expiring in `lifetime` seconds. Returns the frame's messageId."""
+        if "sessionWebhook" in data:
+            session = secrets.token_urlsafe(12)
+            expires = time.time() + lifetime
+            self.sessions[session] = expires
+            data = {
+                **data,
+                "sessionWebhook": f"{self.url}{SESSION_PATH}?session={session}",
+                "sessionWebhookExpiredTime": int(expires * 1000),
+            }
+        return self.push("CALLBACK", CHATBOT_TOPIC, data)
 
     # ---- Stream
 
@@ -201,7 +243,9 @@ class FakeDingTalk:
 
     # ---- Open API
 
-    def answer(self, method: str, path: str, headers: dict[str, str], body: Any) -> Answer:
+    def answer(self, method: str, path: str, headers: dict[str, str], body: Any, query: str = "") -> Answer:
+        if (method, path) == ("POST", SESSION_PATH):
+            return self._session_post(query, body)
         if (method, path) == ("POST", "/v1.0/oauth2/accessToken"):
             return self._token(body)
         if (method, path) == ("POST", "/v1.0/gateway/connections/open"):
@@ -209,6 +253,8 @@ class FakeDingTalk:
         routes = {
             ("POST", "/v1.0/card/instances/createAndDeliver"): self._create,
             ("PUT", "/v1.0/card/instances"): self._update,
+            ("POST", "/v1.0/robot/groupMessages/send"): self._group_message,
+            ("POST", "/v1.0/robot/oToMessages/batchSend"): self._direct_messages,
         }
         route = routes.get((method, path))
         if route is None:
@@ -259,6 +305,58 @@ class FakeDingTalk:
             card["params"] = dict(params)
         return 200, {}, {"success": True, "result": True}
 
+    def _session_post(self, query: str, body: dict[str, Any]) -> Answer:
+        session = (parse_qs(query).get("session") or [""])[0]
+        if self.sessions.get(session, 0.0) <= time.time():
+            return 200, {}, {"errcode": SESSION_EXPIRED, "errmsg": "session is expired or does not exist"}
+        if self._session_failures:
+            return 200, {}, {"errcode": self._session_failures.popleft(), "errmsg": "send too fast"}
+        problem = _robot_message_problem(body)
+        if problem is not None:
+            return 200, {}, problem
+        with self._lock:
+            self.session_posts.append({**body, "session": session})
+        return 200, {}, {"errcode": 0, "errmsg": "ok"}
+
+    def _group_message(self, body: dict[str, Any]) -> Answer:
+        problem = self._robot_send_problem(body)
+        if problem is None and not str(body.get("openConversationId", "")).startswith("cid"):
+            problem = "openConversationId must be a group's cid…"
+        if problem is not None:
+            return 400, {}, {"code": "param.invalid", "message": problem}  # code not verified
+        self.robot_messages.append(("/v1.0/robot/groupMessages/send", body))
+        return 200, {}, {"processQueryKey": secrets.token_hex(8)}
+
+    def _direct_messages(self, body: dict[str, Any]) -> Answer:
+        problem = self._robot_send_problem(body)
+        users = body.get("userIds")
+        if problem is None and not (
+            isinstance(users, list) and users and all(isinstance(u, str) for u in users)
+        ):
+            problem = "userIds must be a list of staff ids"
+        if problem is not None:
+            return 400, {}, {"code": "param.invalid", "message": problem}  # code not verified
+        self.robot_messages.append(("/v1.0/robot/oToMessages/batchSend", body))
+        invalid = [user for user in users if user not in self.staff]
+        answer = {"processQueryKey": secrets.token_hex(8), "invalidStaffIdList": invalid}
+        return 200, {}, {**answer, "flowControlledStaffIdList": []}
+
+    def _robot_send_problem(self, body: dict[str, Any]) -> str | None:
+        if body.get("robotCode") != self.client_id:
+            return "robotCode must be the app's robot code"
+        fields = MSG_KEYS.get(body.get("msgKey", ""))
+        if fields is None:
+            return f"unknown msgKey {body.get('msgKey')!r}"
+        try:
+            param = json.loads(body.get("msgParam") or "")
+        except (TypeError, ValueError):
+            return "msgParam must be a JSON string"
+        if not isinstance(param, dict) or not fields <= set(param):
+            return f"msgParam of {body['msgKey']} needs {sorted(fields)}"
+        if len(json.dumps(body, ensure_ascii=False).encode()) > MAX_MESSAGE:
+            return "the message is over 20 KB"
+        return None
+
     def _open(self, body: Any) -> Answer:
         self.opened.append(body)
         subscriptions = body.get("subscriptions")
@@ -299,7 +397,8 @@ class FakeDingTalk:
                     status, answer = 400, {"code": "InvalidJson", "message": "not a JSON object"}
                 else:
                     lowered = {k.lower(): v for k, v in self.headers.items()}
-                    status, headers, answer = fake.answer(method, urlsplit(self.path).path, lowered, body)
+                    url = urlsplit(self.path)
+                    status, headers, answer = fake.answer(method, url.path, lowered, body, url.query)
                 data = answer.encode() if isinstance(answer, str) else json.dumps(answer).encode()
                 self.send_response(status)
                 for name, value in {"Content-Type": "application/json", **headers}.items():
@@ -332,3 +431,18 @@ def _strings(params: Any) -> bool:
     return isinstance(params, dict) and all(
         isinstance(k, str) and isinstance(v, str) for k, v in params.items()
     )
+
+
+def _robot_message_problem(body: dict[str, Any]) -> dict[str, Any] | None:
+    """What a session webhook refuses in a message, as the robots answer (errcode and errmsg)."""
+    if len(json.dumps(body, ensure_ascii=False).encode()) > MAX_MESSAGE:
+        return {"errcode": TOO_LARGE, "errmsg": "message too large"}
+    kind = body.get("msgtype")
+    content = body.get(kind) if isinstance(kind, str) else None
+    needed = {"markdown": {"title", "text"}, "text": {"content"}}.get(str(kind))
+    if needed is None or not isinstance(content, dict) or not needed <= set(content):
+        return {"errcode": 40035, "errmsg": "missing or bad parameters"}  # code not verified
+    at = body.get("at", {})
+    if not isinstance(at, dict) or not isinstance(at.get("atUserIds", []), list):
+        return {"errcode": 40035, "errmsg": "at.atUserIds must be a list"}  # code not verified
+    return None

@@ -3,7 +3,8 @@ in place as the incident changes, with Approve / Reject buttons that call back o
 
 Cards are created, delivered and edited through the Open API (`openapi.py`, over httpx); the card's data comes from
 the templates under aiops/templates/dingtalk (`card.py`). Clicks arrive over dingtalk-stream's long connection
-(`stream.py`, `DingTalkCallbacks`), so no public URL is needed.
+(`stream.py`, `DingTalkCallbacks`), so no public URL is needed. Messages to the app's robot arrive there too
+(`chatbot.py`), and aiops answers them in the chat they came from (`reply.py`).
 
 ```yaml
 channels:
@@ -37,7 +38,8 @@ Cards are created with `callbackType: STREAM`; clicks on cards created otherwise
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 
 import httpx
 from jinja2 import Environment
@@ -46,8 +48,10 @@ from aiops.channels import Announcement, Capabilities, Digest, RateLimit
 from aiops.channels.dingtalk.card import MAX_BODY, Cards
 from aiops.channels.dingtalk.config import DingTalkConfig
 from aiops.channels.dingtalk.openapi import OpenApi
+from aiops.channels.dingtalk.reply import Replies, by_session_webhook, message, webhook_alive
 from aiops.channels.records import ProposalRecord
 from aiops.channels.routing import Routing
+from aiops.chat import Reply
 from aiops.models import Text
 
 __all__ = ["CAPABILITIES", "DingTalkChannel", "DingTalkConfig"]
@@ -67,12 +71,21 @@ class DingTalkChannel:
     results_on_card = True
     immediate = False
 
-    def __init__(self, config: DingTalkConfig, templates: Environment, http: httpx.AsyncClient) -> None:
+    def __init__(
+        self,
+        config: DingTalkConfig,
+        templates: Environment,
+        http: httpx.AsyncClient,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.name = config.name
         self.config = config
         self.routing: Routing = config
         self._cards = Cards(templates)
+        self._replies = Replies(templates)
         self._api = OpenApi(config, http)
+        self._http = http
+        self._clock = clock  # wall-clock seconds: session webhooks expire at an epoch time
 
     def render(self, announcement: Announcement) -> str:
         return self._cards.announcement(announcement)
@@ -95,3 +108,16 @@ class DingTalkChannel:
 
     async def update(self, handle: str, body: str) -> None:
         await self._api.update(handle, body)
+
+    def render_reply(self, reply: Reply) -> str:
+        return self._replies.render(reply)
+
+    async def reply(self, reply_to: Mapping[str, str], body: str) -> None:
+        """Answer in the chat the message came from: by its session webhook while it lasts, else (or when the
+        session refuses it) by the robot's Open API."""
+        sent = message(body)
+        webhook = webhook_alive(reply_to, self._clock)
+        limit = self.config.timeout
+        if webhook and await by_session_webhook(self._http, webhook, sent, name=self.name, time_limit=limit):
+            return
+        await self._api.send_markdown(reply_to, sent["title"], sent["text"])

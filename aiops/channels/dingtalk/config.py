@@ -14,7 +14,10 @@ TOKEN_PATH = "/v1.0/oauth2/accessToken"
 
 class DingTalkConfig(Routing, Proxied):
     """One internal app posting cards to one group; `match` and `mentions` (from `Routing`) choose what it
-    announces and whom it @mentions (staff ids)."""
+    announces and whom it @mentions (staff ids).
+
+    The Stream connection (`callbacks`) also carries the messages people send the app's robot, handed to chat when
+    it is on; `robot_name`, the robot's display name, is taken out of their text should "@name" be left in it."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -30,6 +33,7 @@ class DingTalkConfig(Routing, Proxied):
     token_url: HttpUrl | None = None  # default: {api}/v1.0/oauth2/accessToken
     gateway: HttpUrl | None = None  # where the Stream connection is opened; default: {api}
     callbacks: bool = True  # receive button clicks over the Stream connection
+    robot_name: str | None = Field(default=None, min_length=1, max_length=64)
     timeout: Seconds = 10.0
 
     @property

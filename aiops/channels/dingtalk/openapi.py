@@ -1,4 +1,5 @@
-"""Creating, delivering and editing cards through DingTalk's Open API, and what its answers mean for a retry.
+"""Creating, delivering and editing cards, and the robot's chat replies, through DingTalk's Open API, and what its
+answers mean for a retry.
 
 Every call carries the app's access token in `x-acs-dingtalk-access-token`. The token is fetched once and kept until
 five minutes before it expires: DingTalk throttles apps that fetch one per call. The SDK's own
@@ -27,6 +28,9 @@ from aiops.channels.dingtalk.config import DingTalkConfig
 
 CREATE_AND_DELIVER = "/v1.0/card/instances/createAndDeliver"
 UPDATE = "/v1.0/card/instances"
+GROUP_MESSAGE = "/v1.0/robot/groupMessages/send"
+DIRECT_MESSAGES = "/v1.0/robot/oToMessages/batchSend"
+MARKDOWN = "sampleMarkdown"  # the robot's message template for markdown: msgParam {"title", "text"}
 RATE_LIMITED = frozenset(
     {"Forbidden.AccessDenied.QpsLimitForApi", "Forbidden.AccessDenied.QpsLimitForAppkeyAndApi"}
 )
@@ -91,6 +95,21 @@ class OpenApi:
             raise ChannelError(
                 f"dingtalk {self._config.name}: card update refused: {answer}", retryable=False
             )
+
+    async def send_markdown(self, reply_to: Mapping[str, str], title: str, text: str) -> None:
+        """Post markdown as the app's robot: into the group `reply_to` names, or to the person of a direct chat."""
+        request: dict[str, Any] = {
+            "robotCode": self._config.robot,
+            "msgKey": MARKDOWN,
+            "msgParam": json.dumps({"title": title, "text": text}, ensure_ascii=False),
+        }
+        if reply_to.get("conversation_type") == "2":
+            request["openConversationId"] = _needed(reply_to, "conversation_id", self._config.name)
+            await self._call("POST", GROUP_MESSAGE, request)
+            return
+        user = _needed(reply_to, "user", self._config.name)
+        answer = await self._call("POST", DIRECT_MESSAGES, {**request, "userIds": [user]})
+        _check_received(answer, user, self._config.name)
 
     async def _call(self, method: str, path: str, request: Mapping[str, Any]) -> dict[str, Any]:
         token = await self.access_token()
@@ -199,6 +218,26 @@ def _check_delivered(answer: Mapping[str, Any], name: str) -> None:
         raise ChannelError(
             f"dingtalk {name}: the card was not delivered ({reasons}); add the app's robot to the group "
             "channels.dingtalk.open_conversation_id and check robot_code",
+            retryable=False,
+        )
+
+
+def _needed(reply_to: Mapping[str, str], key: str, name: str) -> str:
+    value = reply_to.get(key)
+    if not value:
+        raise ChannelError(f"dingtalk {name}: the reply has no {key} to be sent to", retryable=False)
+    return value
+
+
+def _check_received(answer: Mapping[str, Any], user: str, name: str) -> None:
+    """batchSend answers 200 and lists the people it did not reach: unknown ones, and those over their limit."""
+    if user in (answer.get("flowControlledStaffIdList") or []):
+        raise ChannelError(
+            f"dingtalk {name}: {user} gets too many robot messages for now", retryable=True, retry_after=60.0
+        )
+    if user in (answer.get("invalidStaffIdList") or []):
+        raise ChannelError(
+            f"dingtalk {name}: {user} is not a staff id of the organisation the robot can write to",
             retryable=False,
         )
 

@@ -1,12 +1,14 @@
-"""Button clicks on DingTalk cards, received over the Stream connection by dingtalk-stream's own client.
+"""Button clicks on DingTalk cards and messages to the app's robot, received over the Stream connection by
+dingtalk-stream's own client.
 
-The SDK's loop never returns and makes blocking HTTP calls, so it runs in a thread
-of its own, with its own event loop; each click is handed to the service's loop, where `Approvals.decide` runs and
-the card is edited. The SDK reads its gateway from DINGTALK_OPENAPI_ENDPOINT once, when it is imported, opens the
-connection without a timeout, and opens the WebSocket with `websockets.connect(uri)`, which follows the
-environment's proxy variables and no other. `_StreamClient` asks for the connection at `channels.dingtalk.gateway`
-with a timeout, and opens both through `channels.dingtalk.proxy` when it is set (directly otherwise); the frames,
-their routing to handlers, the acks and the pings are the SDK's.
+The SDK's loop never returns and makes blocking HTTP calls, so it runs in a thread of its own, with its own event
+loop; each click is handed to the service's loop, where `Approvals.decide` runs and the card is edited, and each
+chatbot message (chatbot.py) to the chat listener, whose `hear` has committed it when the frame is acknowledged.
+The SDK reads its gateway from DINGTALK_OPENAPI_ENDPOINT once, when it is imported, opens the connection without a
+timeout, and opens the WebSocket with `websockets.connect(uri)`, which follows the environment's proxy variables
+and no other. `_StreamClient` asks for the connection at `channels.dingtalk.gateway` with a timeout, and opens both
+through `channels.dingtalk.proxy` when it is set (directly otherwise); the frames, their routing to handlers, the
+acks and the pings are the SDK's.
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote_plus
 
 import dingtalk_stream  # type: ignore[import-untyped]  # dingtalk-stream ships no type hints
@@ -26,10 +28,12 @@ import websockets
 from aiops.channels import ChannelError
 from aiops.channels.decisions import HASH_PREFIX, Choice, Decided, Decisions, Press
 from aiops.channels.dingtalk import DingTalkChannel
+from aiops.channels.dingtalk.chatbot import Malformed, asked
 from aiops.channels.dingtalk.config import DingTalkConfig
 from aiops.channels.inbound import Deciders
 from aiops.channels.listener import ListenerThread
 from aiops.channels.records import ProposalRecord
+from aiops.chat import Listener
 from aiops.models import Text
 from aiops.proxy import ProxyUrl, through
 
@@ -38,6 +42,7 @@ OPEN_CONNECTION = "/v1.0/gateway/connections/open"
 PROXY_SETTING = "channels.dingtalk.proxy"
 RECONNECT = 10.0  # seconds before the next try after the connection failed, as the SDK waits
 CARD_CALLBACK = "/v1.0/card/instances/callback"  # dingtalk_stream.Card_Callback_Router_Topic
+CHATBOT_MESSAGE = dingtalk_stream.ChatbotMessage.TOPIC  # "/v1.0/im/bot/messages/get"
 DINGTALK = "dingtalk"
 _DECISIONS = {"approve": True, "reject": False}
 PAUSE = "pause"  # the decision of the card template's Pause button
@@ -46,6 +51,12 @@ PAUSE = "pause"  # the decision of the card template's Pause button
 _ANSWER_WITHIN = 5.0
 
 ClickHandler = Callable[[Mapping[str, Any]], Awaitable[dict[str, Any]]]
+MessageHandler = Callable[[Mapping[str, Any]], Awaitable[bool]]
+T = TypeVar("T")
+
+
+class ServiceGone(Exception):
+    """The service's loop, where clicks and messages are handled, is not running (shutting down)."""
 
 
 @dataclass(frozen=True)
@@ -111,13 +122,15 @@ def _object(value: object) -> dict[str, Any]:
 
 class DingTalkCallbacks(ListenerThread):
     """The Stream connection of one DingTalk channel: `start()` from the service's loop, `await stop()` on
-    shutdown. A click from an approver allow-listed in `remediation.approvers.dingtalk` decides the proposal."""
+    shutdown. A click from an approver allow-listed in `remediation.approvers.dingtalk` decides the proposal; a
+    message to the robot goes to `chat` (acknowledged and dropped when chat is off)."""
 
-    def __init__(self, channel: DingTalkChannel, decisions: Decisions) -> None:
+    def __init__(self, channel: DingTalkChannel, decisions: Decisions, chat: Listener | None = None) -> None:
         super().__init__(f"dingtalk-{channel.config.name}", channel.config.timeout + 5.0)
         self._channel = channel
         self._config = channel.config
         self._decisions = decisions
+        self._chat = chat
         self._stop_serving: asyncio.Event | None = None
         # The SDK logs the gateway's answer, ticket included, at INFO and every ping from the gateway as a warning
         # ("unknown message topic"); only its errors are kept.
@@ -145,6 +158,23 @@ class DingTalkCallbacks(ListenerThread):
         if isinstance(click, Click) and decided.proposal is not None and decided.announcement is not None:
             await self._edit(click, decided, decided.proposal)
         return self._answer(click.user, decided.outcome, decided.message)
+
+    async def hear(self, data: Mapping[str, Any]) -> None:
+        """One chatbot message, on the service's loop: handed to chat, once committed there. Messages that are not
+        text, and all of them while chat is off, are dropped; a malformed one is logged naming its field."""
+        if self._chat is None:
+            return
+        name = self._config.name
+        try:
+            message = asked(data, name, self._config.robot_name)
+        except Malformed as error:
+            log.warning("dingtalk %s: a chatbot message was dropped: its %s", name, error)
+            return
+        if message is None:
+            log.debug("dingtalk %s: a %r chatbot message was dropped", name, data.get("msgtype"))
+            return
+        heard = await self._chat.hear(message)
+        log.info("dingtalk %s: chatbot message %s from %s: %s", name, message.message_id, message.user, heard)
 
     async def _edit(self, click: Click, decided: Decided, proposal: Mapping[str, Any]) -> None:
         """Show the decision on the card it was taken on, with every proposal of that announcement."""
@@ -176,29 +206,54 @@ class DingTalkCallbacks(ListenerThread):
         self._loop, self._stop_serving = asyncio.get_running_loop(), asyncio.Event()
         self._started.set()
         client = _StreamClient(self._config, self._sdk_log)
-        client.register_callback_handler(CARD_CALLBACK, _CardHandler(self._hand_over, self._sdk_log))
+        if self._config.callbacks:
+            client.register_callback_handler(CARD_CALLBACK, _CardHandler(self._hand_over, self._sdk_log))
+        client.register_callback_handler(CHATBOT_MESSAGE, _ChatbotHandler(self._hand_message, self._sdk_log))
         connection = asyncio.create_task(client.start(), name="dingtalk-stream")
         await self._stop_serving.wait()
         await _cancel(connection)
 
     async def _hand_over(self, data: Mapping[str, Any]) -> dict[str, Any]:
-        """On the SDK's loop: run `handle` on the service's loop and wait for its answer, without blocking."""
-        if self._service_loop is None:
-            return {}
+        """On the SDK's loop: the click's answer from `handle`, or none when it failed or took too long."""
         try:
-            future = asyncio.run_coroutine_threadsafe(self.handle(data), self._service_loop)
-        except RuntimeError:  # the service's loop is closed: shutting down
-            return {}
-        try:
-            return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), _ANSWER_WITHIN)
+            return await self._on_service_loop(self.handle(data))
         except TimeoutError:
             name = self._config.name
             log.warning(
                 "dingtalk %s: a click took over %.0fs; answered without a notice", name, _ANSWER_WITHIN
             )
+        except ServiceGone:
+            pass
         except Exception:
             log.exception("dingtalk %s: a click failed", self._config.name)
         return {}
+
+    async def _hand_message(self, data: Mapping[str, Any]) -> bool:
+        """On the SDK's loop: whether `hear` took the message (True: acknowledge it). A failure is answered as
+        one, so that DingTalk may deliver it again: chat keeps each message id once."""
+        try:
+            await self._on_service_loop(self.hear(data))
+            return True
+        except TimeoutError:
+            log.warning("dingtalk %s: a chatbot message took over %.0fs", self._config.name, _ANSWER_WITHIN)
+        except ServiceGone:
+            pass
+        except Exception:
+            log.exception("dingtalk %s: a chatbot message could not be handed to chat", self._config.name)
+        return False
+
+    async def _on_service_loop(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run `work` on the service's loop and wait for it, without blocking this one, for `_ANSWER_WITHIN`
+        seconds (it goes on after that); `ServiceGone` when that loop is not running."""
+        if self._service_loop is None:
+            work.close()
+            raise ServiceGone
+        try:
+            future = asyncio.run_coroutine_threadsafe(work, self._service_loop)
+        except RuntimeError:  # the service's loop is closed: shutting down
+            work.close()
+            raise ServiceGone from None
+        return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), _ANSWER_WITHIN)
 
 
 class _CardHandler(dingtalk_stream.CallbackHandler):  # type: ignore[misc]  # an untyped SDK base class
@@ -212,6 +267,22 @@ class _CardHandler(dingtalk_stream.CallbackHandler):  # type: ignore[misc]  # an
     async def process(self, message: Any) -> tuple[int, dict[str, Any]]:
         data = message.data if isinstance(message.data, dict) else {}
         return dingtalk_stream.AckMessage.STATUS_OK, await self._on_click(data)
+
+
+class _ChatbotHandler(dingtalk_stream.CallbackHandler):  # type: ignore[misc]  # an untyped SDK base class
+    """The SDK's handler for the chatbot-message topic: acknowledged (200) once chat has the message, 500 when
+    it could not be handed over."""
+
+    def __init__(self, on_message: MessageHandler, logger: logging.Logger) -> None:
+        super().__init__()
+        self.logger = logger
+        self._on_message = on_message
+
+    async def process(self, message: Any) -> tuple[int, str]:
+        data = message.data if isinstance(message.data, dict) else {}
+        if await self._on_message(data):
+            return dingtalk_stream.AckMessage.STATUS_OK, "OK"
+        return dingtalk_stream.AckMessage.STATUS_SYSTEM_EXCEPTION, "not taken"
 
 
 class _StreamClient(dingtalk_stream.DingTalkStreamClient):  # type: ignore[misc]  # an untyped SDK base class
@@ -316,5 +387,7 @@ async def _cancel(task: asyncio.Task[Any]) -> None:
 
 
 def inbound(config: DingTalkConfig, channel: DingTalkChannel, deciders: Deciders) -> DingTalkCallbacks | None:
-    """The Stream connection clicks arrive on, when `callbacks` is on."""
-    return DingTalkCallbacks(channel, deciders.decisions) if config.callbacks else None
+    """The Stream connection clicks (when `callbacks` is on) and chat messages (when chat is) arrive on."""
+    if not config.callbacks and deciders.chat is None:
+        return None
+    return DingTalkCallbacks(channel, deciders.decisions, deciders.chat)

@@ -1,0 +1,1 @@
+"""The DingTalk app channel's chat: messages to its robot over the Stream connection, and its replies."""
