@@ -30,6 +30,8 @@ _DETAIL = Detail(series=5, lines=20, runbook_chars=0)
 _THINK = re.compile(r"<think>.*?(?:</think>|\Z)", re.S)
 _NO_RUNBOOK = RunbookMatch(None, None, "no incident")
 ANSWER_CHARS = 3000
+# Lines of a tool's result that restate the call (its heading, query and window) rather than say what it found.
+_RESTATED = ("[T", "query:", "window:")
 
 
 @dataclass(frozen=True)
@@ -108,5 +110,6 @@ def _incident(triage: Triage) -> dict[str, object]:
 def _ran(call: Call) -> Ran:
     """A tool call as the reply lists it: the tool, what it asked, the first lines of what it found."""
     asked = " ".join(str(value) for value in call.arguments.values()) or "—"
-    found = " · ".join(line.strip() for line in call.result.splitlines() if line.strip())
+    lines = [line.strip() for line in call.result.splitlines()]
+    found = " · ".join(line for line in lines if line and not line.startswith(_RESTATED))
     return Ran(call.tool, clip(asked, 300), clip(found, 300))
