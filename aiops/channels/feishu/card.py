@@ -40,7 +40,7 @@ ACTION_COLOURS = {
 }
 VERIFIED_COLOURS = {"recovered": "green", "not_recovered": "red", "unknown": "orange"}
 Element = dict[str, Any]
-_MENTION = re.compile(r"[A-Za-z0-9_-]{1,64}")  # an open_id, user_id or "all"
+MENTION = re.compile(r"[A-Za-z0-9_-]{1,64}")  # an open_id, user_id or "all"
 
 
 def clip(value: object, limit: int | None) -> str:
@@ -94,7 +94,7 @@ class Cards:
         return card(self._text("digest_title.txt.j2", digest=digest), worst, [markdown(content)])
 
     def _card(self, announcement: Announcement, cut: Cut) -> Element:
-        context = fitting.context(announcement, cut, _MENTION)
+        context = fitting.context(announcement, cut, MENTION)
         elements = [markdown(self._text(f"{announcement.purpose}.md.j2", **context))]
         if announcement.purpose == "action" and announcement.reported is not None:
             elements.append(plain(self._text("action.txt.j2", **context)))
