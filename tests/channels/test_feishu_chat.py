@@ -154,9 +154,9 @@ async def test_the_configured_bot_open_id_is_used_without_asking_feishu(
 ) -> None:
     recorder = Recorder()
     pushed = event(feishu, "ou_alice", "@_user_1 status?", mentions={"@_user_1": ("ou_configured", "aiops")})
-    async with app_for() as (_, services):
-        async with route(services, feishu, recorder, http, bot_open_id="ou_configured") as client:
-            await post(client, pushed)
+    configured = {"bot_open_id": "ou_configured"}
+    async with app_for() as (_, services), route(services, feishu, recorder, http, **configured) as client:
+        await post(client, pushed)
     [heard] = recorder.heard
     assert heard.mentioned and heard.text == "status?" and feishu.bot_info_requests == 0
 
@@ -277,7 +277,9 @@ async def connected(
         callbacks="long_connection",
     )
     channel = FeishuChannel(config, services.templates, http)
-    inbound = FeishuInbound(config, Deciders(services.decisions, services.templates, listener), channel.bot_open_id)
+    inbound = FeishuInbound(
+        config, Deciders(services.decisions, services.templates, listener), channel.bot_open_id
+    )
     inbound.start()
     try:
         assert fake.gateway is not None
@@ -292,11 +294,15 @@ async def test_messages_over_the_long_connection_are_handed_over_and_acknowledge
 ) -> None:
     recorder = Recorder()
     sender = FeishuCallbacks("unused-in-long-connection-mode")
-    mentioning = sender.event(MESSAGE, feishu.says("ou_alice", "@_user_1 why?", mentions={"@_user_1": feishu.bot}))
+    mentioning = sender.event(
+        MESSAGE, feishu.says("ou_alice", "@_user_1 why?", mentions={"@_user_1": feishu.bot})
+    )
     threaded = sender.event(MESSAGE, feishu.says("ou_alice", "ack", root_id=CARD))
     image = sender.event(MESSAGE, feishu.says("ou_alice", "", message_type="image"))
     async with app_for() as (_, services), connected(services, feishu, recorder, http) as gateway:
-        answers = [await asyncio.to_thread(gateway.send, pushed, parts=2) for pushed in (mentioning, threaded, image)]
+        answers = [
+            await asyncio.to_thread(gateway.send, pushed, parts=2) for pushed in (mentioning, threaded, image)
+        ]
     assert [a.code for a in answers] == [200, 200, 200]
     assert all(a.seconds < 3.0 for a in answers)
     first, second = recorder.heard

@@ -147,7 +147,9 @@ class FakeFeishu(LoopbackServer):
         message_id = f"om_{secrets.token_hex(12)}"
         with self._lock:
             self._said[message_id] = chat
-        content = {"text": text} if message_type == "text" else {"image_key": f"img_v3_{secrets.token_hex(8)}"}
+        content = (
+            {"text": text} if message_type == "text" else {"image_key": f"img_v3_{secrets.token_hex(8)}"}
+        )
         message: dict[str, Any] = {
             "message_id": message_id,
             "create_time": str(int(time.time() * 1000)),
@@ -162,7 +164,10 @@ class FakeFeishu(LoopbackServer):
             message |= {"root_id": root_id, "parent_id": root_id, "thread_id": f"omt_{secrets.token_hex(8)}"}
         if mentions:
             message["mentions"] = [_mention(key, *who) for key, who in mentions.items()]
-        sender = {"open_id": open_id, "union_id": f"on_{open_id}"}  # user_id only with the "get user ID" permission
+        sender = {
+            "open_id": open_id,
+            "union_id": f"on_{open_id}",
+        }  # user_id only with the "get user ID" permission
         return {
             "sender": {"sender_id": sender, "sender_type": "user", "tenant_key": "tenant_fake"},
             "message": message,

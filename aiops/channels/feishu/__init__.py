@@ -36,8 +36,8 @@ from aiops.channels import Announcement, Capabilities, ChannelError, Digest, Rat
 from aiops.channels.feishu.card import MAX_BYTES, Cards
 from aiops.channels.feishu.openapi import OpenApi
 from aiops.channels.feishu.reply import Replies
-from aiops.chat import Reply
 from aiops.channels.routing import Routing
+from aiops.chat import Reply
 from aiops.proxy import Destination, Proxied, destination, origin
 from aiops.units import Seconds
 

@@ -54,7 +54,12 @@ def link(url: object, text: str) -> str:
     target = str(url)
     if not target.startswith(("https://", "http://")):
         return md(text)
-    return f"[{md(text)}]({urllib.parse.quote(target, safe=':/?#=&%@+,;~!$*.-_')})"
+    return f"[{md(text)}]({quoted(target)})"
+
+
+def quoted(url: str) -> str:
+    """`url` with anything that could end a link or break out of it (spaces, brackets, quotes) percent-encoded."""
+    return urllib.parse.quote(url, safe=":/?#=&%@+,;~!$*.-_")
 
 
 # Cards, fullest first: evidence goes first, then the other long texts, then the commands.

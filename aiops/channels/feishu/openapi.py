@@ -106,7 +106,11 @@ class OpenApi:
         return self._bot_open_id
 
     async def _call(
-        self, method: str, path: str, body: Mapping[str, Any] | None = None, params: Mapping[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None = None,
+        params: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         token = await self._tenant_token()
         response = await self._send(method, path, body, params, {"Authorization": f"Bearer {token}"})

@@ -15,7 +15,7 @@ from typing import Any
 
 from jinja2 import Environment
 
-from aiops.channels.feishu.card import MENTION, MAX_BYTES, Element, button, clip, markdown
+from aiops.channels.feishu.card import MAX_BYTES, MENTION, Element, button, clip, markdown, quoted
 from aiops.channels.feishu.markdown import md, mdtext
 from aiops.channels.fitting import dumps, shorten, size
 from aiops.chat import Reply
@@ -32,7 +32,14 @@ class Shown:
 
 
 # Fullest first: what was run goes first, then the answer is shortened.
-LADDER = (Shown(), Shown(ran=10), Shown(ran=3), Shown(ran=0), Shown(ran=0, text=8000), Shown(ran=0, text=2000))
+LADDER = (
+    Shown(),
+    Shown(ran=10),
+    Shown(ran=3),
+    Shown(ran=0),
+    Shown(ran=0, text=8000),
+    Shown(ran=0, text=2000),
+)
 LAST_RESORT = Shown(ran=0, text=500)
 
 
@@ -54,7 +61,9 @@ class Replies:
     def _card(self, reply: Reply, shown: Shown) -> Element:
         answer = "\n".join(say(line, self._language) for line in reply.lines)
         mention = _mention(reply.to_user)
-        text = self._text("reply.md.j2", answer=clip(answer, shown.text), mention=mention, cut=shown != Shown())
+        text = self._text(
+            "reply.md.j2", answer=clip(answer, shown.text), mention=mention, cut=shown != Shown()
+        )
         said = markdown(text)
         if reply.refusal:
             said["text_size"] = "notation"  # a refusal is said quietly
@@ -90,5 +99,5 @@ def _mention(user: str | None) -> str | None:
 def _open(text: str, url: str) -> Element:
     """A button opening `url` in the browser."""
     opened = button(text, "default", {})
-    opened["behaviors"] = [{"type": "open_url", "default_url": url}]
+    opened["behaviors"] = [{"type": "open_url", "default_url": quoted(url)}]
     return opened
