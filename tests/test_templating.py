@@ -48,7 +48,10 @@ from aiops.channels.feishu_webhook import FeishuWebhookChannel, FeishuWebhookCon
 from aiops.channels.records import ProposalRecord, proposal_records
 from aiops.channels.wecom.channel import WeComChannel, WeComConfig
 from aiops.channels.wecom_webhook import WeComWebhookChannel, WeComWebhookConfig
+from aiops.chat import Ran, Replying
+from aiops.chat import Reply as ChatReply
 from aiops.export import incident_markdown
+from aiops.i18n import message
 from aiops.passwords import hash_password
 from aiops.pipeline.notify import DELIVER
 from aiops.service import Services
@@ -453,6 +456,18 @@ async def by_hand(services: Services, channels: list[Any], rendered: Rendered) -
         rendered.add("dingtalk decision", dingtalk.render_decision(outcome, decided, shown, "alice"))
     for outcome in ("approved", "already", "refused", "expired", "moot", "not_found", "changed", "bad_click"):
         rendered.add("dingtalk notice", dingtalk.notice(outcome, "alice", executed["detail"] or ""))
+    ran = Ran("promql", 'node_filesystem_avail_bytes{job="node"}', "2.1 GiB")
+    answer = ChatReply(
+        (message("decision_not_approver", who="alice", channel="feishu"),),
+        (ran,),
+        2,
+        "http://aiops/incidents/2",
+        to_user="ou_alice",
+    )
+    for channel in channels:
+        if isinstance(channel, Replying):  # an answer in chat (aiops/chat)
+            rendered.add(f"{channel.name} chat reply", channel.render_reply(answer))
+    rendered.foreign |= {ran.tool, ran.query, ran.result}
     annotations = services.pipeline.stages.annotations
     assert annotations is not None
     for item in found:

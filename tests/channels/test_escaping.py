@@ -25,6 +25,7 @@ from aiops.channels.feishu.card import ACTION_COLOURS
 from aiops.channels.registry import kind
 from aiops.channels.wecom import card as card_lengths
 from aiops.channels.wecom import markdown as wecom_markdown
+from aiops.chat import Ran, Reply, Replying
 from aiops.store.actions import argv_hash
 from aiops.templating import build_environment
 from tests.channels.announcements import announcement
@@ -166,3 +167,33 @@ async def test_the_feishu_robot_colours_a_result_as_the_app_does(state: str, htt
     shown = dataclasses.replace(base, reported=dataclasses.replace(base.reported, state=state))
     robot = json.loads(build("feishu_webhook", http).render(shown))
     assert robot["card"]["header"]["template"] == ACTION_COLOURS[state]
+
+
+@pytest.mark.parametrize("hostile", list(STRINGS.values()), ids=list(STRINGS))
+async def test_a_feishu_chat_reply_escapes_as_its_cards_do(hostile: str, http: httpx.AsyncClient) -> None:
+    """The model's answer and what it ran are text in the reply card, as an alert label is on a card: no
+    formatting, link or mention of their own, and no @all whoever the reply names."""
+    channel = build("feishu", http)
+    assert isinstance(channel, Replying)
+    reply = Reply(
+        lines=(hostile,), ran=(Ran(hostile, hostile, hostile),), incident_url=hostile, to_user="all"
+    )
+    card = json.loads(channel.render_reply(reply))
+    markdown = [node["content"] for node in nodes(card) if node.get("tag") == "markdown"]
+    answer, ran = markdown
+    assert feishu_markdown.mdtext(hostile) in answer and feishu_markdown.md(hostile) in ran
+    assert not any(hostile in text for text in strings(card) if feishu_markdown.md(hostile) != hostile)
+    assert "<at " not in answer + ran
+    links = [b["default_url"] for n in nodes(card) if n.get("tag") == "button" for b in n["behaviors"]]
+    assert links == ([] if not hostile.startswith("https://") else [links[0]])
+    assert not any(char in link for link in links for char in " <>()[]")
+
+
+def nodes(value: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(value, dict):
+        yield value
+        for item in value.values():
+            yield from nodes(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from nodes(item)

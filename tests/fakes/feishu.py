@@ -8,13 +8,20 @@
   `schema: "2.0"`, no `tag: action` anywhere, no attribute 2.0 does not know, at most 30 KB (230099 otherwise);
   one message per `uuid`;
 - `PATCH /open-apis/im/v1/messages/{message_id}` replaces the card, keeping every version;
+- `POST /open-apis/im/v1/messages/{message_id}/reply` answers a message the fake knows (a card it was sent, or one
+  a person wrote through `says`) with a card under the same rules, once per `uuid`, recorded in `replies`; a
+  withdrawn message (`withdraw`) gets 230011, one in a chat the bot left (`leave`) 230002;
+- `GET /open-apis/bot/v3/info` answers the bot's own open_id (`bot_open_id`);
 - `fail(...)` scripts the next answers of the message API: a rate limit (HTTP 429, 99991400, x-ogw-ratelimit-reset),
   an internal error (HTTP 500) or a gateway's HTML page (HTTP 502).
 
 Each fake has an app_id of its own, so that no token or message of one test meets another's.
 
-`FeishuCallbacks` builds what Feishu POSTs to the callback URL: `card.action.trigger` (schema 2.0) and
-`url_verification` payloads, encrypted and signed as Feishu does when the app has an Encrypt Key.
+`says` is a person writing in a chat: the fake records the message (so that it can be replied to) and returns the
+`im.message.receive_v1` event Feishu pushes for it. `FeishuCallbacks` builds what Feishu POSTs to the callback URL:
+`card.action.trigger` (schema 2.0), events such as that one, and `url_verification` payloads, encrypted and signed
+as Feishu does when the app has an Encrypt Key; the long connection (tests/fakes/feishu_ws.py) sends the same
+payloads as frames.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import secrets
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
@@ -44,6 +52,7 @@ CHAT = "oc_fake0123456789abcdef"
 MAX_CARD = 30 * 1024
 TOKEN_PATH = "/open-apis/auth/v3/tenant_access_token/internal"
 MESSAGES_PATH = "/open-apis/im/v1/messages"
+BOT_INFO_PATH = "/open-apis/bot/v3/info"
 ENDPOINT_PATH = "/callback/ws/endpoint"  # the long connection's URL, answered by tests/fakes/feishu_ws.py
 # What card JSON 2.0 accepts on each element this service uses; anything else is an error in 2.0.
 ALLOWED: dict[str, set[str]] = {
@@ -62,7 +71,34 @@ ALLOWED: dict[str, set[str]] = {
     },
     "column": {"tag", "element_id", "width", "weight", "elements", "vertical_align", "background_style"},
     "button": {"tag", "element_id", "type", "text", "behaviors", "confirm", "size", "width", "disabled"},
+    "collapsible_panel": {
+        "tag",
+        "element_id",
+        "expanded",
+        "direction",
+        "vertical_spacing",
+        "horizontal_spacing",
+        "vertical_align",
+        "horizontal_align",
+        "padding",
+        "margin",
+        "background_color",
+        "header",
+        "border",
+        "elements",
+    },
 }
+
+
+@dataclass(frozen=True)
+class Replied:
+    """One reply the bot posted: to which message, in which chat, in its thread or not, and the card."""
+
+    message_id: str
+    to: str
+    chat_id: str
+    in_thread: bool
+    card: dict[str, Any]
 
 
 @dataclass
@@ -85,7 +121,70 @@ class FakeFeishu(LoopbackServer):
         self._uuids: dict[str, str] = {}
         self._lock = threading.Lock()
         self.gateway: FakeLongConnection | None = None  # set to serve the long connection's endpoint
+        self.bot_open_id = f"ou_bot{secrets.token_hex(8)}"
+        self.bot_info_requests = 0
+        self.replies: list[Replied] = []
+        self._said: dict[str, str] = {}  # message_id → chat_id of what people wrote
+        self._withdrawn: set[str] = set()
+        self._left: set[str] = set()  # chats the bot is no longer in
         super().__init__()
+
+    def says(
+        self,
+        open_id: str,
+        text: str,
+        *,
+        chat_id: str | None = None,
+        direct: bool = False,
+        mentions: Mapping[str, tuple[str, str]] | None = None,
+        root_id: str | None = None,
+        message_type: str = "text",
+    ) -> dict[str, Any]:
+        """`open_id` writes `text` in the group (or, `direct`, to the bot), `mentions` mapping each key in the
+        text (`@_user_1`) to the open_id and name it stands for, as a reply in the thread of `root_id` when set:
+        the `event` of the `im.message.receive_v1` Feishu pushes for it (wrap it with `FeishuCallbacks.event`)."""
+        chat = chat_id or (f"oc_p2p{open_id}" if direct else self.chat_id)
+        message_id = f"om_{secrets.token_hex(12)}"
+        with self._lock:
+            self._said[message_id] = chat
+        content = (
+            {"text": text} if message_type == "text" else {"image_key": f"img_v3_{secrets.token_hex(8)}"}
+        )
+        message: dict[str, Any] = {
+            "message_id": message_id,
+            "create_time": str(int(time.time() * 1000)),
+            "update_time": str(int(time.time() * 1000)),
+            "chat_id": chat,
+            "chat_type": "p2p" if direct else "group",
+            "message_type": message_type,
+            "content": json.dumps(content, ensure_ascii=False),
+            "user_agent": "Mozilla/5.0 Lark/7.30.0",
+        }
+        if root_id is not None:
+            message |= {"root_id": root_id, "parent_id": root_id, "thread_id": f"omt_{secrets.token_hex(8)}"}
+        if mentions:
+            message["mentions"] = [_mention(key, *who) for key, who in mentions.items()]
+        sender = {
+            "open_id": open_id,
+            "union_id": f"on_{open_id}",
+        }  # user_id only with the "get user ID" permission
+        return {
+            "sender": {"sender_id": sender, "sender_type": "user", "tenant_key": "tenant_fake"},
+            "message": message,
+        }
+
+    @property
+    def bot(self) -> tuple[str, str]:
+        """The bot, as a mention of `says` names it."""
+        return self.bot_open_id, "aiops"
+
+    def withdraw(self, message_id: str) -> None:
+        """The person takes their message back: replies to it fail with 230011."""
+        self._withdrawn.add(message_id)
+
+    def leave(self, chat_id: str) -> None:
+        """The bot is removed from `chat_id`: replies there fail with 230002."""
+        self._left.add(chat_id)
 
     def fail(self, kind: str, times: int = 1, reset: int = 3) -> None:
         self.failures.extend(Failure(kind, reset) for _ in range(times))
@@ -103,6 +202,8 @@ class FakeFeishu(LoopbackServer):
             return self._token(body)
         if method == "POST" and parts.path == ENDPOINT_PATH and self.gateway is not None:
             return self.gateway.endpoint(body)
+        if method == "GET" and parts.path == BOT_INFO_PATH:
+            return self._bot_info(authorization)
         if not parts.path.startswith(MESSAGES_PATH):
             return 404, {}, {"code": 404, "msg": f"no route {parts.path}"}
         if self.failures:
@@ -111,6 +212,8 @@ class FakeFeishu(LoopbackServer):
             return 400, {}, {"code": 99991663, "msg": "Invalid access token for authorization."}
         if method == "POST" and parts.path == MESSAGES_PATH:
             return self._create(parse_qs(parts.query).get("receive_id_type", [""])[0], body)
+        if method == "POST" and parts.path.endswith("/reply"):
+            return self._reply(parts.path.removeprefix(MESSAGES_PATH + "/").removesuffix("/reply"), body)
         if method == "PATCH":
             return self._patch(parts.path.removeprefix(MESSAGES_PATH + "/"), body)
         return 404, {}, {"code": 404, "msg": f"no route {method} {parts.path}"}
@@ -146,6 +249,45 @@ class FakeFeishu(LoopbackServer):
             {"code": 0, "msg": "success", "data": {"message_id": message_id, "msg_type": "interactive"}},
         )
 
+    def _bot_info(self, authorization: str) -> tuple[int, dict[str, str], Any]:
+        self.bot_info_requests += 1
+        if authorization.removeprefix("Bearer ") not in self.tokens:
+            return 400, {}, {"code": 99991663, "msg": "Invalid access token for authorization."}
+        bot = {
+            "activate_status": 2,
+            "app_name": "aiops",
+            "avatar_url": "https://example.invalid/avatar.png",
+            "ip_white_list": [],
+            "open_id": self.bot_open_id,
+        }
+        return 200, {}, {"code": 0, "msg": "ok", "bot": bot}
+
+    def _reply(self, message_id: str, body: dict[str, Any]) -> tuple[int, dict[str, str], Any]:
+        chat_id = self._said.get(message_id) or (self.chat_id if message_id in self.messages else None)
+        if chat_id is None:
+            return 400, {}, {"code": 230001, "msg": f"invalid message_id {message_id}"}
+        if message_id in self._withdrawn:
+            return 400, {}, {"code": 230011, "msg": "The message was withdrawn."}
+        if chat_id in self._left:
+            return 400, {}, {"code": 230002, "msg": "The bot can not be outside the group."}
+        if body.get("msg_type") != "interactive" or not isinstance(body.get("reply_in_thread", False), bool):
+            return 400, {}, {"code": 230001, "msg": "invalid msg_type or reply_in_thread"}
+        refused = self._refuse(body.get("content"))
+        if refused is not None:
+            return refused
+        with self._lock:
+            uuid = str(body.get("uuid") or "")
+            reply_id = self._uuids.get(uuid)
+            if reply_id is None:
+                reply_id = f"om_{secrets.token_hex(12)}"
+                in_thread = bool(body.get("reply_in_thread", False))
+                card = json.loads(body["content"])
+                self.replies.append(Replied(reply_id, message_id, chat_id, in_thread, card))
+            if uuid:
+                self._uuids[uuid] = reply_id
+        data = {"message_id": reply_id, "root_id": message_id, "parent_id": message_id, "chat_id": chat_id}
+        return 200, {}, {"code": 0, "msg": "success", "data": data}
+
     def _patch(self, message_id: str, body: dict[str, Any]) -> tuple[int, dict[str, str], Any]:
         if message_id not in self.messages:
             return 400, {}, {"code": 230001, "msg": f"invalid message_id {message_id}"}
@@ -169,6 +311,9 @@ class FakeFeishu(LoopbackServer):
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # the name http.server calls
                 self._answer("POST")
+
+            def do_GET(self) -> None:  # the name http.server calls
+                self._answer("GET")
 
             def do_PATCH(self) -> None:  # the name http.server calls
                 self._answer("PATCH")
@@ -224,8 +369,8 @@ def card_problems(content: Any) -> list[str]:
         problems.append(
             "elements belong under body in JSON 2.0; i18n_elements and fallback are not supported"
         )
-    header = card.get("header", {})
-    if header.get("title", {}).get("tag") != "plain_text":
+    header = card.get("header")  # optional: a card may have no title
+    if header is not None and header.get("title", {}).get("tag") != "plain_text":
         problems.append("header.title must be plain_text")
     elements = card.get("body", {}).get("elements")
     if not isinstance(elements, list) or not elements:
@@ -250,6 +395,11 @@ def _element_problems(element: Any) -> list[str]:
         problems.append(f"element_id {element_id!r}: at most 20 characters, starting with a letter")
     if tag == "button":
         problems.extend(_button_problems(element))
+    if tag == "collapsible_panel" and element.get("header", {}).get("title", {}).get("tag") not in (
+        "plain_text",
+        "markdown",
+    ):
+        problems.append("a collapsible_panel's header.title must be plain_text or markdown")
     for child in [element.get("text")] if tag == "div" else []:
         problems.extend(_element_problems(child))
     for child in element.get("columns", []) + element.get("elements", []):
@@ -264,7 +414,18 @@ def _button_problems(button: dict[str, Any]) -> list[str]:
     for behavior in button.get("behaviors", []):
         if behavior.get("type") == "callback" and not isinstance(behavior.get("value"), dict):
             problems.append("a callback value must be an object")
+        if behavior.get("type") == "open_url" and not isinstance(behavior.get("default_url"), str):
+            problems.append("an open_url behavior needs a default_url")
     return problems
+
+
+def _mention(key: str, open_id: str, name: str) -> dict[str, Any]:
+    return {
+        "key": key,
+        "id": {"open_id": open_id, "union_id": f"on_{open_id}"},
+        "name": name,
+        "tenant_key": "tenant_fake",
+    }
 
 
 def _failure(failure: Failure) -> tuple[int, dict[str, str], Any]:
@@ -313,6 +474,21 @@ class FeishuCallbacks:
                 "host": "im_message",
                 "context": {"open_message_id": message_id, "open_chat_id": chat_id},
             },
+        }
+
+    def event(self, event_type: str, event: dict[str, Any], *, token: str | None = None) -> dict[str, Any]:
+        """An event (schema 2.0) as Feishu pushes it, e.g. `im.message.receive_v1` with `FakeFeishu.says`."""
+        return {
+            "schema": "2.0",
+            "header": {
+                "event_id": secrets.token_hex(16),
+                "token": self.verification_token if token is None else token,
+                "create_time": str(int(time.time() * 1000)),
+                "event_type": event_type,
+                "tenant_key": "tenant_fake",
+                "app_id": self.app_id,
+            },
+            "event": event,
         }
 
     def url_verification(self, challenge: str, token: str | None = None) -> dict[str, Any]:

@@ -1,10 +1,13 @@
 """The Feishu (Lark) app bot: each incident is one interactive card (card JSON 2.0) in a group chat, edited in place
-as the incident changes, with Approve / Reject buttons for the actions waiting for an approval.
+as the incident changes, with Approve / Reject buttons for the actions waiting for an approval. People ask it
+questions in chat — in a card's thread, by @mentioning it in a group, or in a direct message — and it answers each
+with a card replying to the question (`reply.py`).
 
 Cards are sent and edited through the Open API (`openapi.py`, over httpx, through `proxy` when it is set); clicks
 come back to `POST /callbacks/feishu` (aiops/web/callbacks.py, verified by `callback.py`) or, with
 `callbacks: long_connection`, over a WebSocket that lark-oapi opens to Feishu (`longconn.py`), never through a
-proxy; either way `clicks.py` decides them.
+proxy; either way `clicks.py` decides them. Chat messages (the `im.message.receive_v1` event, which the app must
+subscribe to) come the same two ways and are read by `messages.py`.
 
 ```yaml
 channels:
@@ -15,22 +18,26 @@ channels:
     encrypt_key: ${FEISHU_ENCRYPT_KEY}      # for POST /callbacks/feishu
     # callbacks: long_connection            # or receive clicks over a connection aiops opens to Feishu
     # proxy: socks5h://proxy.example.com:1080   # for the Open API (the long connection cannot use one)
+    # bot_open_id: ou_…                     # the bot's own open_id; asked of GET /open-apis/bot/v3/info if unset
 ```
 """
 
 from __future__ import annotations
 
 import urllib.parse
+from collections.abc import Mapping
 from typing import Literal
 
 import httpx
 from jinja2 import Environment
 from pydantic import ConfigDict, Field, SecretStr, field_validator
 
-from aiops.channels import Announcement, Capabilities, Digest, RateLimit
+from aiops.channels import Announcement, Capabilities, ChannelError, Digest, RateLimit
 from aiops.channels.feishu.card import MAX_BYTES, Cards
 from aiops.channels.feishu.openapi import OpenApi
+from aiops.channels.feishu.reply import Replies
 from aiops.channels.routing import Routing
+from aiops.chat import Reply
 from aiops.proxy import Destination, Proxied, destination, origin
 from aiops.units import Seconds
 
@@ -45,7 +52,12 @@ LONG_CONNECTION_ROUTE = (
 
 
 class FeishuConfig(Routing, Proxied):
-    """One app bot posting to one group chat; `match` and `mentions` (from `Routing`) choose what it announces."""
+    """One app bot posting to one group chat; `match` and `mentions` (from `Routing`) choose what it announces.
+
+    `bot_open_id` is the bot's own open_id (ou_…), which tells a group message that @mentions aiops from one that
+    mentions someone else; unset, it is asked of Feishu (`GET /open-apis/bot/v3/info`) the first time a message
+    mentions anyone, and kept.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -62,6 +74,7 @@ class FeishuConfig(Routing, Proxied):
     # "long_connection", a WebSocket aiops opens to Feishu (self-built apps only; nothing to expose).
     callbacks: Literal["http", "long_connection"] = "http"
     timeout: Seconds = 10.0
+    bot_open_id: str | None = Field(default=None, pattern=r"^[!-~]{1,256}$")
 
     @field_validator("domain")
     @classmethod
@@ -106,7 +119,9 @@ class FeishuChannel:
         self.name = config.name
         self.routing: Routing = config
         self._cards = Cards(templates)
+        self._replies = Replies(templates)
         self._api = OpenApi(config, http)
+        self._bot_open_id = config.bot_open_id
 
     def render(self, announcement: Announcement) -> str:
         return self._cards.announcement(announcement)
@@ -119,3 +134,18 @@ class FeishuChannel:
 
     async def update(self, handle: str, body: str) -> None:
         await self._api.patch(handle, body)
+
+    def render_reply(self, reply: Reply) -> str:
+        return self._replies.reply(reply)
+
+    async def reply(self, reply_to: Mapping[str, str], body: str) -> None:
+        """Answer the message `reply_to["message_id"]`, in its thread unless `reply_to["in_thread"]` is "false"
+        (a direct message: the answer quotes it instead)."""
+        message_id = reply_to.get("message_id")
+        if not message_id:
+            raise ChannelError("feishu: reply_to has no message_id to reply to", retryable=False)
+        await self._api.reply(message_id, body, in_thread=reply_to.get("in_thread") != "false")
+
+    async def bot_open_id(self) -> str:
+        """The bot's own open_id: channels.feishu.bot_open_id, else Feishu's answer (asked once)."""
+        return self._bot_open_id or await self._api.bot_open_id()

@@ -40,7 +40,7 @@ ACTION_COLOURS = {
 }
 VERIFIED_COLOURS = {"recovered": "green", "not_recovered": "red", "unknown": "orange"}
 Element = dict[str, Any]
-_MENTION = re.compile(r"[A-Za-z0-9_-]{1,64}")  # an open_id, user_id or "all"
+MENTION = re.compile(r"[A-Za-z0-9_-]{1,64}")  # an open_id, user_id or "all"
 
 
 def clip(value: object, limit: int | None) -> str:
@@ -54,7 +54,12 @@ def link(url: object, text: str) -> str:
     target = str(url)
     if not target.startswith(("https://", "http://")):
         return md(text)
-    return f"[{md(text)}]({urllib.parse.quote(target, safe=':/?#=&%@+,;~!$*.-_')})"
+    return f"[{md(text)}]({quoted(target)})"
+
+
+def quoted(url: str) -> str:
+    """`url` with anything that could end a link or break out of it (spaces, brackets, quotes) percent-encoded."""
+    return urllib.parse.quote(url, safe=":/?#=&%@+,;~!$*.-_")
 
 
 # Cards, fullest first: evidence goes first, then the other long texts, then the commands.
@@ -94,7 +99,7 @@ class Cards:
         return card(self._text("digest_title.txt.j2", digest=digest), worst, [markdown(content)])
 
     def _card(self, announcement: Announcement, cut: Cut) -> Element:
-        context = fitting.context(announcement, cut, _MENTION)
+        context = fitting.context(announcement, cut, MENTION)
         elements = [markdown(self._text(f"{announcement.purpose}.md.j2", **context))]
         if announcement.purpose == "action" and announcement.reported is not None:
             elements.append(plain(self._text("action.txt.j2", **context)))

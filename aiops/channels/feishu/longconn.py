@@ -1,4 +1,4 @@
-"""Card clicks over Feishu's long connection, for apps that cannot be reached from the internet.
+"""Card clicks and chat messages over Feishu's long connection, for apps that cannot be reached from the internet.
 
 lark-oapi's `ws.Client` asks `{domain}/callback/ws/endpoint` for a WebSocket URL, connects, and receives each
 callback as a protobuf frame; the return value of the registered handler travels back in the frame's answer. Its
@@ -9,8 +9,10 @@ fetches its URL with a blocking `requests.post`, which stalls only that thread.
 
 Each click is handed to the service's loop, where `FeishuClicks` decides it, and answered within Feishu's
 3 seconds; a click still being decided when the time is up gets a toast saying so (the decision completes, and the
-card is edited when the result is announced). There is no signature to check: the connection itself was opened
-with the app secret.
+card is edited when the result is announced). A chat message is handed to `FeishuChat` on the service's loop the
+same way; the SDK thread waits only for it to be recorded (one commit), and a message that could not be recorded
+is answered with an error, so that Feishu delivers it again. There is no signature to check: the connection itself
+was opened with the app secret.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 from aiops.channels.feishu import FeishuConfig
 from aiops.channels.feishu import callback as feishu_callback
 from aiops.channels.feishu.clicks import FeishuClicks
+from aiops.channels.feishu.messages import FeishuChat
 from aiops.channels.listener import ListenerThread
 
 log = logging.getLogger("aiops.channels.feishu")
@@ -35,10 +38,11 @@ RETRY_REFUSED = 60.0  # seconds before connecting again after Feishu refused the
 class LongConnection(ListenerThread):
     """The long connection of the `channels.feishu` app: `start()` from the service's loop, `await stop()`."""
 
-    def __init__(self, config: FeishuConfig, clicks: FeishuClicks) -> None:
+    def __init__(self, config: FeishuConfig, clicks: FeishuClicks, chat: FeishuChat | None = None) -> None:
         super().__init__(f"feishu-{config.name}", config.timeout + 5.0)
         self._config = config
         self._clicks = clicks
+        self._chat = chat
         self._client: Any = None
 
     def on_card(self, event: Any) -> Any:
@@ -76,6 +80,32 @@ class LongConnection(ListenerThread):
             )
             return self._clicks.toast("error", outcome="refused")
 
+    def on_message(self, event: Any) -> None:
+        """lark-oapi's handler for `im.message.receive_v1`, on the connection's thread."""
+        from lark_oapi.core.json import JSON
+
+        self.deliver(json.loads(JSON.marshal(event)))
+
+    def deliver(self, payload: dict[str, Any]) -> None:
+        """Hand one message to the chat on the service's loop and wait for it to be recorded, within ANSWER_WITHIN;
+        raises when it could not be, which the SDK answers with an error and Feishu with a redelivery."""
+        if self._chat is None:
+            return  # chat is off: the message is acknowledged and left
+        if self._service_loop is None or self._stopping.is_set():
+            raise RuntimeError("the service is stopping; Feishu delivers the message again")
+        future = asyncio.run_coroutine_threadsafe(self._chat.deliver(payload), self._service_loop)
+        try:
+            delivered = future.result(timeout=ANSWER_WITHIN)
+        except concurrent.futures.TimeoutError:
+            log.warning(
+                "feishu %s: a chat message took over %.1fs to record; acknowledged meanwhile",
+                self._config.name,
+                ANSWER_WITHIN,
+            )
+            return
+        if not delivered:
+            raise RuntimeError("the message could not be recorded now; Feishu delivers it again")
+
     def _run(self) -> None:
         """The thread: lark-oapi's client on a loop of its own, connected again after a refusal, until `stop`."""
         import lark_oapi as lark  # type: ignore[import-untyped]  # lark-oapi ships no type hints
@@ -89,8 +119,13 @@ class LongConnection(ListenerThread):
         ws_client.loop = loop  # the SDK runs on this module variable, captured at import
         self._loop = loop
         self._started.set()
+        # Messages are listened to even with chat off: an event without a handler is answered with an error, and
+        # Feishu would deliver it again for hours.
         handler = (
-            lark.EventDispatcherHandler.builder("", "").register_p2_card_action_trigger(self.on_card).build()
+            lark.EventDispatcherHandler.builder("", "")
+            .register_p2_card_action_trigger(self.on_card)
+            .register_p2_im_message_receive_v1(self.on_message)
+            .build()
         )
         try:
             while not self._stopping.is_set():

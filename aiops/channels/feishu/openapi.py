@@ -1,7 +1,8 @@
 """Sending and editing cards through Feishu's Open API, and what its answers mean for a retry.
 
-Three calls, over the channel's httpx client: the tenant access token (`auth/v3/tenant_access_token/internal`), kept
-until five minutes before it expires; message create; message patch. lark-oapi's REST client is not used for them:
+Over the channel's httpx client: the tenant access token (`auth/v3/tenant_access_token/internal`), kept until five
+minutes before it expires; message create, patch and reply; and the bot's own open_id (`bot/v3/info`), asked once,
+which tells a message that @mentions the bot from one that mentions someone else. lark-oapi's REST client is not used for them:
 it opens a new `httpx.AsyncClient()` per call and fetches its token with a blocking `requests` call, and neither
 takes a proxy other than the environment's, so `channels.feishu.proxy` could not apply to it.
 """
@@ -12,6 +13,7 @@ import asyncio
 import hashlib
 import json
 import time
+import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -24,14 +26,18 @@ if TYPE_CHECKING:  # the package imports this module
 
 TOKEN_PATH = "/open-apis/auth/v3/tenant_access_token/internal"
 MESSAGES_PATH = "/open-apis/im/v1/messages"
-RATE_LIMITED = {99991400}  # "request trigger frequency limit": HTTP 429 with x-ogw-ratelimit-reset
+BOT_INFO_PATH = "/open-apis/bot/v3/info"
+# 99991400 "request trigger frequency limit": HTTP 429 with x-ogw-ratelimit-reset; 230020, the limit of messages to
+# one chat (5 per second, shared by the chat's bots); 11232, the tenant's message service throttled.
+RATE_LIMITED = {99991400, 230020, 11232}
 TOKEN_REJECTED = {99991661, 99991663, 99991668}  # the tenant access token is missing, invalid or expired
 # What an operator can do about the errors a misconfiguration causes.
 _HINTS = {
     10003: "check channels.feishu.app_id",
     10014: "check channels.feishu.app_secret",
     230001: "the card or chat_id was refused as an invalid parameter",
-    230002: "add the app's bot to the group channels.feishu.chat_id",
+    230002: "add the app's bot to the chat (channels.feishu.chat_id for cards)",
+    230011: "the message was withdrawn: there is nothing left to reply to",
     230006: "enable the bot capability of the app (channels.feishu.app_id)",
     99991672: "grant the app the im:message scope and publish a new version of it",
 }
@@ -40,7 +46,8 @@ _TOKEN_MARGIN = 300.0  # seconds before its expiry that a token is replaced
 
 
 class OpenApi:
-    """The two Open API calls a card needs, create it in the chat and patch it in place, and the token they share."""
+    """The Open API calls of the app bot: create a card in the chat, patch it in place, reply to a message, and
+    the bot's own open_id; the token they share."""
 
     def __init__(
         self, config: FeishuConfig, http: httpx.AsyncClient, clock: Callable[[], float] = time.monotonic
@@ -50,6 +57,7 @@ class OpenApi:
         self._clock = clock
         self._token: tuple[str, float] | None = None  # (token, when to replace it, on `clock`)
         self._fetching = asyncio.Lock()
+        self._bot_open_id: str | None = None
 
     async def create(self, card: str) -> str:
         """Post the card to the chat; returns its message_id, the handle `patch` edits."""
@@ -72,8 +80,37 @@ class OpenApi:
         """Replace the card behind `message_id` (cards can be edited for 14 days after they are sent)."""
         await self._call("PATCH", f"{MESSAGES_PATH}/{message_id}", {"content": card})
 
+    async def reply(self, message_id: str, card: str, *, in_thread: bool) -> None:
+        """Answer the message `message_id` with the card, in its thread when `in_thread`."""
+        body = {
+            "msg_type": "interactive",
+            "content": card,
+            "reply_in_thread": in_thread,
+            # A retry after a lost answer posts nothing new; another answer to the same message still goes out.
+            "uuid": hashlib.sha256(f"{message_id}\n{card}".encode()).hexdigest()[:50],
+        }
+        await self._call("POST", f"{MESSAGES_PATH}/{urllib.parse.quote(message_id, safe='')}/reply", body)
+
+    async def bot_open_id(self) -> str:
+        """The app's bot's own open_id, asked once and kept: it does not change for the life of the app."""
+        if self._bot_open_id is None:
+            answer = await self._call("GET", BOT_INFO_PATH)
+            bot = answer.get("bot")
+            open_id = bot.get("open_id") if isinstance(bot, dict) else None
+            if not isinstance(open_id, str) or not open_id:
+                raise ChannelError(
+                    "feishu: the answer to bot/v3/info has no bot.open_id; set channels.feishu.bot_open_id",
+                    retryable=False,
+                )
+            self._bot_open_id = open_id
+        return self._bot_open_id
+
     async def _call(
-        self, method: str, path: str, body: Mapping[str, Any], params: Mapping[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None = None,
+        params: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         token = await self._tenant_token()
         response = await self._send(method, path, body, params, {"Authorization": f"Bearer {token}"})
@@ -86,7 +123,7 @@ class OpenApi:
         self,
         method: str,
         path: str,
-        body: Mapping[str, Any],
+        body: Mapping[str, Any] | None,
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
@@ -95,7 +132,7 @@ class OpenApi:
                 method,
                 self._config.domain + path,
                 params=params,
-                content=json.dumps(body, ensure_ascii=False).encode("utf-8"),
+                content=None if body is None else json.dumps(body, ensure_ascii=False).encode("utf-8"),
                 headers={"Content-Type": "application/json; charset=utf-8", **(headers or {})},
                 timeout=self._config.timeout,
             )
