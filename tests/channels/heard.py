@@ -6,7 +6,8 @@ from aiops.chat import Asked, Heard
 
 
 class Recorder:
-    """Hears every message and keeps it; a message id heard before is a duplicate, as chat answers it."""
+    """Keeps every message handed to it; answers as chat does: a message id heard before is a duplicate, an
+    empty one or a group message that does not mention aiops is ignored, the rest queued."""
 
     def __init__(self) -> None:
         self.heard: list[Asked] = []
@@ -14,4 +15,6 @@ class Recorder:
     async def hear(self, asked: Asked) -> Heard:
         seen = any(earlier.message_id == asked.message_id for earlier in self.heard)
         self.heard.append(asked)
-        return "duplicate" if seen else "queued"
+        if seen:
+            return "duplicate"
+        return "queued" if asked.text and (asked.direct or asked.mentioned) else "ignored"
