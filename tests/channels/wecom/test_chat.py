@@ -22,7 +22,7 @@ from aiops.channels.wecom.api import MARKDOWN_LIMIT
 from aiops.channels.wecom.channel import WeComChannel
 from aiops.channels.wecom.inbound import ROUTE, WeComInbound
 from aiops.channels.wecom.markdown import escape, inline
-from aiops.chat import Asked, Ran, Reply
+from aiops.chat import Asked, Ran, Reply, Replying
 from aiops.i18n import message
 from aiops.templating import build_environment
 from aiops.web import callbacks
@@ -134,6 +134,7 @@ async def test_a_reply_is_markdown_to_the_writer(
     fake: FakeWeCom, http: httpx.AsyncClient, clock: Clock
 ) -> None:
     channel = app(fake, http, clock, "en")
+    assert isinstance(channel, Replying)
     reply = Reply(
         lines=["The disk fills with nginx logs.", message("robot_open_incident")],
         ran=(Ran("promql", "node_filesystem_avail_bytes{instance='web-1'}", "3% left"),),
