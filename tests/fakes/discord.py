@@ -12,8 +12,12 @@ app's endpoint (`press`, signed with the fake's own Ed25519 key).
   counted in `invalid_requests`, as Discord counts them toward its IP ban.
 - An interaction must be answered within 3 s of the press (404 10062 after), once (400 40060 again); its token
   edits `@original` for 15 minutes (404 10015 after, and before it is answered).
-- `deliver(endpoint, headers, raw)` POSTs a press to the app's Interactions Endpoint URL, as Discord does, and takes
-  a 200 answer as the interaction's response, as if it came through the callback route.
+- `command(question, user_id, …)` is a slash command (`/aiops question: …`, type 2 APPLICATION_COMMAND) run in the
+  channel, in a thread (`thread(message_id)` starts one from a message: it has the message's id) or in a DM. Its
+  response (type 4, or 5 "thinking…") is the answer message, whose `@original` its token edits; `answered(id)`
+  is that message as it now stands.
+- `deliver(endpoint, headers, raw)` POSTs an interaction to the app's Interactions Endpoint URL, as Discord does,
+  and takes a 200 answer as the interaction's response (`take_response`), as if it came through the callback route.
 
 `clock` (seconds) is the fake's time, which a test moves by hand.
 """
@@ -41,6 +45,9 @@ BOT_TOKEN = "MTAwMDAwMDAwMDAwMDAwMDAx.fake.bot-token-Hq7Zr2Lw"
 APPLICATION_ID = "1000000000000000001"
 CHANNEL = "1100000000000000001"
 GUILD = "1200000000000000001"
+DM = "1500000000000000001"  # the bot's DM channel with a user
+GUILD_TEXT, DM_CHANNEL, PUBLIC_THREAD = 0, 1, 11  # channel types
+LOADING = 1 << 7  # message flag of a deferred answer ("thinking…")
 Answer = tuple[int, dict[str, str], Any]
 _ROUTES = [
     ("POST", re.compile(r"/api/v10/channels/(\d+)/messages"), "create"),
@@ -60,7 +67,7 @@ class Window:
 class Pressed:
     token: str
     channel_id: str
-    message_id: str
+    message_id: str | None  # a command's: None until it is answered
     at: float
     answer: dict[str, Any] | None = None
 
@@ -75,7 +82,7 @@ class Record:
 class FakeDiscord(LoopbackServer):
     def __init__(self, clock: Callable[[], float] = time.time, limit: int = 5, window: float = 5.0) -> None:
         self.clock, self.limit, self.window = clock, limit, window
-        self.channels = {CHANNEL}
+        self.channels = {CHANNEL, DM}
         self.forbidden: set[str] = set()
         self.record = Record()
         self.requests: list[tuple[str, str]] = []  # (method, path) of every request
@@ -126,15 +133,72 @@ class FakeDiscord(LoopbackServer):
         raw = json.dumps(body).encode()
         return self.sign(raw, str(int(self.clock()))), raw
 
+    def command(
+        self,
+        question: str | None,
+        user_id: str,
+        *,
+        in_guild: bool = True,
+        channel_id: str = CHANNEL,
+        name: str = "aiops",
+    ) -> tuple[dict[str, str], bytes]:
+        """`user_id` ran `/aiops question: <question>` (no option when None) in `channel_id` (a thread when
+        `thread` started it), or in their DM with the bot: the signed request's headers and raw body."""
+        interaction_id, token = str(next(self._ids)), f"Y29tbWFuZA{next(self._ids)}"
+        where = channel_id if in_guild else DM
+        self._interactions[interaction_id] = Pressed(token, where, None, self.clock())
+        user = {"id": user_id, "username": f"user{user_id[-4:]}", "global_name": None}
+        kind = GUILD_TEXT if in_guild else DM_CHANNEL
+        if where != CHANNEL and in_guild:
+            kind = PUBLIC_THREAD
+        channel: dict[str, Any] = {"id": where, "type": kind}
+        if kind == PUBLIC_THREAD:
+            channel["parent_id"] = CHANNEL
+        data: dict[str, Any] = {"id": "1600000000000000001", "name": name, "type": 1}
+        if question is not None:
+            data["options"] = [{"name": "question", "type": 3, "value": question}]
+        body: dict[str, Any] = {
+            "id": interaction_id,
+            "application_id": APPLICATION_ID,
+            "type": 2,
+            "token": token,
+            "version": 1,
+            "channel_id": where,
+            "channel": channel,
+            "data": data,
+            "locale": "en-US",
+            "context": 0 if in_guild else 1,
+        }
+        body.update(
+            {"guild_id": GUILD, "member": {"user": user, "roles": []}} if in_guild else {"user": user}
+        )
+        raw = json.dumps(body).encode()
+        return self.sign(raw, str(int(self.clock()))), raw
+
+    def thread(self, message_id: str) -> str:
+        """Start a thread from a message: the thread's id is the message's."""
+        assert message_id in self.record.messages, f"no message {message_id}"
+        self.channels.add(message_id)
+        return message_id
+
+    def answered(self, interaction_id: str) -> dict[str, Any] | None:
+        """A command's answer message as it now stands (None before it was answered)."""
+        pressed = self._interactions[interaction_id]
+        return None if pressed.message_id is None else self.record.messages[pressed.message_id]
+
+    def take_response(self, raw: bytes, answer: dict[str, Any]) -> Answer:
+        """The app's 200 answer to the interaction `raw`, taken as its response, as Discord takes it."""
+        body = json.loads(raw)
+        return self._callback(str(body["id"]), str(body.get("token")), answer)
+
     def deliver(self, endpoint: str, headers: dict[str, str], raw: bytes) -> httpx.Response:
         """POST an interaction to the app at `endpoint` and keep a 200 answer as its response. The fake's lock is
         held until then: an edit through the token that the app sends straight after its answer waits for it, as
         Discord has the answer before anything the app does next reaches it."""
         with self._lock:
             answer = httpx.post(endpoint, content=raw, headers=headers, timeout=10)
-            body = json.loads(raw)
             if answer.status_code == 200 and answer.content:
-                self._callback(str(body["id"]), str(body.get("token")), answer.json())
+                self.take_response(raw, answer.json())
         return answer
 
     def ping(self) -> tuple[dict[str, str], bytes]:
@@ -247,9 +311,19 @@ class FakeDiscord(LoopbackServer):
             return _invalid_form(problems or {"type": "Value is not a valid interaction response type"})
         pressed.answer = body
         self.record.responses.append(body)
-        if body["type"] == 7:
+        if pressed.message_id is None:  # a command: its response is the answer message
+            pressed.message_id = self._answer_message(pressed, body)
+        elif body["type"] == 7:
             self.record.messages[pressed.message_id].update(body.get("data") or {})
         return 204, {}, None
+
+    def _answer_message(self, pressed: Pressed, response: dict[str, Any]) -> str:
+        message_id = str(next(self._ids))
+        shown = (
+            dict(response.get("data") or {}) if response["type"] == 4 else {"content": "", "flags": LOADING}
+        )
+        self.record.messages[message_id] = {**shown, "id": message_id, "channel_id": pressed.channel_id}
+        return message_id
 
     def _original(self, application_id: str, token: str, body: dict[str, Any]) -> Answer:
         pressed = next((p for p in self._interactions.values() if p.token == token), None)
@@ -257,6 +331,7 @@ class FakeDiscord(LoopbackServer):
             application_id != APPLICATION_ID
             or pressed is None
             or pressed.answer is None
+            or pressed.message_id is None
             or (self.clock() - pressed.at > 15 * 60)
         ):
             return 404, {}, {"message": "Unknown Webhook", "code": 10015}

@@ -1,5 +1,6 @@
 """A fake WeCom on loopback: a self-built app's server API, the group robot webhook, and the callbacks WeCom
-POSTs to an app (built by `Callbacks`, which encrypts and signs as WeCom does, with its own code).
+POSTs to an app (built by `Callbacks`, which encrypts and signs as WeCom does, with its own code): the URL check,
+card clicks, and the messages people write to the app (text, or an image's).
 
 Server API (all answers HTTP 200 with `errcode`, as WeCom's are):
 - `GET /cgi-bin/gettoken?corpid&corpsecret` issues tokens that expire after `expires_in` on the fake's clock.
@@ -7,7 +8,7 @@ Server API (all answers HTTP 200 with `errcode`, as WeCom's are):
 - `POST /cgi-bin/message/send?access_token` checks the agentid, the recipients (unknown ones come back in
   `invaliduser`; all unknown is 81013), the template card's rules (button_interaction, task_id characters, length
   and uniqueness, 1–6 buttons with unique keys ≤ 1,024 bytes) and markdown's 2,048 bytes. A template card answers a
-  `response_code`.
+  `response_code`. `markdown_to(user)` lists the markdown sent to one member (chat replies).
 - `POST /cgi-bin/message/update_template_card` spends a response code: once, within 72 h.
 - `trusted_ips`, when set, is the app's 企业可信IP: calls from other addresses answer 60020.
 - `POST /cgi-bin/webhook/send?key` is the group robot: unknown key 93000, over 20 messages in 60 s 45009 (the
@@ -197,6 +198,14 @@ class FakeWeCom(LoopbackServer):
         self.updates.append(body)
         return {**OK, "invaliduser": []}
 
+    def markdown_to(self, user: str) -> list[str]:
+        """The markdown messages sent to `user` (alone or among others), in order."""
+        return [
+            str(m["markdown"]["content"])
+            for m in self.messages
+            if m["msgtype"] == "markdown" and user in str(m["touser"]).split("|")
+        ]
+
     def click(self, task: str) -> str:
         """A fresh response code, as a click event on the card carries."""
         assert task in self.task_ids, f"no card with task_id {task}"
@@ -360,6 +369,41 @@ class Callbacks:
             f"<AgentID>{agent_id}</AgentID></xml>"
         )
         return self.post(event, agent_id)
+
+    def text(
+        self, user: str, content: str, msg_id: str = "", agent_id: int = AGENT_ID, created: int = 0
+    ) -> tuple[dict[str, str], bytes]:
+        """A text message `user` wrote to the app ("接收普通消息" → 文本消息); a retry repeats its `msg_id`."""
+        return self.post(
+            self.message(
+                user, "text", f"<Content><![CDATA[{_cdata(content)}]]></Content>", msg_id, agent_id, created
+            ),
+            agent_id,
+        )
+
+    def image(self, user: str, msg_id: str = "", agent_id: int = AGENT_ID) -> tuple[dict[str, str], bytes]:
+        """An image `user` sent to the app."""
+        more = (
+            "<PicUrl><![CDATA[https://wework.qpic.cn/x.png]]></PicUrl><MediaId><![CDATA[media-1]]></MediaId>"
+        )
+        return self.post(self.message(user, "image", more, msg_id, agent_id), agent_id)
+
+    def message(
+        self, user: str, kind: str, more: str, msg_id: str = "", agent_id: int = AGENT_ID, created: int = 0
+    ) -> str:
+        """The XML of a message of `kind` (`more` its own elements), as the callback's decrypted `Encrypt`."""
+        return (
+            f"<xml><ToUserName><![CDATA[{self.corp_id}]]></ToUserName>"
+            f"<FromUserName><![CDATA[{user}]]></FromUserName>"
+            f"<CreateTime>{created or int(time.time())}</CreateTime>"
+            f"<MsgType><![CDATA[{kind}]]></MsgType>{more}"
+            f"<MsgId>{msg_id or secrets.randbelow(10**19)}</MsgId><AgentID>{agent_id}</AgentID></xml>"
+        )
+
+
+def _cdata(text: str) -> str:
+    """`text` inside a CDATA section: a "]]>" in it closes one section and opens the next, as XML writers do."""
+    return text.replace("]]>", "]]]]><![CDATA[>")
 
 
 def robot_contents(fake: FakeWeCom, key: str = ROBOT_KEY) -> Iterator[str]:

@@ -231,10 +231,13 @@ class DiscordRest:
             "POST", "/interactions/{}/callback", f"{interaction_id}/{token}", "", response, auth=False
         )
 
-    async def edit_original(self, token: str, body: Mapping[str, Any]) -> None:
-        """Edit the message an interaction came from, after a deferred response, within 15 minutes."""
+    async def edit_original(
+        self, token: str, body: Mapping[str, Any], *, application_id: str | None = None
+    ) -> None:
+        """Edit the message an interaction came from (a button's message, or a command's deferred answer), after
+        a deferred response, within 15 minutes; `application_id` is the interaction's, when it may differ."""
         check_message(body)
-        major = f"{self.application_id}/{token}"
+        major = f"{application_id or self.application_id}/{token}"
         await self._request("PATCH", "/webhooks/{}/messages/@original", major, "", body, auth=False)
 
     async def _request(

@@ -10,7 +10,12 @@ channels:
     bot_token: ${DISCORD_BOT_TOKEN}           # Bot → Token
     channel_id: "1100000000000000001"         # the channel the bot posts in
     mentions: {critical: ["123456789012345678"]}   # user ids, pinged in the message's content
+    # command: aiops                          # the slash command people ask aiops with (commands.py)
 ```
+
+People ask aiops with a slash command (chat, `aiops.chat`; see `commands.py`); the answer edits the command's
+"thinking…" message through the interaction's token, or, once that has expired (15 minutes), is posted in the
+channel the command was run in (`reply`).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import httpx
 from jinja2 import Environment
 from pydantic import ConfigDict, Field, SecretStr, field_validator
 
-from aiops.channels import Announcement, Capabilities, Digest, RateLimit, digest_title, fitting
+from aiops.channels import Announcement, Capabilities, ChannelError, Digest, RateLimit, digest_title, fitting
 from aiops.channels.decisions import HASH_PREFIX, Button
 from aiops.channels.discord import markdown
 from aiops.channels.discord.api import (
@@ -36,15 +41,18 @@ from aiops.channels.discord.api import (
     ROWS_LIMIT,
     SECONDARY,
     SUCCESS,
+    DiscordError,
     DiscordRest,
     button,
     message,
     row,
 )
+from aiops.channels.discord.replies import Replies
 from aiops.channels.fitting import Cut
 from aiops.channels.records import ProposalRecord
 from aiops.channels.robot import CUTS, LAST_RESORT
 from aiops.channels.routing import Routing
+from aiops.chat import Reply
 from aiops.proxy import Destination, Proxied, destination
 from aiops.units import HttpUrl, Seconds
 
@@ -54,6 +62,7 @@ _SNOWFLAKE = re.compile(r"[0-9]{15,21}")
 _COLOURS = {"critical": 0xE03E3E, "error": 0xE03E3E, "warning": 0xF2A33A, "info": 0x3A8DF2}
 _ACTION_COLOURS = {"succeeded": 0x3BA55C, "failed": 0xE03E3E, "unknown": 0xE03E3E}
 _GREEN, _GREY = 0x3BA55C, 0x99AAB5
+_TOKEN_MARGIN = 30.0  # seconds before a command's token expires that the reply stops counting on it
 
 
 class DiscordConfig(Routing, Proxied):
@@ -67,6 +76,8 @@ class DiscordConfig(Routing, Proxied):
     public_key: str = Field(pattern=r"^[0-9a-fA-F]{64}$")  # verifies interactions; public, so not a secret
     bot_token: SecretStr
     channel_id: str = Field(pattern=_SNOWFLAKE.pattern)
+    # The slash command's name, as registered for the application (lower case, at most 32 characters).
+    command: str = Field(default="aiops", pattern=r"^[-_a-z0-9]{1,32}$")
     api: HttpUrl = API
     timeout: Seconds = 10.0
 
@@ -88,7 +99,8 @@ CAPABILITIES = Capabilities(
 
 class DiscordChannel:
     """The `Channel` for one Discord bot and channel. A message's body is the JSON of its message; its handle the
-    message id."""
+    message id. It is `Replying` too: a chat reply's body is a message's JSON as well. `now` (seconds since the
+    epoch) tells whether a command's token still edits its answer; `clock` paces the rate limits."""
 
     # Discord documents 50 requests a second per bot and per-route buckets learnt from its headers, which
     # `DiscordRest` follows. Creating messages in one channel is reported (by third parties, not in Discord's docs)
@@ -105,12 +117,15 @@ class DiscordChannel:
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] | None = None,
+        now: Callable[[], float] = time.time,
     ) -> None:
         self.name = config.name
         self.config = config
         self.routing: Routing = config
         self._templates = templates
         self._t = cast(Callable[..., str], templates.globals["t"])
+        self._replies = Replies(templates)
+        self._now = now
         extra: dict[str, Any] = {"sleep": sleep} if sleep is not None else {}
         self.rest = DiscordRest(
             http,
@@ -154,6 +169,32 @@ class DiscordChannel:
     async def edit_clicked(self, token: str, body: str) -> None:
         """Edit the message a click came from, through the interaction's token (15 minutes; no bot rate limit)."""
         await self.rest.edit_original(token, json.loads(body))
+
+    def render_reply(self, reply: Reply) -> str:
+        return self._replies.render(reply)
+
+    async def reply(self, reply_to: Mapping[str, str], body: str) -> None:
+        """Edit the command's "thinking…" answer through its token while it lives; past that, or when Discord no
+        longer knows the token (404), post the reply in the channel the command was run in, as the bot."""
+        sent = json.loads(body)
+        token = reply_to.get("token")
+        if token and self._token_lives(reply_to.get("expires")):
+            try:
+                await self.rest.edit_original(token, sent, application_id=reply_to.get("application_id"))
+                return
+            except DiscordError as refused:
+                if refused.status != 404:  # 10015 unknown webhook: the token is gone, the channel is not
+                    raise
+        channel = reply_to.get("channel_id")
+        if not channel:
+            raise ChannelError("discord: the reply has no reply_to channel_id to post in", retryable=False)
+        await self.rest.create_message(channel, sent)
+
+    def _token_lives(self, expires: str | None) -> bool:
+        try:
+            return self._now() < float(expires or 0) - _TOKEN_MARGIN
+        except ValueError:
+            return False
 
     def _rows(self, announcement: Announcement) -> list[dict[str, Any]]:
         """A row per pending proposal (Approve, Reject, its web page) and one for Pause: at most 5 rows."""

@@ -1,5 +1,5 @@
 """What the route at `POST /callbacks/discord` does with an interaction: `answer_interaction` verifies it and says
-what to answer and which click (if any) to decide.
+what to answer and which click (if any) to decide, or which command to hand to chat (`commands.py`).
 
 Discord voids an interaction not answered within 3 s, so a button press is answered with a deferred update (type
 6: the message stays as it is, no "thinking" state) as soon as its decision — one short transaction — is
@@ -17,17 +17,18 @@ from typing import Any
 
 from aiops.channels.decisions import Button, Press
 from aiops.channels.discord.channel import DiscordChannel
+from aiops.channels.discord.commands import DISCORD
 from aiops.channels.discord.interactions import (
+    APPLICATION_COMMAND,
     MESSAGE_COMPONENT,
     PING,
+    Interaction,
     InteractionRefused,
     Malformed,
     Verifier,
     deferred_update,
     pong,
 )
-
-DISCORD = "discord"
 
 
 @dataclass(frozen=True)
@@ -43,12 +44,14 @@ class DiscordClick:
 
 @dataclass(frozen=True)
 class InteractionAnswer:
-    """What the route answers at once (`status`, and `body` as JSON when there is one) and the click to decide."""
+    """What the route answers at once (`status`, and `body` as JSON when there is one) and the click to decide,
+    or the command to hear first (its answer depends on what chat makes of it)."""
 
     status: int
     body: Mapping[str, Any] | None = None
     click: DiscordClick | None = None
     error: str | None = None
+    command: Interaction | None = None
 
 
 class DiscordClicks:
@@ -67,6 +70,8 @@ class DiscordClicks:
             return InteractionAnswer(200, pong())
         if interaction.application_id != self._channel.config.application_id:
             return InteractionAnswer(400, error="the interaction is for another application")
+        if interaction.type == APPLICATION_COMMAND:
+            return InteractionAnswer(200, command=interaction)
         button = Button.parse(interaction.custom_id or "") if interaction.type == MESSAGE_COMPONENT else None
         if button is None or interaction.user_id is None or interaction.message_id is None:
             return InteractionAnswer(400, error="not a press of a button this service made")

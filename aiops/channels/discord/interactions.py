@@ -11,6 +11,12 @@ within 3 s, or its token is void. Answer `deferred_update()` (type 6) at once, d
 through the interaction's webhook within 15 minutes (`api.DiscordRest.edit_original`). Or answer
 `update_message(...)` (type 7) when the new content is ready in time.
 
+A slash command (type 2, APPLICATION_COMMAND) names the command (`data.name`) and carries its options
+(`data.options`, name → value). It is answered the same way: `deferred_channel_message()` (type 5: "thinking…")
+at once, then its `@original` edited with the answer within 15 minutes; or `channel_message(...)` (type 4) when the
+answer is ready in time. Run in a thread, the interaction's `channel` is the thread (type 10–12), and a thread
+started from a message has that message's id.
+
 The `cryptography` package verifies the signatures: it is installed already (asyncssh needs it), and it does
 Ed25519 as PyNaCl does.
 """
@@ -21,7 +27,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -30,6 +36,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 PING, APPLICATION_COMMAND, MESSAGE_COMPONENT, MODAL_SUBMIT = 1, 2, 3, 5
 PONG, CHANNEL_MESSAGE, DEFERRED_CHANNEL_MESSAGE, DEFERRED_UPDATE, UPDATE_MESSAGE = 1, 4, 5, 6, 7
 EPHEMERAL = 1 << 6
+THREADS = frozenset({10, 11, 12})  # channel types: announcement, public and private threads
+GROUP_DM = 3
 MAX_AGE = 300.0  # seconds a request's timestamp may be from this server's clock
 SIGNATURE_HEADER = "X-Signature-Ed25519"
 TIMESTAMP_HEADER = "X-Signature-Timestamp"
@@ -59,6 +67,14 @@ class Interaction:
     channel_id: str | None
     message_id: str | None  # the message carrying the pressed button
     custom_id: str | None  # data.custom_id of a MESSAGE_COMPONENT
+    guild_id: str | None = None  # None in a DM
+    channel_type: int | None = None  # channel.type: 1 a DM, 3 a group DM, 10–12 a thread
+    command: str | None = None  # data.name of an APPLICATION_COMMAND
+    options: Mapping[str, str] = field(default_factory=dict)  # the command's options, by name
+
+    @property
+    def in_thread(self) -> bool:
+        return self.channel_type in THREADS
 
 
 class Verifier:
@@ -114,8 +130,10 @@ def parse(raw: bytes) -> Interaction:
         raise Malformed("the interaction is not JSON") from None
     if not isinstance(body, dict) or not isinstance(body.get("type"), int):
         raise Malformed("the interaction has no type")
-    user = (body.get("member") or {}).get("user") or body.get("user") or {}
-    data, message = body.get("data") or {}, body.get("message") or {}
+    member, data, message, channel = (
+        _object(body, name) for name in ("member", "data", "message", "channel")
+    )
+    user = _object(member, "user") or _object(body, "user")
     return Interaction(
         id=str(body.get("id") or ""),
         application_id=str(body.get("application_id") or ""),
@@ -125,7 +143,26 @@ def parse(raw: bytes) -> Interaction:
         channel_id=_text(body.get("channel_id") or (body.get("channel") or {}).get("id")),
         message_id=_text(message.get("id")),
         custom_id=_text(data.get("custom_id")),
+        guild_id=_text(body.get("guild_id")),
+        channel_type=channel.get("type") if isinstance(channel.get("type"), int) else None,
+        command=_text(data.get("name")) if body["type"] == APPLICATION_COMMAND else None,
+        options=_options(data.get("options")),
     )
+
+
+def _object(body: Mapping[str, Any], name: str) -> dict[str, Any]:
+    value = body.get(name) or {}
+    if not isinstance(value, dict):
+        raise Malformed(f"the interaction's {name} is not an object")
+    return value
+
+
+def _options(options: Any) -> dict[str, str]:
+    """A command's top-level options that have a value, by name (a string option's value is the text typed)."""
+    if not isinstance(options, list):
+        return {}
+    found = (item for item in options if isinstance(item, dict) and "value" in item)
+    return {str(item.get("name")): str(item["value"]) for item in found}
 
 
 def pong() -> dict[str, Any]:
@@ -135,6 +172,11 @@ def pong() -> dict[str, Any]:
 def deferred_update() -> dict[str, Any]:
     """Acknowledge a button press now; the message is edited later (within 15 minutes)."""
     return {"type": DEFERRED_UPDATE}
+
+
+def deferred_channel_message() -> dict[str, Any]:
+    """Acknowledge a command now, showing "thinking…"; its `@original` is edited with the answer later."""
+    return {"type": DEFERRED_CHANNEL_MESSAGE}
 
 
 def update_message(message: Mapping[str, Any]) -> dict[str, Any]:

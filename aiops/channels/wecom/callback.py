@@ -1,4 +1,5 @@
-"""What WeCom's callbacks to an app say: the URL check, and a press of a template card's button.
+"""What WeCom's callbacks to an app say: the URL check, a press of a template card's button, and a text message
+someone wrote to the app.
 
 A route needs two calls. On GET, `verify_url(crypt, query)` gives the plaintext to answer with: bare, 200,
 within 1 s, with nothing added (no quotes, BOM or newline). On POST, `receive(crypt, query, body)` gives the click,
@@ -9,6 +10,9 @@ The event (`MsgType` event, `Event` template_card_event; WeCom's "模板卡片�
 (`FromUserName`, a userid), the button (`EventKey`, the key the card gave it), the card (`TaskId`) and carries a
 `ResponseCode` that lets the app update that card once within 72 hours. WeCom retries a callback not answered
 within 5 s up to three times; `CardClick.dedup_key` is what a retry repeats.
+
+A text message (`MsgType` text; "接收普通消息", 90239) is always written to the app, one to one: it names the
+writer (`FromUserName`), what they wrote (`Content`) and its `MsgId`, which a retry repeats.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from aiops.channels.wecom.api import ResponseCode
 from aiops.channels.wecom.crypto import Malformed, MsgCrypt
 
 CARD_EVENT = "template_card_event"
+TEXT = "text"
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,18 @@ class CardClick:
         return f"{self.task_id}\n{self.user_id}\n{self.created}\n{self.key}"
 
 
+@dataclass(frozen=True)
+class TextMessage:
+    """A text message someone wrote to the app."""
+
+    user_id: str  # FromUserName: the writer's userid in the corp
+    corp_id: str  # ToUserName
+    agent_id: int
+    msg_id: str  # MsgId: the same in WeCom's retries of the callback
+    content: str
+    created: int  # CreateTime, seconds since the epoch
+
+
 def verify_url(crypt: MsgCrypt, query: Mapping[str, str]) -> str:
     """The GET WeCom sends when the callback URL is saved: the decrypted `echostr` to answer with."""
     signature, timestamp, nonce, echostr = _params(query, "echostr")
@@ -48,8 +65,13 @@ def verify_url(crypt: MsgCrypt, query: Mapping[str, str]) -> str:
 
 def receive(crypt: MsgCrypt, query: Mapping[str, str], body: bytes) -> CardClick | None:
     """A POSTed callback: the click it reports, or None for any other event."""
+    return card_click(read(crypt, query, body))
+
+
+def read(crypt: MsgCrypt, query: Mapping[str, str], body: bytes) -> dict[str, str]:
+    """A POSTed callback's event (or message), checked and decrypted: its top-level elements, by tag."""
     signature, timestamp, nonce = _params(query)
-    return card_click(parse_event(crypt.decrypt_callback(signature, timestamp, nonce, body)))
+    return parse_event(crypt.decrypt_callback(signature, timestamp, nonce, body))
 
 
 def _params(query: Mapping[str, str], *more: str) -> list[str]:
@@ -73,13 +95,8 @@ def card_click(event: dict[str, str]) -> CardClick | None:
     """The click an event reports; None for events that are not a template card's button press."""
     if event.get("MsgType") != "event" or event.get("Event") != CARD_EVENT:
         return None
-    missing = [name for name in ("FromUserName", "EventKey", "TaskId", "ResponseCode") if not event.get(name)]
-    if missing:
-        raise Malformed(f"the template_card_event has no {', '.join(missing)}")
-    try:
-        agent_id, created = int(event.get("AgentID") or 0), int(event.get("CreateTime") or 0)
-    except ValueError:
-        raise Malformed("the template_card_event's AgentID or CreateTime is not a number") from None
+    _require(event, CARD_EVENT, "FromUserName", "EventKey", "TaskId", "ResponseCode")
+    agent_id, created = _numbers(event, CARD_EVENT)
     return CardClick(
         user_id=event["FromUserName"],
         corp_id=event.get("ToUserName", ""),
@@ -89,3 +106,33 @@ def card_click(event: dict[str, str]) -> CardClick | None:
         response_code=ResponseCode(event["ResponseCode"], float(created)),
         created=created,
     )
+
+
+def text_message(event: dict[str, str]) -> TextMessage | None:
+    """The text message an event is; None for other messages (images, voice…) and for events."""
+    if event.get("MsgType") != TEXT:
+        return None
+    _require(event, "text message", "FromUserName", "MsgId")
+    agent_id, created = _numbers(event, "text message")
+    return TextMessage(
+        user_id=event["FromUserName"],
+        corp_id=event.get("ToUserName", ""),
+        agent_id=agent_id,
+        msg_id=event["MsgId"],
+        content=event.get("Content", ""),
+        created=created,
+    )
+
+
+def _require(event: dict[str, str], what: str, *names: str) -> None:
+    missing = [name for name in names if not event.get(name)]
+    if missing:
+        raise Malformed(f"the {what} has no {', '.join(missing)}")
+
+
+def _numbers(event: dict[str, str], what: str) -> tuple[int, int]:
+    """The event's AgentID and CreateTime (0 when absent)."""
+    try:
+        return int(event.get("AgentID") or 0), int(event.get("CreateTime") or 0)
+    except ValueError:
+        raise Malformed(f"the {what}'s AgentID or CreateTime is not a number") from None

@@ -18,6 +18,9 @@ A card can be updated only with a `response_code`, each valid once within 72 hou
 and so does every click. The channel keeps, per card, the freshest code it has not spent (in memory); an update
 spends it. When none is left (spent, too old, or lost in a restart) the new card is sent as a new message instead,
 and the later updates edit that one.
+
+With the callback settings, people can also write to the app (chat, `aiops.chat`): a message to an app is one to
+one, and the reply is a markdown message back to its writer (`reply_to` `{"user": userid}`; see `replies`).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import httpx
 from jinja2 import Environment
@@ -43,6 +46,8 @@ from aiops.channels.wecom.api import (
 )
 from aiops.channels.wecom.card import Cards
 from aiops.channels.wecom.crypto import MsgCrypt
+from aiops.channels.wecom.replies import Replies
+from aiops.chat import Reply
 from aiops.proxy import Destination, Proxied, destination
 from aiops.units import HttpUrl, Seconds
 
@@ -86,7 +91,7 @@ CAPABILITIES = Capabilities(edits=True, buttons="callbacks", max_bytes=None, lim
 
 class WeComChannel:
     """The `Channel` for one WeCom self-built app. A message's body is the JSON of its card, without task_id; its
-    handle is the card's task_id."""
+    handle is the card's task_id. It is `Replying` too: a chat reply's body is markdown."""
 
     limits = CAPABILITIES.limits
     immediate = False
@@ -105,6 +110,7 @@ class WeComChannel:
         self.config = config
         self.routing: Routing = config
         self._cards = Cards(templates)
+        self._replies = Replies(templates)
         self._api = AppClient(
             http,
             corp_id=config.corp_id,
@@ -133,6 +139,16 @@ class WeComChannel:
 
     def render_digest(self, digest: Digest) -> str:
         return self._cards.digest(digest)
+
+    def render_reply(self, reply: Reply) -> str:
+        return self._replies.render(reply)
+
+    async def reply(self, reply_to: Mapping[str, str], body: str) -> None:
+        """Send the reply's markdown to the person who wrote (`reply_to["user"]`, a userid)."""
+        user = reply_to.get("user")
+        if not user:
+            raise ChannelError("wecom: the reply has no reply_to user (the writer's userid)", retryable=False)
+        await self._api.send_markdown([user], body)
 
     async def send(self, body: str) -> str | None:
         task = task_id("aiops", int(self._clock() * 1000), secrets.token_hex(4))

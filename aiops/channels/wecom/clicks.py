@@ -1,5 +1,5 @@
 """What the route at `/callbacks/wecom` does with a request: `answer_callback` checks and decrypts it, and says
-what to answer and which click (if any) to decide.
+what to answer and which click (if any) to decide, or which text message to hand to chat.
 
 It is quick (a SHA-1 and an AES block chain, no I/O); the route then decides the click (one short transaction)
 and answers well within WeCom's 5 s (1 s for the URL check). WeCom retries a callback it got no answer to, up to
@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from aiops.channels.decisions import Button, Press
-from aiops.channels.wecom.callback import receive, verify_url
+from aiops.channels.wecom.callback import CardClick, TextMessage, card_click, read, text_message, verify_url
 from aiops.channels.wecom.channel import WeComChannel
 from aiops.channels.wecom.crypto import CallbackError
 
@@ -35,11 +35,13 @@ class WeComClick:
 
 @dataclass(frozen=True)
 class CallbackAnswer:
-    """What the route answers (`status`, the bare `body`, as text/plain) and the click to decide first."""
+    """What the route answers (`status`, the bare `body`, as text/plain) and the click to decide, or the message
+    to hand to chat, first."""
 
     status: int
     body: str = ""
     click: WeComClick | None = None
+    message: TextMessage | None = None
 
 
 class WeComClicks:
@@ -56,16 +58,24 @@ class WeComClicks:
 
     def answer_callback(self, method: str, query: Mapping[str, str], body: bytes) -> CallbackAnswer:
         """GET: the URL check, answered with the decrypted echostr. POST: an event, answered 200 with nothing;
-        a template card click comes back as `click`. 401 for a bad signature, 400 for the rest: nothing done."""
+        a template card click comes back as `click`, a text message as `message`. 401 for a bad signature, 400
+        for the rest: nothing done."""
         try:
             if method == "GET":
                 return CallbackAnswer(200, verify_url(self._crypt, query))
-            card = receive(self._crypt, query, body)
+            event = read(self._crypt, query, body)
+            card, message = card_click(event), text_message(event)
         except CallbackError as error:
             return CallbackAnswer(error.status, str(error))
-        if card is not None and card.agent_id not in (0, self._channel.config.agent_id):
-            return CallbackAnswer(400, f"the click is for agent {card.agent_id}, not this channel's agent_id")
-        if card is None or card.dedup_key in self._seen:
+        agent_id = card.agent_id if card is not None else message.agent_id if message is not None else 0
+        if agent_id not in (0, self._channel.config.agent_id):
+            return CallbackAnswer(400, f"the callback is for agent {agent_id}, not this channel's agent_id")
+        if message is not None:
+            return CallbackAnswer(200, message=message)  # chat knows the messages it has heard (MsgId)
+        return self._clicked(card) if card is not None else CallbackAnswer(200)
+
+    def _clicked(self, card: CardClick) -> CallbackAnswer:
+        if card.dedup_key in self._seen:
             return CallbackAnswer(200)
         self._seen.append(card.dedup_key)
         self._channel.keep_response_code(card.task_id, card.response_code)
