@@ -468,6 +468,9 @@ async def by_hand(services: Services, channels: list[Any], rendered: Rendered) -
         if isinstance(channel, Replying):  # an answer in chat (aiops/chat)
             rendered.add(f"{channel.name} chat reply", channel.render_reply(answer))
     rendered.foreign |= {ran.tool, ran.query, ran.result}
+    unanswered = services.templates.get_template("discord/chat_unanswered.md.j2")
+    for why in ("off", "ignored", "duplicate"):  # a slash command told at once why no answer follows
+        rendered.add("discord chat unanswered", unanswered.render(why=why))
     annotations = services.pipeline.stages.annotations
     assert annotations is not None
     for item in found:
