@@ -23,6 +23,7 @@ from aiops.llm.diagnoser import Ledger
 from aiops.llm.investigate import Call, Investigator
 from aiops.llm.prompt import LANGUAGE_NAMES, Detail, Prompt, clip, evidence_view, prompt_environment
 from aiops.llm.tokens import estimate
+from aiops.logtext import redact
 from aiops.metrics import Metrics
 from aiops.models import RunbookMatch, Triage
 
@@ -77,7 +78,8 @@ class ModelAsker:
         )
         text = _THINK.sub("", completion.content).strip()
         spent = ledger.usage.prompt_tokens + ledger.usage.completion_tokens
-        return Answered(clip(text, ANSWER_CHARS), tuple(_ran(call) for call in calls), spent)
+        # What the model read may have held a secret (a log line, a command's output): none leaves in a reply.
+        return Answered(redact(clip(text, ANSWER_CHARS)), tuple(_ran(call) for call in calls), spent)
 
     def _prompt(self, question: str, triage: Triage | None, turns: Sequence[Mapping[str, str]]) -> Prompt:
         nonce = secrets.token_hex(6)
@@ -112,4 +114,4 @@ def _ran(call: Call) -> Ran:
     asked = " ".join(str(value) for value in call.arguments.values()) or "—"
     lines = [line.strip() for line in call.result.splitlines()]
     found = " · ".join(line for line in lines if line and not line.startswith(_RESTATED))
-    return Ran(call.tool, clip(asked, 300), clip(found, 300))
+    return Ran(call.tool, redact(clip(asked, 300)), redact(clip(found, 300)))

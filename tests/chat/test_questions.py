@@ -167,3 +167,11 @@ async def test_when_the_model_fails_the_answer_is_what_the_store_knows(
     async with model_chat.services.engine.connect() as conn:
         outcome = (await conn.execute(text("SELECT outcome FROM chat_messages"))).scalar_one()
     assert outcome == "failed"
+
+
+async def test_a_secret_the_model_repeats_is_redacted_in_the_reply(model_chat: ModelChat) -> None:
+    leaked = "the log says password=hunter2-correct-horse and token sk-abc123def456ghi789jkl"
+    model_chat.script.extend([Reply(content=leaked)])  # type: ignore[attr-defined]
+    await model_chat.ask(model_chat.asked("what does the log say?"))
+    said = model_chat.said()
+    assert "hunter2" not in said and "sk-abc123def456ghi789jkl" not in said and "«redacted»" in said
