@@ -11,7 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aiops.store import migrate
 from aiops.store.engine import DatabaseConfig, create_engine
+from tests.fakes.dingtalk import FakeDingTalk
 from tests.fakes.discord import FakeDiscord
+from tests.fakes.feishu import FakeFeishu
 from tests.fakes.minimax import FakeMiniMax
 from tests.fakes.prometheus import FakePrometheus
 from tests.fakes.wecom import FakeWeCom
@@ -78,6 +80,24 @@ def fake_minimax() -> Iterator[FakeMiniMax]:
 @pytest.fixture
 def fake_prometheus() -> Iterator[FakePrometheus]:
     fake = FakePrometheus().start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+@pytest.fixture
+def fake_feishu() -> Iterator[FakeFeishu]:
+    fake = FakeFeishu().start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+@pytest.fixture
+def fake_dingtalk() -> Iterator[FakeDingTalk]:
+    fake = FakeDingTalk().start()
     try:
         yield fake
     finally:

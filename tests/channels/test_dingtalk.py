@@ -9,7 +9,7 @@ import dataclasses
 import json
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -42,12 +42,8 @@ EN = {"language": "en"}
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeDingTalk]:
-    server = FakeDingTalk().start()
-    try:
-        yield server
-    finally:
-        server.stop()
+def fake(fake_dingtalk: FakeDingTalk) -> FakeDingTalk:
+    return fake_dingtalk
 
 
 @pytest.fixture

@@ -33,12 +33,8 @@ MENTIONS = ("<at id=ou_3f9a></at>", "<at id=13800000000></at>")  # the third one
 
 
 @pytest.fixture
-def openapi() -> Iterator[FakeFeishu]:
-    fake = FakeFeishu().start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
+def openapi(fake_feishu: FakeFeishu) -> FakeFeishu:
+    return fake_feishu
 
 
 def channel(

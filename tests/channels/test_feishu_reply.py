@@ -4,7 +4,6 @@ API, which checks the card rules, de-duplicates on uuid and answers with Feishu'
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -40,12 +39,8 @@ ANSWER = Reply(
 
 
 @pytest.fixture
-def openapi() -> Iterator[FakeFeishu]:
-    fake = FakeFeishu().start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
+def openapi(fake_feishu: FakeFeishu) -> FakeFeishu:
+    return fake_feishu
 
 
 def channel(fake: FakeFeishu, http: httpx.AsyncClient, language: str = "en") -> FeishuChannel:

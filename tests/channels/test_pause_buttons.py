@@ -30,12 +30,8 @@ LONG = FeishuCallbacks("unused-in-long-connection-mode")
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeDingTalk]:
-    server = FakeDingTalk().start()
-    try:
-        yield server
-    finally:
-        server.stop()
+def fake(fake_dingtalk: FakeDingTalk) -> FakeDingTalk:
+    return fake_dingtalk
 
 
 @pytest.fixture

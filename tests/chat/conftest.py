@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aiops.channels import Announcement, Digest, RateLimit
@@ -16,7 +14,7 @@ from aiops.chat import Reply
 from aiops.i18n import say
 from aiops.queue import Handler
 from aiops.store import jobs
-from tests.llm.conftest import CATALOG, RUNBOOK
+from tests.llm.conftest import runbooks  # noqa: F401 - the disk runbook and catalog of the model's tests
 
 
 @dataclass
@@ -71,13 +69,3 @@ async def drain(engine: AsyncEngine, handlers: Mapping[str, Handler], kinds: fro
             await jobs.finish(conn, job.id, "test")
         done.append(job.kind)
     raise AssertionError("the queue did not drain")
-
-
-@pytest.fixture
-def runbooks(tmp_path: Path) -> Path:
-    """The disk runbook and catalog of the model's tests (tests/llm/conftest.py)."""
-    folder = tmp_path / "runbooks"
-    folder.mkdir()
-    (folder / "HostOutOfDiskSpace.md").write_text(RUNBOOK)
-    (folder / "actions.yml").write_text(CATALOG)
-    return folder

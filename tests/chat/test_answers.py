@@ -14,6 +14,7 @@ from sqlalchemy import text
 
 from aiops.chat import Asked
 from aiops.chat.answers import REPLY, Answers
+from aiops.chat.ask import ModelAsker
 from aiops.chat.listener import ASK, QUESTION
 from aiops.pipeline.outbox import Outbox
 from aiops.service import Services
@@ -42,7 +43,9 @@ def runbooks(folder: Path) -> Path:
 class Chat:
     """The service with a replying channel: `ask` hands a message over and drains the queue."""
 
-    def __init__(self, services: Services, replies: Replies, incident_id: int) -> None:
+    def __init__(
+        self, services: Services, replies: Replies, incident_id: int, asker: ModelAsker | None = None
+    ) -> None:
         self.services, self.replies, self.incident_id = services, replies, incident_id
         answers = Answers(
             services.engine,
@@ -52,6 +55,7 @@ class Chat:
             services.settings.remediation,
             "http://aiops",
             "en",
+            asker,
         )
         outbox = Outbox(services.engine, {replies.name: replies}, services.metrics, "http://aiops")
         self.handlers = {ASK: answers.handle, QUESTION: answers.handle, REPLY: outbox.handle_reply}

@@ -11,9 +11,6 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from aiops.chat.answers import REPLY, Answers
-from aiops.chat.listener import ASK, QUESTION
-from aiops.pipeline.outbox import Outbox
 from aiops.service import build_asker, build_toolbox
 from aiops.store import actions, notifications
 from tests.chat.conftest import Replies
@@ -31,22 +28,10 @@ class ModelChat(Chat):
     """The chat of tests/chat/test_answers.py, with the service's model answering questions."""
 
     def __init__(self, services: Any, replies: Replies, incident_id: int) -> None:
-        super().__init__(services, replies, incident_id)
         stages = services.pipeline.stages
         toolbox = build_toolbox(services.settings, list(stages.sources), stages.runbooks)
         asker = build_asker(services.settings, services.llm, toolbox, services.templates, services.metrics)
-        answers = Answers(
-            services.engine,
-            {replies.name: replies},
-            services.decisions,
-            services.pipeline,
-            services.settings.remediation,
-            "http://aiops",
-            "en",
-            asker,
-        )
-        outbox = Outbox(services.engine, {replies.name: replies}, services.metrics, "http://aiops")
-        self.handlers = {ASK: answers.handle, QUESTION: answers.handle, REPLY: outbox.handle_reply}
+        super().__init__(services, replies, incident_id, asker)
 
 
 @pytest.fixture

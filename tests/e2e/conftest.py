@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakes.minimax import FakeMiniMax
+from tests.support.chat import chatting_model
 from tests.support.e2e import Stack, stack_starter
 from tests.support.sshd import SshServer, running_sshd
 
@@ -23,3 +25,13 @@ def sshd(tmp_path: Path) -> Iterator[SshServer]:
     (tmp_path / "sshd").mkdir()
     with running_sshd(tmp_path / "sshd") as server:
         yield server
+
+
+@pytest.fixture
+def model() -> Iterator[FakeMiniMax]:
+    """A fake MiniMax that diagnoses, and answers chat questions after querying the stack's Prometheus."""
+    fake = chatting_model()
+    try:
+        yield fake
+    finally:
+        fake.stop()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,12 +43,8 @@ RULES = [
 
 
 @pytest.fixture
-def feishu() -> Iterator[FakeFeishu]:
-    fake = FakeFeishu().start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
+def feishu(fake_feishu: FakeFeishu) -> FakeFeishu:
+    return fake_feishu
 
 
 class Host:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ import pytest
 from tests.fakes.dingtalk import SECRET, FakeDingTalk
 from tests.fakes.minimax import FakeMiniMax
 from tests.support import stack as s
-from tests.support.chat import VALUE, chat_requests, chatting_model, llm_section
+from tests.support.chat import VALUE, chat_requests, llm_section
 from tests.support.e2e import DEADLINE, GAUGE, QUIET, TOKEN, Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
@@ -26,21 +26,8 @@ ASKER, STRANGER = "staff-1", "staff-mallory"
 
 
 @pytest.fixture
-def dingtalk() -> Iterator[FakeDingTalk]:
-    fake = FakeDingTalk().start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
-
-
-@pytest.fixture
-def model() -> Iterator[FakeMiniMax]:
-    fake = chatting_model()
-    try:
-        yield fake
-    finally:
-        fake.stop()
+def dingtalk(fake_dingtalk: FakeDingTalk) -> FakeDingTalk:
+    return fake_dingtalk
 
 
 def _message(name: str, text: str, msg_id: str, **fields: Any) -> dict[str, Any]:

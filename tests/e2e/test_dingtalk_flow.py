@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +29,8 @@ APPROVER, STRANGER = "staff-alice", "staff-mallory"
 
 
 @pytest.fixture
-def dingtalk() -> Iterator[FakeDingTalk]:
-    fake = FakeDingTalk().start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
+def dingtalk(fake_dingtalk: FakeDingTalk) -> FakeDingTalk:
+    return fake_dingtalk
 
 
 def _sections(dingtalk: FakeDingTalk, sshd: SshServer, runbooks: Path) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import html
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -17,7 +17,7 @@ import pytest
 from tests.fakes.feishu import SECRET, FakeFeishu, FeishuCallbacks
 from tests.fakes.minimax import FakeMiniMax
 from tests.support import stack as s
-from tests.support.chat import VALUE, chat_requests, chatting_model, llm_section
+from tests.support.chat import VALUE, chat_requests, llm_section
 from tests.support.e2e import ALERT, DEADLINE, GAUGE, QUIET, TOKEN, Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
@@ -28,21 +28,8 @@ APPROVER, ASKER, STRANGER = "ou_alice", "ou_bob", "ou_mallory"
 
 
 @pytest.fixture
-def feishu() -> Iterator[FakeFeishu]:
-    fake = FakeFeishu().start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
-
-
-@pytest.fixture
-def model() -> Iterator[FakeMiniMax]:
-    fake = chatting_model()
-    try:
-        yield fake
-    finally:
-        fake.stop()
+def feishu(fake_feishu: FakeFeishu) -> FakeFeishu:
+    return fake_feishu
 
 
 def _texts(value: Any) -> str:

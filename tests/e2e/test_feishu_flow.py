@@ -32,12 +32,8 @@ APPROVER, STRANGER = "ou_alice", "ou_mallory"
 
 
 @pytest.fixture
-def feishu() -> Iterator[FakeFeishu]:
-    fake = FakeFeishu().start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
+def feishu(fake_feishu: FakeFeishu) -> FakeFeishu:
+    return fake_feishu
 
 
 def _sections(feishu: FakeFeishu, sshd: SshServer, runbooks: Path) -> dict[str, Any]:

@@ -6,7 +6,7 @@ only for the people `chat.askers` lists."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -14,21 +14,12 @@ import pytest
 from tests.fakes.minimax import FakeMiniMax
 from tests.fakes.wecom import AES_KEY, AGENT_ID, CALLBACK_TOKEN, CORP_ID, SECRET, Callbacks, FakeWeCom
 from tests.support import stack as s
-from tests.support.chat import VALUE, chat_requests, chatting_model, llm_section
+from tests.support.chat import VALUE, chat_requests, llm_section
 from tests.support.e2e import DEADLINE, GAUGE, QUIET, TOKEN, Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 ASKER, STRANGER = "zhangsan", "wangwu"
-
-
-@pytest.fixture
-def model() -> Iterator[FakeMiniMax]:
-    fake = chatting_model()
-    try:
-        yield fake
-    finally:
-        fake.stop()
 
 
 def _send(stack: Stack, sealed: tuple[dict[str, str], bytes]) -> httpx.Response:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,12 +13,8 @@ from tests.fakes.dingtalk import CLIENT_ID, GROUP, SECRET, FakeDingTalk
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeDingTalk]:
-    server = FakeDingTalk().start()
-    try:
-        yield server
-    finally:
-        server.stop()
+def fake(fake_dingtalk: FakeDingTalk) -> FakeDingTalk:
+    return fake_dingtalk
 
 
 def config(fake: FakeDingTalk, **changes: Any) -> DingTalkConfig:
