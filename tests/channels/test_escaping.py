@@ -30,6 +30,7 @@ from aiops.store.actions import argv_hash
 from aiops.templating import build_environment
 from tests.channels.announcements import announcement
 from tests.channels.hostile import CASES, IDS, STRINGS
+from tests.channels.test_feishu import nodes
 from tests.fakes.discord import message_problems
 from tests.fakes.wecom import ROBOT_KEY, card_problem
 
@@ -187,13 +188,3 @@ async def test_a_feishu_chat_reply_escapes_as_its_cards_do(hostile: str, http: h
     links = [b["default_url"] for n in nodes(card) if n.get("tag") == "button" for b in n["behaviors"]]
     assert links == ([] if not hostile.startswith("https://") else [links[0]])
     assert not any(char in link for link in links for char in " <>()[]")
-
-
-def nodes(value: Any) -> Iterator[dict[str, Any]]:
-    if isinstance(value, dict):
-        yield value
-        for item in value.values():
-            yield from nodes(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from nodes(item)

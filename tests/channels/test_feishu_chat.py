@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -51,17 +51,6 @@ class Broken:
 
     async def hear(self, asked: Asked) -> Heard:
         raise ConnectionError("the database is unreachable")
-
-
-@pytest.fixture
-def feishu() -> Iterator[FakeFeishu]:
-    fake = FakeFeishu().start()
-    fake.gateway = FakeLongConnection(fake.app_id, SECRET).start()
-    try:
-        yield fake
-    finally:
-        fake.gateway.stop()
-        fake.stop()
 
 
 def config_for(fake: FakeFeishu, **settings: Any) -> FeishuConfig:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -18,8 +18,7 @@ from tests.channels.test_dingtalk import connected, notice
 from tests.channels.test_dingtalk import propose as dingtalk_propose
 from tests.channels.test_feishu_longconn import listening, push
 from tests.fakes.dingtalk import FakeDingTalk
-from tests.fakes.feishu import SECRET, FakeFeishu, FeishuCallbacks, card_problems
-from tests.fakes.feishu_ws import FakeLongConnection
+from tests.fakes.feishu import FakeFeishu, FeishuCallbacks, card_problems
 from tests.web.test_feishu_callbacks import ENCRYPT_KEY, ENCRYPTED, TOKEN, callback_client, propose
 from tests.web.test_feishu_callbacks import click as feishu_click
 from tests.web.test_remediation import audit
@@ -32,18 +31,6 @@ LONG = FeishuCallbacks("unused-in-long-connection-mode")
 @pytest.fixture
 def fake(fake_dingtalk: FakeDingTalk) -> FakeDingTalk:
     return fake_dingtalk
-
-
-@pytest.fixture
-def feishu() -> Iterator[FakeFeishu]:
-    """Feishu's Open API and its long-connection gateway, faked on loopback."""
-    fake = FakeFeishu().start()
-    fake.gateway = FakeLongConnection(fake.app_id, SECRET).start()
-    try:
-        yield fake
-    finally:
-        fake.gateway.stop()
-        fake.stop()
 
 
 async def current_card(services: Any, item: dict[str, Any]) -> str | None:
