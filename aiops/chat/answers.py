@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from aiops.actions.policy import RemediationConfig
 from aiops.channels import Channel
@@ -106,7 +106,7 @@ class Answers:
         return _About(row, parsed, incident_id, triage, turns)
 
     async def _incident(
-        self, conn: Any, row: Mapping[str, Any], parsed: Parsed, kept: int | None
+        self, conn: AsyncConnection, row: Mapping[str, Any], parsed: Parsed, kept: int | None
     ) -> int | None:
         """The incident `#id` names, else the one whose card the thread answers, else the thread's last one."""
         if parsed.incident_id is not None:
@@ -168,8 +168,6 @@ class Answers:
         decided = await self._decisions.decide(press)
         if decided.announcement is not None:
             await self._pipeline.show(decided.announcement, f"chat-{about.row['id']}-card")
-        if decided.took_effect:
-            self.wake("execute")
         return [decided.message]
 
     async def _propose(self, about: _About, action_id: str, params: Mapping[str, str]) -> list[Text]:
