@@ -64,6 +64,12 @@ class Metrics:
         self.notifications = Counter(
             "aiops_notifications", "Notifications by channel and outcome", ["channel", "outcome"], registry=r
         )
+        self.chat_messages = Counter(
+            "aiops_chat_messages",
+            "Chat messages to aiops by channel and what became of them (ignored, duplicate, refused, queued)",
+            ["channel", "outcome"],
+            registry=r,
+        )
         self.annotations = Counter(
             "aiops_annotations",
             "Grafana annotations by outcome (written, already_written, retry, refused, dropped)",

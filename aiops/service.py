@@ -292,7 +292,11 @@ async def start(
     services = Services(settings, engine, metrics, templates, clients, pipeline, approvals, llm=llm)
     if settings.chat.enabled:
         services.chat = ChatListener(
-            engine, settings.chat, lambda: settings.remediation.approvers.root, model=llm is not None
+            engine,
+            settings.chat,
+            lambda: settings.remediation.approvers.root,
+            model=llm is not None,
+            metrics=metrics,
         )
     services.inbound = build_inbound(built, services.deciders)
     executions = Executions(

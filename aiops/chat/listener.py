@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from aiops.chat import Asked, Heard
 from aiops.chat.commands import parse
 from aiops.chat.config import MAX_QUESTION, ChatConfig
+from aiops.metrics import Metrics
 from aiops.store import chat, jobs
 
 log = logging.getLogger("aiops.chat")
@@ -39,14 +40,22 @@ class ChatListener:
         wake: Callable[[str], None] = lambda kind: None,
         *,
         model: bool = False,
+        metrics: Metrics | None = None,
     ) -> None:
         self._engine = engine
+        self._metrics = metrics
         self._config = config
         self._approvers = approvers
         self._questions = QUESTION if model else ASK
         self.wake = wake
 
     async def hear(self, asked: Asked) -> Heard:
+        heard = await self._hear(asked)
+        if self._metrics is not None:
+            self._metrics.chat_messages.labels(asked.channel[:64], heard).inc()
+        return heard
+
+    async def _hear(self, asked: Asked) -> Heard:
         problem = _malformed(asked)
         if problem is not None:
             log.warning("%s: a chat message was ignored: %s", asked.channel, problem)

@@ -152,6 +152,9 @@ async def test_a_redelivered_message_is_answered_once(chat: Chat) -> None:
     assert await chat.ask(first) == "queued"
     assert await chat.ask(first) == "duplicate"
     assert len(chat.replies.sent) == 1
+    counted = chat.services.metrics.chat_messages
+    assert counted.labels("chatty", "duplicate")._value.get() == 1
+    assert counted.labels("chatty", "queued")._value.get() == 1
 
 
 async def test_past_the_hourly_budget_the_reply_says_so(chat: Chat) -> None:
