@@ -114,10 +114,7 @@ class Outbox:
         for window, allowed in ((60.0, limits.per_minute), (1.0, limits.per_second)):
             if allowed is None:
                 continue
-            sent = sorted(
-                await notifications.sent_since(conn, channel.name, now - window)
-                + await chat.replied_since(conn, channel.name, now - window)
-            )
+            sent = await notifications.sent_since(conn, channel.name, now - window)
             if len(sent) >= allowed:
                 wait = max(wait, sent[len(sent) - allowed] + window - now)
         return wait

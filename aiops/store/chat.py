@@ -109,18 +109,6 @@ async def settle_reply(
     )
 
 
-async def replied_since(conn: AsyncConnection, channel: str, since: float) -> list[float]:
-    """When the channel's chat replies of the window were sent: counted in its rate limit."""
-    rows = await conn.execute(
-        text(
-            "SELECT replied_at FROM chat_messages WHERE channel = :channel AND reply_state = 'sent'"
-            " AND replied_at >= :since"
-        ),
-        {"channel": channel, "since": since},
-    )
-    return [float(row.replied_at) for row in rows]
-
-
 async def conversation(
     conn: AsyncConnection, channel: str, where: str, thread: str | None
 ) -> tuple[int | None, list[dict[str, str]]]:

@@ -93,11 +93,13 @@ async def mark(
 
 
 async def sent_since(conn: AsyncConnection, channel: str, since: float) -> list[float]:
-    """When the channel's messages of the window were sent, oldest first: what its rate limit counts."""
+    """When the channel's messages of the window were sent — its notifications and its chat replies — oldest
+    first: what its rate limit counts."""
     rows = await conn.execute(
         text(
             "SELECT sent_at FROM notifications WHERE channel = :channel AND state = 'sent' AND sent_at >= :since"
-            " ORDER BY sent_at"
+            " UNION ALL SELECT replied_at FROM chat_messages WHERE channel = :channel AND reply_state = 'sent'"
+            " AND replied_at >= :since ORDER BY sent_at"
         ),
         {"channel": channel, "since": since},
     )

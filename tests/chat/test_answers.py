@@ -152,6 +152,8 @@ async def test_a_redelivered_message_is_answered_once(chat: Chat) -> None:
     assert await chat.ask(first) == "queued"
     assert await chat.ask(first) == "duplicate"
     assert len(chat.replies.sent) == 1
+    async with chat.services.engine.connect() as conn:  # the reply counts in the channel's rate limit
+        assert len(await notifications.sent_since(conn, "chatty", 0.0)) == 1
     counted = chat.services.metrics.chat_messages
     assert counted.labels("chatty", "duplicate")._value.get() == 1
     assert counted.labels("chatty", "queued")._value.get() == 1
