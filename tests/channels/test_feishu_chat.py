@@ -293,7 +293,6 @@ async def test_messages_over_the_long_connection_are_handed_over_and_acknowledge
             await asyncio.to_thread(gateway.send, pushed, parts=2) for pushed in (mentioning, threaded, image)
         ]
     assert [a.code for a in answers] == [200, 200, 200]
-    assert all(a.seconds < 3.0 for a in answers)
     first, second = recorder.heard
     assert (first.text, first.mentioned, first.thread) == ("why?", True, None)
     assert (second.thread, second.user, second.conversation) == (CARD, "ou_alice", feishu.chat_id)

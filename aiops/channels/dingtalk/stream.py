@@ -223,7 +223,10 @@ class DingTalkCallbacks(ListenerThread):
                 "dingtalk %s: a click took over %.0fs; answered without a notice", name, _ANSWER_WITHIN
             )
         except ServiceGone:
-            pass
+            log.info(
+                "dingtalk %s: a click came while the service stopped; answered without a notice",
+                self._config.name,
+            )
         except Exception:
             log.exception("dingtalk %s: a click failed", self._config.name)
         return {}
@@ -237,7 +240,10 @@ class DingTalkCallbacks(ListenerThread):
         except TimeoutError:
             log.warning("dingtalk %s: a chatbot message took over %.0fs", self._config.name, _ANSWER_WITHIN)
         except ServiceGone:
-            pass
+            log.info(
+                "dingtalk %s: a chatbot message came while the service stopped; DingTalk delivers it again",
+                self._config.name,
+            )
         except Exception:
             log.exception("dingtalk %s: a chatbot message could not be handed to chat", self._config.name)
         return False
