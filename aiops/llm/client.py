@@ -126,6 +126,9 @@ class LlmConfig(Proxied):
     language: str | None = None  # the diagnosis's language; server.language when unset
     # (0, 1] for MiniMax, [0, 2] elsewhere.
     temperature: Annotated[float, Field(ge=0, le=2)] = 0.3
+    # Sent with each call to an OpenAI-compatible server (llama.cpp, vLLM, Ollama read it; MiniMax has none): a
+    # prompt is then answered the same way whatever the server was asked before, as a reproducible run needs.
+    seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
     # Move reasoning out of `content` (MiniMax M2 and later); unset: on for MiniMax, off elsewhere.
     reasoning_split: bool | None = None
     # Reasoning tokens count toward this cap, so it is larger than the JSON answer needs.
@@ -387,6 +390,8 @@ class LlmClient:
         }
         if tools:
             request["tools"] = list(tools)
+        if config.seed is not None and config.kind != "minimax":
+            request["seed"] = config.seed
         if config.splits_reasoning:
             request["extra_body"] = {"reasoning_split": True}
         mode = self.structured_output

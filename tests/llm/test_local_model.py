@@ -2,7 +2,7 @@
 real openai SDK, aiops configured with environment variables alone and `llm.structured_output` at its default.
 
 A 135M model's diagnoses are poor, so nothing here grades wording. What is checked is the protocol and the safety:
-at least 90% of the scenarios get a schema-valid diagnosis from the model, no proposal outside the matched runbook
+all scenarios but one get a schema-valid diagnosis from the model, no proposal outside the matched runbook
 survives, the tokens aiops stores are the ones the server reported in `usage`, and every call's latency is
 recorded (and printed with the figures, not asserted: it depends on the machine's load).
 """
@@ -29,7 +29,9 @@ from tests.support.local_model import FIGURES, LOCAL_LLM, LocalModel, Recorder
 pytestmark = pytest.mark.timeout(1800)
 
 SCENARIOS = load_all()
-MIN_VALID = 0.9
+# All scenarios but one. Each prompt carries a fresh random nonce around its data (by design), so the model reads a
+# slightly different prompt each run, and a 135M model's JSON then holds in 8 or 9 of the 9 (docs/decisions.md).
+MAX_INVALID = 1
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +48,7 @@ def test_most_scenarios_get_a_schema_valid_diagnosis_from_the_model(
 ) -> None:
     valid = [case for case in cases if case.result.diagnosis.source == "llm"]
     assert len(cases) == len(SCENARIOS)
-    assert len(valid) >= MIN_VALID * len(cases), (
+    assert len(valid) >= len(cases) - MAX_INVALID, (
         f"{len(valid)}/{len(cases)} model diagnoses\n{report(cases)}\n--- server log ---\n{local_model.log()}"
     )
 

@@ -49,6 +49,9 @@ FIGURES = pytest.StashKey[list[str]]()
 # detail it shows), and the answer's cap leaves room for a whole JSON answer of this model. The temperature stays
 # at aiops's default: greedy decoding (0) sends this model into repeating a sentence until the cap more often.
 LOCAL_LLM = {
+    # Each call seeded on its own: the server's sampler otherwise carries on from whatever the session asked it
+    # before, and one test's answers would depend on the ones run ahead of it.
+    "seed": SEED,
     "prompt_budget": 1000,
     "max_completion_tokens": 512,
     "call_timeout": "180s",
