@@ -14,7 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.fakes.feishu import SECRET, FakeFeishu, FeishuCallbacks
+from tests.e2e.test_feishu_flow import APPROVER, ENCRYPT_KEY, STRANGER, VERIFICATION_TOKEN, app
+from tests.fakes.feishu import FakeFeishu, FeishuCallbacks
 from tests.fakes.minimax import FakeMiniMax
 from tests.support import stack as s
 from tests.support.chat import VALUE, chat_requests, llm_section
@@ -22,9 +23,7 @@ from tests.support.e2e import ALERT, DEADLINE, GAUGE, QUIET, TOKEN, Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
-ENCRYPT_KEY = "e2e-encrypt-key-0123456789abcdef"
-VERIFICATION_TOKEN = "e2e-verification-token-0123456789"
-APPROVER, ASKER, STRANGER = "ou_alice", "ou_bob", "ou_mallory"
+ASKER = "ou_bob"
 
 
 @pytest.fixture
@@ -83,16 +82,7 @@ def test_a_thread_question_is_answered_from_prometheus_and_silence_takes_an_appr
     stack = start_stack(
         TOKEN,
         link_alertmanager=True,
-        channels={
-            "feishu": {
-                "app_id": feishu.app_id,
-                "app_secret": SECRET,
-                "chat_id": feishu.chat_id,
-                "domain": feishu.url,
-                "verification_token": VERIFICATION_TOKEN,
-                "encrypt_key": ENCRYPT_KEY,
-            }
-        },
+        channels={"feishu": app(feishu)},
         llm=llm_section(model),
         remediation={"approvers": {"feishu": [APPROVER]}},
         server={"language": "en"},

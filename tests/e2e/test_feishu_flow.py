@@ -36,19 +36,22 @@ def feishu(fake_feishu: FakeFeishu) -> FakeFeishu:
     return fake_feishu
 
 
+def app(feishu: FakeFeishu) -> dict[str, Any]:
+    """`channels.feishu` for the fake: its app, its group, and the keys its callbacks are signed with."""
+    return {
+        "app_id": feishu.app_id,
+        "app_secret": SECRET,
+        "chat_id": feishu.chat_id,
+        "domain": feishu.url,
+        "verification_token": VERIFICATION_TOKEN,
+        "encrypt_key": ENCRYPT_KEY,
+    }
+
+
 def _sections(feishu: FakeFeishu, sshd: SshServer, runbooks: Path) -> dict[str, Any]:
     """aiops's configuration beyond what `start_stack` writes: the Feishu app, the runbooks and the sshd."""
     return {
-        "channels": {
-            "feishu": {
-                "app_id": feishu.app_id,
-                "app_secret": SECRET,
-                "chat_id": feishu.chat_id,
-                "domain": feishu.url,
-                "verification_token": VERIFICATION_TOKEN,
-                "encrypt_key": ENCRYPT_KEY,
-            }
-        },
+        "channels": {"feishu": app(feishu)},
         "runbooks": {"dir": str(runbooks)},
         "hosts": {HOST: sshd.host().model_dump(mode="json")},
         "remediation": {"approvers": {"feishu": [APPROVER]}},
