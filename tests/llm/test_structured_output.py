@@ -181,3 +181,13 @@ async def test_a_prompt_longer_than_the_context_is_not_taken_for_a_refused_forma
         assert json.loads(completion.content) == GOOD and formats_of(fake)[-1] == "json_schema"
     finally:
         fake.stop()
+
+
+@pytest.mark.parametrize("compatible", [["json_object"]], indirect=True)
+async def test_a_seed_goes_to_a_generic_endpoint_and_not_to_minimax(compatible: FakeCompatible) -> None:
+    """`llm.seed` makes a local model's sampling repeat; MiniMax documents no such parameter, so it is not sent
+    there."""
+    await generic(compatible, seed=42).complete(MESSAGES)
+    await generic(compatible).complete(MESSAGES)
+    await generic(compatible, seed=42, provider="minimax").complete(MESSAGES)
+    assert [request.get("seed") for request in compatible.requests] == [42, None, None]
